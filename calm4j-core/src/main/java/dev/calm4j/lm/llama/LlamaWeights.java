@@ -1,0 +1,174 @@
+package dev.calm4j.lm.llama;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.io.WeightFiles;
+import org.bytedeco.pytorch.Generator;
+import org.bytedeco.pytorch.GeneratorOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.bytedeco.pytorch.global.torch.ones;
+import static org.bytedeco.pytorch.global.torch.randn;
+import static org.bytedeco.pytorch.global.torch.zeros;
+
+/**
+ * Every tensor of a Llama-family checkpoint, under Hugging Face's names, in one list ({@link #spec}): loading,
+ * saving, random init and parameter counting all read that list, so a name cannot be spelled two ways.
+ */
+public final class LlamaWeights implements AutoCloseable {
+
+    /** One transformer block's tensors; biases are null when the config has none. */
+    public record Block(Tensor inputNorm, Tensor q, Tensor qBias, Tensor k, Tensor kBias, Tensor v, Tensor vBias,
+                        Tensor o, Tensor oBias, Tensor postNorm, Tensor gate, Tensor gateBias, Tensor up,
+                        Tensor upBias, Tensor down, Tensor downBias) {}
+
+    /** A tensor the config requires: its HF name, shape, and how a fresh model initialises it. */
+    public record Entry(String name, long[] shape, Init init) {}
+
+    public enum Init { NORMAL, ONES, ZEROS }
+
+    private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
+    private final Tensor embed;
+    private final Tensor norm;
+    private final Tensor lmHead;                 // == embed when tied
+    private final Block[] blocks;
+
+    private LlamaWeights(LlamaConfig c, Map<String, Tensor> tensors) {
+        this.tensors = tensors;
+        this.embed = tensors.get("model.embed_tokens.weight");
+        this.norm = tensors.get("model.norm.weight");
+        this.lmHead = c.tieWordEmbeddings() ? embed : tensors.get("lm_head.weight");
+        this.blocks = new Block[c.numHiddenLayers()];
+        for (int i = 0; i < blocks.length; i++) {
+            String p = "model.layers." + i + ".";
+            blocks[i] = new Block(tensors.get(p + "input_layernorm.weight"),
+                    tensors.get(p + "self_attn.q_proj.weight"), tensors.get(p + "self_attn.q_proj.bias"),
+                    tensors.get(p + "self_attn.k_proj.weight"), tensors.get(p + "self_attn.k_proj.bias"),
+                    tensors.get(p + "self_attn.v_proj.weight"), tensors.get(p + "self_attn.v_proj.bias"),
+                    tensors.get(p + "self_attn.o_proj.weight"), tensors.get(p + "self_attn.o_proj.bias"),
+                    tensors.get(p + "post_attention_layernorm.weight"),
+                    tensors.get(p + "mlp.gate_proj.weight"), tensors.get(p + "mlp.gate_proj.bias"),
+                    tensors.get(p + "mlp.up_proj.weight"), tensors.get(p + "mlp.up_proj.bias"),
+                    tensors.get(p + "mlp.down_proj.weight"), tensors.get(p + "mlp.down_proj.bias"));
+        }
+    }
+
+    /** The tensors a checkpoint of this config holds, in the order HF lists them. */
+    public static List<Entry> spec(LlamaConfig c) {
+        long d = c.hiddenSize();
+        long qd = c.queryDim();
+        long kv = c.kvDim();
+        long ff = c.intermediateSize();
+        List<Entry> s = new ArrayList<>();
+        s.add(new Entry("model.embed_tokens.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
+        for (int i = 0; i < c.numHiddenLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            s.add(new Entry(p + "input_layernorm.weight", new long[] {d}, Init.ONES));
+            s.add(new Entry(p + "self_attn.q_proj.weight", new long[] {qd, d}, Init.NORMAL));
+            if (c.qkvBias()) {
+                s.add(new Entry(p + "self_attn.q_proj.bias", new long[] {qd}, Init.ZEROS));
+            }
+            s.add(new Entry(p + "self_attn.k_proj.weight", new long[] {kv, d}, Init.NORMAL));
+            if (c.qkvBias()) {
+                s.add(new Entry(p + "self_attn.k_proj.bias", new long[] {kv}, Init.ZEROS));
+            }
+            s.add(new Entry(p + "self_attn.v_proj.weight", new long[] {kv, d}, Init.NORMAL));
+            if (c.qkvBias()) {
+                s.add(new Entry(p + "self_attn.v_proj.bias", new long[] {kv}, Init.ZEROS));
+            }
+            s.add(new Entry(p + "self_attn.o_proj.weight", new long[] {d, qd}, Init.NORMAL));
+            if (c.oBias()) {
+                s.add(new Entry(p + "self_attn.o_proj.bias", new long[] {d}, Init.ZEROS));
+            }
+            s.add(new Entry(p + "post_attention_layernorm.weight", new long[] {d}, Init.ONES));
+            for (String m : new String[] {"gate_proj", "up_proj"}) {
+                s.add(new Entry(p + "mlp." + m + ".weight", new long[] {ff, d}, Init.NORMAL));
+                if (c.mlpBias()) {
+                    s.add(new Entry(p + "mlp." + m + ".bias", new long[] {ff}, Init.ZEROS));
+                }
+            }
+            s.add(new Entry(p + "mlp.down_proj.weight", new long[] {d, ff}, Init.NORMAL));
+            if (c.mlpBias()) {
+                s.add(new Entry(p + "mlp.down_proj.bias", new long[] {d}, Init.ZEROS));
+            }
+        }
+        s.add(new Entry("model.norm.weight", new long[] {d}, Init.ONES));
+        if (!c.tieWordEmbeddings()) {
+            s.add(new Entry("lm_head.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
+        }
+        return s;
+    }
+
+    /**
+     * Loads and checks every tensor of the spec: a missing tensor or a wrong shape is refused with the tensor's name
+     * before the model exists. Tensors the spec does not use (e.g. old {@code rotary_emb.inv_freq} buffers) are
+     * ignored, as HF does.
+     */
+    public static LlamaWeights load(LlamaConfig c, WeightFiles files, String source, ScalarType dtype) {
+        List<Entry> spec = spec(c);
+        for (Entry e : spec) {                       // check everything before allocating anything
+            if (!files.contains(e.name())) {
+                throw new Calm4jException(source + ": missing tensor '" + e.name() + "' (expected shape "
+                        + Arrays.toString(e.shape()) + " for this config.json)");
+            }
+            long[] found = files.info(e.name()).shape();
+            if (!Arrays.equals(found, e.shape())) {
+                throw new Calm4jException(source + ": tensor '" + e.name() + "' has shape "
+                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
+            }
+        }
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        for (Entry e : spec) {
+            t.put(e.name(), files.load(e.name(), dtype));
+        }
+        return new LlamaWeights(c, t);
+    }
+
+    /** Fresh weights as HF initialises them: normal(0, std) matrices, unit norms, zero biases; seeded. */
+    public static LlamaWeights random(LlamaConfig c, long seed, double std, ScalarType dtype) {
+        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
+        TensorOptions f32 = new TensorOptions(ScalarType.Float);
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        for (Entry e : spec(c)) {
+            Tensor x = switch (e.init()) {
+                case NORMAL -> randn(e.shape(), new GeneratorOptional(g), f32).mul(new org.bytedeco.pytorch.Scalar(std));
+                case ONES -> ones(e.shape(), f32);
+                case ZEROS -> zeros(e.shape(), f32);
+            };
+            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
+        }
+        return new LlamaWeights(c, t);
+    }
+
+    public Map<String, Tensor> named() {
+        return tensors;
+    }
+
+    public Tensor embed() {
+        return embed;
+    }
+
+    public Tensor norm() {
+        return norm;
+    }
+
+    public Tensor lmHead() {
+        return lmHead;
+    }
+
+    public Block block(int i) {
+        return blocks[i];
+    }
+
+    @Override
+    public void close() {
+        tensors.values().forEach(Tensor::close);
+    }
+}

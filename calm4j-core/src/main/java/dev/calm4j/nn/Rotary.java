@@ -1,0 +1,79 @@
+package dev.calm4j.nn;
+
+import dev.calm4j.lm.llama.RopeScaling;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import static org.bytedeco.pytorch.global.torch.cat;
+import static org.bytedeco.pytorch.global.torch.outer;
+import static org.bytedeco.pytorch.global.torch.arange;
+
+/**
+ * Rotary position embedding in Hugging Face's convention: within a head, coordinate {@code i} pairs with
+ * {@code i + d/2} ({@code rotate_half}), not with {@code i+1} as in Meta's original code. Tables of cos/sin are
+ * built once for every position up to the model's maximum.
+ */
+public final class Rotary implements AutoCloseable {
+    private final Tensor cos;   // [maxPositions, headDim]
+    private final Tensor sin;   // [maxPositions, headDim]
+    private final int maxPositions;
+
+    public Rotary(int headDim, int maxPositions, double theta, RopeScaling scaling) {
+        this.maxPositions = maxPositions;
+        float[] invFreq = scaling.inverseFrequencies(headDim, theta);
+        Tensor inv = org.bytedeco.pytorch.global.torch.tensor(invFreq);
+        Tensor pos = arange(new org.bytedeco.pytorch.Scalar(maxPositions), new TensorOptions(ScalarType.Float));
+        Tensor freqs = outer(pos, inv);                                    // [P, d/2], float32 like HF
+        Tensor emb = cat(new org.bytedeco.pytorch.TensorVector(freqs, freqs), 1);   // [P, d]
+        this.cos = emb.cos();
+        this.sin = emb.sin();
+    }
+
+    public int maxPositions() {
+        return maxPositions;
+    }
+
+    /** cos/sin for positions {@code start..start+t-1}, shaped {@code [1, 1, t, d]} to broadcast over batch and heads. */
+    public Tensor[] range(long start, long t) {
+        checkRange(start + t);
+        return new Tensor[] {cos.narrow(0, start, t).unsqueeze(0).unsqueeze(0), sin.narrow(0, start, t).unsqueeze(0).unsqueeze(0)};
+    }
+
+    /** cos/sin for per-row positions {@code [B, t]} (left-padded batches), shaped {@code [B, 1, t, d]}. */
+    public Tensor[] gather(Tensor positions, long maxPosition) {
+        checkRange(maxPosition + 1);
+        long b = positions.size(0);
+        long t = positions.size(1);
+        Tensor flat = positions.reshape(-1);
+        return new Tensor[] {
+            cos.index_select(0, flat).view(b, 1, t, -1),
+            sin.index_select(0, flat).view(b, 1, t, -1)};
+    }
+
+    private void checkRange(long end) {
+        if (end > maxPositions) {
+            throw new dev.calm4j.Calm4jException("sequence position " + (end - 1) + " exceeds max_position_embeddings ("
+                    + maxPositions + ")");
+        }
+    }
+
+    /** {@code x * cos + rotate_half(x) * sin}, with {@code rotate_half(x) = cat(-x2, x1)}; x is {@code [B, H, T, d]}. */
+    public static Tensor apply(Tensor x, Tensor cos, Tensor sin) {
+        long half = x.size(-1) / 2;
+        Tensor x1 = x.narrow(-1, 0, half);
+        Tensor x2 = x.narrow(-1, half, half);
+        Tensor rotated = cat(new org.bytedeco.pytorch.TensorVector(x2.neg(), x1), -1);
+        return x.mul(cos).add(rotated.mul(sin));
+    }
+
+    public Tensor cosTable() {
+        return cos;
+    }
+
+    @Override
+    public void close() {
+        cos.close();
+        sin.close();
+    }
+}

@@ -1,0 +1,73 @@
+package dev.calm4j.tokenize;
+
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import dev.calm4j.Calm4jException;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+
+/**
+ * A Hugging Face {@code tokenizer.json}, run by DJL's binding of the Rust tokenizers library (any tokenizer HF can
+ * serialise works, byte-level BPE and WordLevel alike). Never truncates: DJL's default silently cuts at 512 tokens.
+ */
+public final class Tokenizer implements AutoCloseable {
+    private final HuggingFaceTokenizer hf;
+    private final Path file;
+
+    private Tokenizer(HuggingFaceTokenizer hf, Path file) {
+        this.hf = hf;
+        this.file = file;
+    }
+
+    /** Opens {@code tokenizer.json}, or {@code dir/tokenizer.json} when given a model directory. */
+    public static Tokenizer load(Path fileOrDir) {
+        Path file = Files.isDirectory(fileOrDir) ? fileOrDir.resolve("tokenizer.json") : fileOrDir;
+        if (!Files.isRegularFile(file)) {
+            throw new Calm4jException(file + ": tokenizer missing (expected a Hugging Face tokenizer.json; "
+                    + "for a model without one, pass token ids instead, e.g. --prompt-ids 1,2,3)");
+        }
+        // DJL checks these before it loads its native library; without them it may contact outside addresses.
+        System.setProperty("ai.djl.offline", "true");
+        System.setProperty("OPT_OUT_TRACKING", "true");
+        try {
+            return new Tokenizer(HuggingFaceTokenizer.newInstance(file,
+                    Map.of("truncation", "false", "padding", "false", "addSpecialTokens", "true")), file);
+        } catch (IOException | RuntimeException e) {
+            String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage().split("\n")[0];
+            throw new Calm4jException(file + ": not a valid tokenizer.json (" + m + ")");
+        }
+    }
+
+    public static boolean exists(Path dir) {
+        return Files.isRegularFile(dir.resolve("tokenizer.json"));
+    }
+
+    /** Token ids of {@code text}, with the special tokens the tokenizer's post-processor adds (e.g. BOS). */
+    public long[] encode(String text) {
+        return hf.encode(text).getIds();
+    }
+
+    /** Token ids of {@code text} with or without the post-processor's special tokens. */
+    public long[] encode(String text, boolean addSpecialTokens) {
+        return hf.encode(text, addSpecialTokens, false).getIds();
+    }
+
+    public String decode(long[] ids) {
+        return hf.decode(ids, true);
+    }
+
+    public String decode(long[] ids, boolean skipSpecialTokens) {
+        return hf.decode(ids, skipSpecialTokens);
+    }
+
+    public Path file() {
+        return file;
+    }
+
+    @Override
+    public void close() {
+        hf.close();
+    }
+}
