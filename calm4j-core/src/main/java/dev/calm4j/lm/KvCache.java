@@ -66,6 +66,11 @@ public final class KvCache implements AutoCloseable {
             return length;
         }
 
+        /** Views of the held keys and values, {@code [B, H_kv, length, d]}. */
+        public Tensor[] held() {
+            return new Tensor[] {k.narrow(2, 0, length), v.narrow(2, 0, length)};
+        }
+
         /** Writes {@code [B, H_kv, t, d]} new keys/values after the held ones; returns views of all held ones. */
         public Tensor[] append(Tensor newK, Tensor newV) {
             long t = newK.size(2);

@@ -43,6 +43,12 @@ public final class TestModels {
                 new RopeScaling("llama3", 4.0, 1.0, 4.0, 32), 128, false, true, false, false, 0, 1, List.of(2), "float32");
     }
 
+    /** A smaller, different-shaped model over the same vocabulary, to augment {@link #tinyLlama()}. */
+    public static LlamaConfig tinyAugment() {
+        return new LlamaConfig("llama", CharTokenizer.vocabSize(ALPHABET), 24, 48, 2, 3, 3, 8, 1e-5, 10000.0,
+                RopeScaling.NONE, 128, false, false, false, false, 0, 1, List.of(2), "float32");
+    }
+
     /** Writes random weights (std 0.2, so logits vary a lot) + config.json + a char tokenizer.json into dir. */
     public static Path write(Path dir, LlamaConfig config, long seed) {
         Torch.init();

@@ -1,0 +1,145 @@
+package dev.calm4j.compose;
+
+import dev.calm4j.nn.Ops;
+import org.bytedeco.pytorch.DoubleOptional;
+import org.bytedeco.pytorch.Generator;
+import org.bytedeco.pytorch.GeneratorOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptional;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import static org.bytedeco.pytorch.global.torch.rand;
+import static org.bytedeco.pytorch.global.torch.scaled_dot_product_attention;
+import static org.bytedeco.pytorch.global.torch.zeros;
+
+/**
+ * One CALM bridge (paper §3, DESIGN.md §3): a projection of the augment's layer states to the anchor's width, then
+ * multi-head cross-attention with the anchor's hidden state as query, added residually.
+ *
+ * <pre>
+ *   P = proj(H_A)                 Linear(D_A -> D_B, bias)        [B, S, D_B]
+ *   K = k(P), V = v(P)            Linear(D_B -> D_B)              split into heads
+ *   Q = q(H_B)                    Linear(D_B -> D_B)
+ *   H_B <- H_B + o(attn(Q, K, V, mask))                           o starts at zero: identity at init
+ * </pre>
+ * Tensors are stored PyTorch-style ({@code [out, in]}) under the checkpoint names {@code proj.weight},
+ * {@code proj.bias}, {@code q.weight}, {@code k.weight}, {@code v.weight}, {@code o.weight}.
+ */
+public final class Bridge implements AutoCloseable {
+    public static final String[] NAMES = {"proj.weight", "proj.bias", "q.weight", "k.weight", "v.weight", "o.weight"};
+
+    private final Tensor projW;   // [D_B, D_A]
+    private final Tensor projB;   // [D_B]
+    private final Tensor q;       // [D_B, D_B]
+    private final Tensor k;
+    private final Tensor v;
+    private final Tensor o;
+    private final int heads;
+
+    private Bridge(Map<String, Tensor> t, int heads) {
+        this.projW = t.get("proj.weight");
+        this.projB = t.get("proj.bias");
+        this.q = t.get("q.weight");
+        this.k = t.get("k.weight");
+        this.v = t.get("v.weight");
+        this.o = t.get("o.weight");
+        this.heads = heads;
+    }
+
+    /**
+     * A fresh bridge: PyTorch's {@code nn.Linear} default init (uniform in +-1/sqrt(fan_in)) for proj, q, k, v, and
+     * {@code o = 0}, so the untrained composition is exactly the anchor (invariant 1).
+     */
+    public static Bridge init(int dAugment, int dAnchor, int heads, Generator g, ScalarType dtype) {
+        checkHeads(dAnchor, heads);
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        t.put("proj.weight", uniform(new long[] {dAnchor, dAugment}, dAugment, g, dtype));
+        t.put("proj.bias", uniform(new long[] {dAnchor}, dAugment, g, dtype));
+        t.put("q.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
+        t.put("k.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
+        t.put("v.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
+        t.put("o.weight", zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype)));
+        return new Bridge(t, heads);
+    }
+
+    /** A bridge from stored tensors (names as in {@link #NAMES}); shapes must already be checked. */
+    public static Bridge of(Map<String, Tensor> tensors, int heads) {
+        return new Bridge(tensors, heads);
+    }
+
+    static void checkHeads(int dAnchor, int heads) {
+        if (heads <= 0 || dAnchor % heads != 0) {
+            throw new dev.calm4j.Calm4jException("bridge heads (" + heads + ") must divide the anchor hidden size ("
+                    + dAnchor + ")");
+        }
+    }
+
+    private static Tensor uniform(long[] shape, long fanIn, Generator g, ScalarType dtype) {
+        double bound = 1.0 / Math.sqrt(fanIn);
+        Tensor u = rand(shape, new GeneratorOptional(g), new TensorOptions(ScalarType.Float));   // [0, 1)
+        Tensor x = u.mul(new org.bytedeco.pytorch.Scalar(2 * bound)).sub(new org.bytedeco.pytorch.Scalar(bound));
+        return dtype == ScalarType.Float ? x : x.to(dtype);
+    }
+
+    /** Keys and values from augment states: {@code H_A [B, S, D_A] -> K, V [B, heads, S, D_B/heads]}. */
+    public Tensor[] keysValues(Tensor augmentStates) {
+        Tensor p = Ops.linear(augmentStates, projW, projB);                              // [B, S, D_B]
+        return new Tensor[] {Ops.splitHeads(Ops.linear(p, k, null), heads), Ops.splitHeads(Ops.linear(p, v, null), heads)};
+    }
+
+    /**
+     * {@code H_B + o(attn(q(H_B), K, V))} for anchor states {@code [B, T, D_B]} and keys/values from
+     * {@link #keysValues}; {@code mask} is boolean, broadcastable to {@code [B, heads, T, S]} (true = may attend).
+     */
+    public Tensor apply(Tensor anchorStates, Tensor keys, Tensor values, CrossMask mask) {
+        Tensor qh = Ops.splitHeads(Ops.linear(anchorStates, q, null), heads);            // [B, H, T, hd]
+        Tensor a = scaled_dot_product_attention(qh, keys, values,
+                mask.mask() == null ? new TensorOptional() : new TensorOptional(mask.mask()),
+                0.0, mask.causal(), new DoubleOptional(), false);                        // [B, H, T, hd]
+        return anchorStates.add(Ops.linear(Ops.mergeHeads(a), o, null));                  // [B, T, D_B]
+    }
+
+    public int heads() {
+        return heads;
+    }
+
+    /** The bridge's tensors under their checkpoint names, in {@link #NAMES} order. */
+    public Map<String, Tensor> named() {
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        m.put("proj.weight", projW);
+        m.put("proj.bias", projB);
+        m.put("q.weight", q);
+        m.put("k.weight", k);
+        m.put("v.weight", v);
+        m.put("o.weight", o);
+        return m;
+    }
+
+    public long parameterCount() {
+        return named().values().stream().mapToLong(Tensor::numel).sum();
+    }
+
+    /** Parameters of a bridge between widths D_A and D_B: proj (D_A*D_B + D_B) + q, k, v, o (4 D_B^2). */
+    public static long parameterCount(long dAugment, long dAnchor) {
+        return dAugment * dAnchor + dAnchor + 4 * dAnchor * dAnchor;
+    }
+
+    @Override
+    public void close() {
+        named().values().forEach(Tensor::close);
+    }
+
+    /**
+     * Which augment positions each anchor query may see.
+     *
+     * @param mask boolean, broadcastable to {@code [B, heads, T, S]}, or null
+     * @param causal let the kernel apply the plain causal mask (same sequence, no cache, no padding)
+     */
+    public record CrossMask(Tensor mask, boolean causal) {
+        public static final CrossMask NONE = new CrossMask(null, false);
+    }
+}

@@ -1,0 +1,174 @@
+package dev.calm4j.compose;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.io.AtomicFiles;
+import dev.calm4j.io.ModelFingerprint;
+import dev.calm4j.io.Safetensors;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamilies;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A bridge checkpoint: a directory with {@code bridges.safetensors} (only bridge tensors, {@code bridges.{k}.*}) and
+ * {@code calm_config.json}. Loading checks each base model's weight fingerprint against the one recorded, so bridges
+ * are never silently applied to a model they were not trained on.
+ */
+public final class BridgeCheckpoint {
+    public static final String WEIGHTS = "bridges.safetensors";
+
+    private BridgeCheckpoint() {}
+
+    /** Base models, bridges and the config they were loaded with; closing frees all of them. */
+    public record Loaded(CalmModel model, CalmConfig config) implements AutoCloseable {
+        @Override
+        public void close() {
+            model.close();
+            model.anchor().close();
+            model.augments().forEach(CausalLm::close);
+        }
+    }
+
+    /** Describes a base model for {@code calm_config.json}: path relative to the checkpoint, type, fingerprint. */
+    public static CalmConfig.ModelRef describe(Path modelDir, Path checkpointDir, CausalLm model, String fingerprint) {
+        Path abs = modelDir.toAbsolutePath().normalize();
+        Path base = checkpointDir.toAbsolutePath().normalize();
+        String path;
+        try {
+            path = base.relativize(abs).toString();
+        } catch (IllegalArgumentException e) {
+            path = abs.toString();
+        }
+        return new CalmConfig.ModelRef(path.isEmpty() ? "." : path, model.config().modelType(), fingerprint,
+                model.config().toJson());
+    }
+
+    /** Writes both files atomically (each to a temp file, then renamed); the config goes last. */
+    public static void save(Path dir, CalmModel model, CalmConfig config) {
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new Calm4jException(dir + ": cannot create directory (" + e.getMessage() + ")");
+        }
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : model.bridgeTensors().entrySet()) {
+            t.put(e.getKey(), e.getValue().detach());
+        }
+        Safetensors.write(dir.resolve(WEIGHTS), t, Map.of("format", "pt", "calm4j", "bridges"));
+        try {
+            AtomicFiles.writeString(dir.resolve(CalmConfig.FILE), config.toJsonString());
+        } catch (IOException e) {
+            throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": cannot write (" + e.getMessage() + ")");
+        }
+    }
+
+    /**
+     * Loads the base models (from {@code anchorDir}/{@code augmentDirs} when given, else from the paths recorded in the
+     * config, relative to the checkpoint) and the bridges.
+     *
+     * @param allowMismatch load even when a base model's fingerprint differs from the recorded one
+     */
+    public static Loaded load(Path dir, Path anchorDir, List<Path> augmentDirs, boolean allowMismatch, ScalarType dtype) {
+        CalmConfig cfg = CalmConfig.read(dir);
+        Path anchorPath = anchorDir != null ? anchorDir : dir.resolve(cfg.anchor().path()).normalize();
+        List<Path> augPaths = new ArrayList<>();
+        if (augmentDirs != null && !augmentDirs.isEmpty()) {
+            if (augmentDirs.size() != cfg.augments().size()) {
+                throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": the bridges were trained with "
+                        + cfg.augments().size() + " augmenting model(s), " + augmentDirs.size() + " given");
+            }
+            augPaths.addAll(augmentDirs);
+        } else {
+            for (CalmConfig.ModelRef r : cfg.augments()) {
+                augPaths.add(dir.resolve(r.path()).normalize());
+            }
+        }
+        checkFingerprint(dir, "anchor", cfg.anchor(), anchorPath, allowMismatch);
+        for (int a = 0; a < augPaths.size(); a++) {
+            checkFingerprint(dir, "augment " + a, cfg.augments().get(a), augPaths.get(a), allowMismatch);
+        }
+        CausalLm anchor = LmFamilies.load(anchorPath, dtype);
+        List<CausalLm> augments = new ArrayList<>();
+        try {
+            for (Path p : augPaths) {
+                augments.add(LmFamilies.load(p, dtype));
+            }
+            CompositionPlan plan = new CompositionPlan(cfg.connections());
+            if (!plan.connections().equals(cfg.connections())) {
+                throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": field 'connections' must be listed in "
+                        + "application order (by anchor layer, then augment, then augment layer)");
+            }
+            plan.validate(anchor.numLayers(), augments.stream().mapToInt(CausalLm::numLayers).toArray());
+            Bridge.checkHeads(anchor.hiddenSize(), cfg.heads());
+            List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg.heads(), dtype);
+            return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads()), cfg);
+        } catch (RuntimeException e) {
+            anchor.close();
+            augments.forEach(CausalLm::close);
+            throw e;
+        }
+    }
+
+    private static void checkFingerprint(Path dir, String role, CalmConfig.ModelRef ref, Path modelDir, boolean allow) {
+        if (!Files.isDirectory(modelDir)) {
+            throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": " + role + " model folder " + modelDir
+                    + " does not exist (pass --" + (role.equals("anchor") ? "anchor" : "augment") + " DIR)");
+        }
+        String actual = ModelFingerprint.of(modelDir);
+        if (!actual.equals(ref.fingerprint()) && !allow) {
+            throw new Calm4jException(dir + ": these bridges were trained on a different " + role + " model ("
+                    + ref.fingerprint().substring(0, Math.min(19, ref.fingerprint().length())) + "…) than "
+                    + modelDir + " (" + actual.substring(0, 19) + "…); refusing to load (--allow-mismatch overrides)");
+        }
+    }
+
+    private static List<Bridge> readBridges(Path dir, CompositionPlan plan, CausalLm anchor, List<CausalLm> augments,
+                                            int heads, ScalarType dtype) {
+        Path file = dir.resolve(WEIGHTS);
+        if (!Files.isRegularFile(file)) {
+            throw new Calm4jException(file + ": missing (a bridge checkpoint holds " + WEIGHTS + ")");
+        }
+        List<Bridge> bridges = new ArrayList<>();
+        try (Safetensors st = Safetensors.open(file)) {
+            long db = anchor.hiddenSize();
+            int expected = plan.size() * Bridge.NAMES.length;
+            if (st.names().size() != expected) {
+                throw new Calm4jException(file + ": holds " + st.names().size() + " tensors, the " + plan.size()
+                        + " connections of calm_config.json need " + expected);
+            }
+            for (int k = 0; k < plan.size(); k++) {
+                long da = augments.get(plan.get(k).augment()).hiddenSize();
+                Map<String, long[]> shapes = new LinkedHashMap<>();
+                shapes.put("proj.weight", new long[] {db, da});
+                shapes.put("proj.bias", new long[] {db});
+                for (String n : new String[] {"q.weight", "k.weight", "v.weight", "o.weight"}) {
+                    shapes.put(n, new long[] {db, db});
+                }
+                Map<String, Tensor> t = new LinkedHashMap<>();
+                for (Map.Entry<String, long[]> e : shapes.entrySet()) {
+                    String name = "bridges." + k + "." + e.getKey();
+                    if (!st.contains(name)) {
+                        throw new Calm4jException(file + ": missing tensor '" + name + "'");
+                    }
+                    long[] found = st.info(name).shape();
+                    if (!Arrays.equals(found, e.getValue())) {
+                        throw new Calm4jException(file + ": tensor '" + name + "' has shape " + Arrays.toString(found)
+                                + ", connection " + plan.get(k) + " between these models needs " + Arrays.toString(e.getValue()));
+                    }
+                    t.put(e.getKey(), st.load(name, dtype));
+                }
+                bridges.add(Bridge.of(t, heads));
+            }
+        }
+        return bridges;
+    }
+}

@@ -1,0 +1,284 @@
+package dev.calm4j.compose;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.AttentionContext;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.KvCache;
+import org.bytedeco.pytorch.Generator;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A frozen anchor composed with one or more frozen augmenting models through trainable {@link Bridge}s.
+ *
+ * <p>The forward, written out ({@link #hidden}): every augment runs under no-grad up to its deepest connected block
+ * and each bridge turns its augment layer's states into keys and values; then the anchor runs block by block, and
+ * after block j every bridge into layer j adds its cross-attention to the stream, which becomes the input of block
+ * j+1. Gradients reach the bridges through the anchor's frozen upper blocks. Only the bridges hold trainable tensors;
+ * the base models' weights are never touched.
+ */
+public final class CalmModel implements AutoCloseable {
+    private final CausalLm anchor;
+    private final List<CausalLm> augments;
+    private final CompositionPlan plan;
+    private final List<Bridge> bridges;
+    private final Mode mode;
+    private final int heads;
+    private final List<List<Integer>> bridgesAfter;   // anchor layer j -> bridge indices, in plan order
+
+    public CalmModel(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, List<Bridge> bridges, Mode mode,
+                     int heads) {
+        int[] depths = augments.stream().mapToInt(CausalLm::numLayers).toArray();
+        plan.validate(anchor.numLayers(), depths);
+        if (bridges.size() != plan.size()) {
+            throw new IllegalArgumentException(bridges.size() + " bridges for " + plan.size() + " connections");
+        }
+        if (mode == Mode.SAME_SEQUENCE) {
+            for (int a = 0; a < augments.size(); a++) {
+                if (augments.get(a).config().vocabSize() < anchor.config().vocabSize()) {
+                    throw new Calm4jException("same_sequence mode feeds the anchor's token ids to augment " + a
+                            + ", but its vocabulary (" + augments.get(a).config().vocabSize()
+                            + ") is smaller than the anchor's (" + anchor.config().vocabSize()
+                            + "); the models must share a tokenizer (or use separate_prompt)");
+                }
+            }
+        }
+        Bridge.checkHeads(anchor.hiddenSize(), heads);
+        this.anchor = anchor;
+        this.augments = List.copyOf(augments);
+        this.plan = plan;
+        this.bridges = List.copyOf(bridges);
+        this.mode = mode;
+        this.heads = heads;
+        this.bridgesAfter = new ArrayList<>();
+        for (int j = 0; j < anchor.numLayers(); j++) {
+            bridgesAfter.add(new ArrayList<>());
+        }
+        for (int k = 0; k < plan.size(); k++) {
+            bridgesAfter.get(plan.get(k).anchorLayer()).add(k);
+        }
+    }
+
+    /** Fresh bridges (W_O = 0: the composition starts as exactly the anchor), seeded. */
+    public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
+                                   int heads, long seed) {
+        plan.validate(anchor.numLayers(), augments.stream().mapToInt(CausalLm::numLayers).toArray());
+        Bridge.checkHeads(anchor.hiddenSize(), heads);
+        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
+        List<Bridge> bridges = new ArrayList<>();
+        for (Connection c : plan.connections()) {
+            bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, g,
+                    anchor.computeDtype()));
+        }
+        return new CalmModel(anchor, augments, plan, bridges, mode, heads);
+    }
+
+    /** What a SEPARATE_PROMPT augment reads: right-padded ids {@code [B, S]} and which are real (null = all). */
+    public record AugmentPrompt(Tensor ids, Tensor real) {}
+
+    /**
+     * Anchor hidden states {@code [B, T, D_B]} of the composition for anchor ids {@code [B, T]}.
+     *
+     * @param keyPadding boolean {@code [B, past+T]} (true = real token) or null when no row is padded
+     * @param prompts per augment, what it reads in SEPARATE_PROMPT mode (null in SAME_SEQUENCE mode)
+     * @param cache every model's and bridge's cache for incremental decoding, or null
+     */
+    public Tensor hidden(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache) {
+        long past = cache == null ? 0 : cache.anchor().length();
+        long t = ids.size(1);
+        if (mode == Mode.SEPARATE_PROMPT && (prompts == null || prompts.size() != augments.size())) {
+            throw new IllegalArgumentException("separate_prompt mode needs one prompt per augmenting model");
+        }
+
+        // 1. Every bridge's keys and values, from its augment's layer states.
+        Tensor[][] kv = new Tensor[plan.size()][];
+        Bridge.CrossMask[] cross = new Bridge.CrossMask[augments.size()];
+        for (int a = 0; a < augments.size(); a++) {
+            if (plan.deepestAugmentLayer(a) < 0) {
+                continue;
+            }
+            if (mode == Mode.SAME_SEQUENCE) {
+                Map<Integer, Tensor> states = augmentStates(a, ids, keyPadding, cache == null ? null : cache.augment(a));
+                for (int k = 0; k < plan.size(); k++) {
+                    if (plan.get(k).augment() == a) {
+                        kv[k] = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));   // [B, H, T, hd]
+                        if (cache != null) {
+                            kv[k] = cache.bridges().layer(k).append(kv[k][0], kv[k][1]);           // [B, H, past+T, hd]
+                        }
+                    }
+                }
+                cross[a] = sameSequenceMask(past, t, keyPadding);
+            } else {
+                AugmentPrompt p = prompts.get(a);
+                boolean reuse = cache != null && cache.bridges().layer(firstBridgeOf(a)).length() > 0;
+                Map<Integer, Tensor> states = reuse ? null : augmentStates(a, p.ids(), null, null);
+                for (int k = 0; k < plan.size(); k++) {
+                    if (plan.get(k).augment() != a) {
+                        continue;
+                    }
+                    if (reuse) {
+                        kv[k] = cache.bridges().layer(k).held();                                  // computed once
+                    } else {
+                        kv[k] = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));   // [B, H, S, hd]
+                        if (cache != null) {
+                            kv[k] = cache.bridges().layer(k).append(kv[k][0], kv[k][1]);
+                        }
+                    }
+                }
+                // Right-padded augment: causal self-attention keeps real positions clean; the cross mask drops pads.
+                cross[a] = p.real() == null ? Bridge.CrossMask.NONE
+                        : new Bridge.CrossMask(p.real().view(p.real().size(0), 1, 1, p.real().size(1)), false);
+            }
+        }
+
+        // 2. The anchor, block by block; after block j, every bridge into layer j adds its cross-attention.
+        AttentionContext ctx = anchor.context(past, t, keyPadding);
+        Tensor h = anchor.embed(ids);                                                            // [B, T, D_B]
+        for (int j = 0; j < anchor.numLayers(); j++) {
+            h = anchor.layer(j, h, ctx, cache == null ? null : cache.anchor().layer(j));       // output of block j
+            for (int k : bridgesAfter.get(j)) {
+                h = bridges.get(k).apply(h, kv[k][0], kv[k][1], cross[plan.get(k).augment()]);   // input of block j+1
+            }
+        }
+        return h;
+    }
+
+    /** Logits {@code [B, T, V]} of the composition (the anchor's head). */
+    public Tensor forward(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache) {
+        return anchor.logits(hidden(ids, keyPadding, prompts, cache));
+    }
+
+    public Tensor logits(Tensor h) {
+        return anchor.logits(h);
+    }
+
+    /** The connected augment layers' outputs, computed without gradient and without running deeper blocks. */
+    private Map<Integer, Tensor> augmentStates(int a, Tensor ids, Tensor keyPadding, KvCache cache) {
+        CausalLm m = augments.get(a);
+        int deepest = plan.deepestAugmentLayer(a);
+        Map<Integer, Tensor> out = new HashMap<>();
+        try (NoGradGuard ng = new NoGradGuard()) {
+            long past = cache == null ? 0 : cache.length();
+            AttentionContext ctx = m.context(past, ids.size(1), keyPadding);
+            Tensor h = m.embed(ids);
+            for (int i = 0; i <= deepest; i++) {
+                h = m.layer(i, h, ctx, cache == null ? null : cache.layer(i));
+                out.put(i, h);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Same-sequence cross mask: anchor position {@code past+q} sees augment positions {@code <= past+q} that are real
+     * tokens (the self-attention rule without any sliding window).
+     */
+    private static Bridge.CrossMask sameSequenceMask(long past, long t, Tensor keyPadding) {
+        if (keyPadding == null && past == 0 && t > 1) {
+            return new Bridge.CrossMask(null, true);
+        }
+        if (keyPadding == null && t == 1) {
+            return Bridge.CrossMask.NONE;                    // one new query sees every cached position
+        }
+        return new Bridge.CrossMask(AttentionContext.buildMask(past, t, keyPadding, 0), false);
+    }
+
+    private int firstBridgeOf(int a) {
+        for (int k = 0; k < plan.size(); k++) {
+            if (plan.get(k).augment() == a) {
+                return k;
+            }
+        }
+        throw new IllegalStateException();
+    }
+
+    /** A cache for {@code batch} rows and up to {@code maxLength} anchor positions (create outside a PointerScope). */
+    public CalmCache newCache(long batch, int maxLength, int[] promptLengths) {
+        List<KvCache> aug = new ArrayList<>();
+        for (int a = 0; a < augments.size(); a++) {
+            int len = mode == Mode.SAME_SEQUENCE ? maxLength : 1;     // separate prompts run once, without a cache
+            aug.add(augments.get(a).newCache(batch, Math.max(1, len)));
+        }
+        // One "layer" per bridge: its keys/values over augment positions.
+        int bridgeLen = maxLength;
+        if (mode == Mode.SEPARATE_PROMPT) {
+            bridgeLen = 1;
+            for (int l : promptLengths) {
+                bridgeLen = Math.max(bridgeLen, l);
+            }
+        }
+        KvCache bridgeCache = new KvCache(plan.size(), batch, heads, bridgeLen, anchor.hiddenSize() / heads,
+                anchor.computeDtype());
+        return new CalmCache(anchor.newCache(batch, maxLength), aug, bridgeCache);
+    }
+
+    /** Bridge tensors under their checkpoint names {@code bridges.{k}.proj.weight} …, k in plan order. */
+    public Map<String, Tensor> bridgeTensors() {
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        for (int k = 0; k < bridges.size(); k++) {
+            for (Map.Entry<String, Tensor> e : bridges.get(k).named().entrySet()) {
+                m.put("bridges." + k + "." + e.getKey(), e.getValue());
+            }
+        }
+        return m;
+    }
+
+    public long bridgeParameterCount() {
+        return bridges.stream().mapToLong(Bridge::parameterCount).sum();
+    }
+
+    public CausalLm anchor() {
+        return anchor;
+    }
+
+    public List<CausalLm> augments() {
+        return augments;
+    }
+
+    public CompositionPlan plan() {
+        return plan;
+    }
+
+    public List<Bridge> bridges() {
+        return bridges;
+    }
+
+    public Mode mode() {
+        return mode;
+    }
+
+    public int heads() {
+        return heads;
+    }
+
+    public ScalarType computeDtype() {
+        return anchor.computeDtype();
+    }
+
+    /** Frees the bridges only; the base models belong to whoever loaded them. */
+    @Override
+    public void close() {
+        bridges.forEach(Bridge::close);
+    }
+
+    /** Both models' KV caches and every bridge's keys/values; never shared between models. */
+    public record CalmCache(KvCache anchor, List<KvCache> augments, KvCache bridges) implements AutoCloseable {
+        public KvCache augment(int a) {
+            return augments.get(a);
+        }
+
+        @Override
+        public void close() {
+            anchor.close();
+            augments.forEach(KvCache::close);
+            bridges.close();
+        }
+    }
+}
