@@ -9,9 +9,14 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.tokenize.Tokenizer;
 
-import java.io.BufferedReader;
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -52,28 +57,51 @@ final class JsonlReader {
 
     static List<Example> read(Path file, Tokenizer tokenizer, DataRules rules) {
         List<Example> out = new ArrayList<>();
+        // Lines are split as bytes and decoded one by one: a Reader decodes ahead of the line it returns, so an
+        // invalid byte would be reported on the wrong line.
+        CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT);
         int lineNo = 0;
-        try (BufferedReader in = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
-            for (String line = in.readLine(); line != null; line = in.readLine()) {
+        try (InputStream in = new BufferedInputStream(Files.newInputStream(file), 1 << 16)) {
+            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+            for (int b = in.read(); ; b = in.read()) {
+                if (b != '\n' && b != -1) {
+                    bytes.write(b);
+                    continue;
+                }
+                if (b == -1 && bytes.size() == 0) {
+                    break;
+                }
                 lineNo++;
+                String line = decode(bytes.toByteArray(), utf8, file, lineNo);
+                bytes.reset();
                 if (lineNo == 1 && line.startsWith("\uFEFF")) {
                     line = line.substring(1);    // a byte-order mark some editors write
                 }
-                if (line.isBlank()) {
-                    continue;
+                if (!line.isBlank()) {
+                    try {
+                        out.add(example(parse(line), tokenizer, rules, lineNo));
+                    } catch (DataError e) {
+                        throw new Calm4jException(file + ":" + lineNo + ": " + e.getMessage());
+                    }
                 }
-                try {
-                    out.add(example(parse(line), tokenizer, rules, lineNo));
-                } catch (DataError e) {
-                    throw new Calm4jException(file + ":" + lineNo + ": " + e.getMessage());
+                if (b == -1) {
+                    break;
                 }
             }
-        } catch (CharacterCodingException e) {
-            throw new Calm4jException(file + ":" + (lineNo + 1) + ": not valid UTF-8 text");
         } catch (IOException e) {
             throw new Calm4jException(file + ": cannot read (" + e.getMessage() + ")");
         }
         return out;
+    }
+
+    private static String decode(byte[] line, CharsetDecoder utf8, Path file, int lineNo) {
+        try {
+            return utf8.decode(ByteBuffer.wrap(line)).toString();   // "\r\n" leaves a '\r': JSON whitespace
+        } catch (CharacterCodingException e) {
+            throw new Calm4jException(file + ":" + lineNo + ": not valid UTF-8 text");
+        }
     }
 
     private static JsonNode parse(String line) {

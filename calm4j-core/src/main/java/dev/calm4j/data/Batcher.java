@@ -1,0 +1,116 @@
+package dev.calm4j.data;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Deterministic training batches: an endless walk over seeded shuffles of a dataset, a fresh shuffle per epoch.
+ *
+ * <p>The order depends only on (seed, epoch), never on how many batches were drawn before, so a run resumed from
+ * {@link #position()} with {@link #resume} draws exactly the batches an uninterrupted run would. Every batch has
+ * exactly {@code batchSize} rows: one that reaches the end of an epoch is filled from the next epoch's shuffle (so
+ * with {@code batchSize > size} an example can appear twice in one batch).
+ *
+ * <p>Batches are padded with id {@link #PAD_ID}: every vocabulary has id 0, and padded positions are masked
+ * ({@code real} false, label -100), so the value never reaches the loss or a real position.
+ */
+public final class Batcher {
+    public static final long PAD_ID = 0;
+
+    private final Dataset data;
+    private final int batchSize;
+    private final long seed;
+    private long position;
+    private long orderEpoch = -1;   // the epoch whose shuffle is in `order`
+    private int[] order;
+
+    public Batcher(Dataset data, int batchSize, long seed) {
+        if (batchSize < 1) {
+            throw new IllegalArgumentException("batchSize must be positive, got " + batchSize);
+        }
+        this.data = data;
+        this.batchSize = batchSize;
+        this.seed = seed;
+    }
+
+    /** A batcher that continues after {@code position} examples, as {@link #position()} reported. */
+    public static Batcher resume(Dataset data, int batchSize, long seed, long position) {
+        if (position < 0) {
+            throw new IllegalArgumentException("position must be >= 0, got " + position);
+        }
+        Batcher b = new Batcher(data, batchSize, seed);
+        b.position = position;
+        return b;
+    }
+
+    public Batch next() {
+        int n = data.size();
+        List<Example> rows = new ArrayList<>(batchSize);
+        for (int k = 0; k < batchSize; k++) {
+            long epoch = position / n;
+            if (epoch != orderEpoch) {
+                order = shuffle(n, seed, epoch);
+                orderEpoch = epoch;
+            }
+            rows.add(data.get(order[(int) (position % n)]));
+            position++;
+        }
+        return Batch.of(rows, PAD_ID);
+    }
+
+    /** The 0-based epoch the next example comes from: {@code position / size}. */
+    public int epoch() {
+        return Math.toIntExact(position / data.size());
+    }
+
+    /** Examples consumed so far; pass it to {@link #resume} to continue. */
+    public long position() {
+        return position;
+    }
+
+    public int batchSize() {
+        return batchSize;
+    }
+
+    public long seed() {
+        return seed;
+    }
+
+    /** Batches in dataset order, for evaluation; the last may be smaller. */
+    public static List<Batch> sequential(Dataset data, int batchSize) {
+        if (batchSize < 1) {
+            throw new IllegalArgumentException("batchSize must be positive, got " + batchSize);
+        }
+        List<Batch> out = new ArrayList<>();
+        for (int from = 0; from < data.size(); from += batchSize) {
+            out.add(Batch.of(data.examples().subList(from, Math.min(from + batchSize, data.size())), PAD_ID));
+        }
+        return out;
+    }
+
+    /** The permutation of epoch {@code epoch}: Fisher–Yates driven by a generator seeded from (seed, epoch). */
+    static int[] shuffle(int n, long seed, long epoch) {
+        // Each epoch gets its own well-mixed seed (SplitMix64's output for step epoch+1), rather than seed + epoch:
+        // SplittableRandom streams from nearby seeds are shifted copies of each other, so epochs would correlate.
+        SplittableRandom random = new SplittableRandom(mix64(seed + (epoch + 1) * 0x9E3779B97F4A7C15L));
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        for (int i = n - 1; i > 0; i--) {
+            int j = random.nextInt(i + 1);
+            int tmp = order[i];
+            order[i] = order[j];
+            order[j] = tmp;
+        }
+        return order;
+    }
+
+    /** SplitMix64's finaliser (Stafford's variant 13). */
+    private static long mix64(long z) {
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+}

@@ -1,0 +1,78 @@
+package dev.calm4j.train;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.compose.BridgeCheckpoint;
+import dev.calm4j.compose.CalmConfig;
+import dev.calm4j.compose.CalmModel;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.data.Batch;
+import dev.calm4j.io.ModelFingerprint;
+import dev.calm4j.nn.Tensors;
+import org.bytedeco.pytorch.Tensor;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/** Trains the bridges of a composition; the base models stay frozen (their weights never require grad). */
+public final class BridgeObjective implements Objective {
+    private final CalmModel calm;
+    private final Path anchorDir;
+    private final List<Path> augmentDirs;
+    private final String anchorFingerprint;
+    private final List<String> augmentFingerprints = new ArrayList<>();
+
+    public BridgeObjective(CalmModel calm, Path anchorDir, List<Path> augmentDirs) {
+        this.calm = calm;
+        this.anchorDir = anchorDir;
+        this.augmentDirs = List.copyOf(augmentDirs);
+        this.anchorFingerprint = ModelFingerprint.of(anchorDir);
+        for (Path p : augmentDirs) {
+            augmentFingerprints.add(ModelFingerprint.of(p));
+        }
+    }
+
+    @Override
+    public Map<String, Tensor> parameters() {
+        return calm.bridgeTensors();
+    }
+
+    @Override
+    public Tensor lossSum(Batch b) {
+        List<CalmModel.AugmentPrompt> prompts = null;
+        if (calm.mode() == Mode.SEPARATE_PROMPT) {
+            if (b.augmentIds() == null) {
+                throw new dev.calm4j.Calm4jException("separate_prompt training needs augment prompts in the data");
+            }
+            CalmModel.AugmentPrompt p = new CalmModel.AugmentPrompt(Tensors.longs(b.augmentIds(), b.rows(), b.augmentLength()),
+                    Tensors.bools(b.augmentReal(), b.rows(), b.augmentLength()));
+            prompts = new ArrayList<>();
+            for (int a = 0; a < calm.augments().size(); a++) {
+                prompts.add(p);                                        // every augment reads the example's prompt
+            }
+        }
+        return Losses.sum(calm.forward(Losses.inputs(b), null, prompts, null), b);
+    }
+
+    /** The calm_config.json describing these bridges, as if saved to {@code dir}. */
+    public CalmConfig config(Path dir, ObjectNode provenance) {
+        List<CalmConfig.ModelRef> augs = new ArrayList<>();
+        for (int a = 0; a < augmentDirs.size(); a++) {
+            augs.add(BridgeCheckpoint.describe(augmentDirs.get(a), dir, calm.augments().get(a), augmentFingerprints.get(a)));
+        }
+        return new CalmConfig(calm.mode(), calm.heads(), BridgeCheckpoint.describe(anchorDir, dir, calm.anchor(),
+                anchorFingerprint), augs, calm.plan().connections(), provenance);
+    }
+
+    @Override
+    public void save(Path dir, ObjectNode provenance) {
+        BridgeCheckpoint.save(dir, calm, config(dir, provenance));
+    }
+
+    @Override
+    public String describe() {
+        return String.format("CALM bridges %s (%s, %d heads, %,d parameters)", calm.plan(), calm.mode().jsonName(),
+                calm.heads(), calm.bridgeParameterCount());
+    }
+}

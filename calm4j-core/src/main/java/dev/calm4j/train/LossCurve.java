@@ -1,0 +1,47 @@
+package dev.calm4j.train;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.io.AtomicFiles;
+import org.jfree.chart.ChartFactory;
+import org.jfree.chart.ChartUtils;
+import org.jfree.chart.JFreeChart;
+import org.jfree.chart.plot.PlotOrientation;
+import org.jfree.data.xy.XYSeries;
+import org.jfree.data.xy.XYSeriesCollection;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+
+/** Loss curves as PNG (JFreeChart, headless). */
+public final class LossCurve {
+    private LossCurve() {}
+
+    /** {@code points}: {step, train loss, eval loss or NaN}. */
+    public static void write(Path png, String title, List<double[]> points) {
+        XYSeries train = new XYSeries("train loss");
+        XYSeries eval = new XYSeries("eval loss");
+        for (double[] p : points) {
+            if (!Double.isNaN(p[1])) {
+                train.add(p[0], p[1]);
+            }
+            if (p.length > 2 && !Double.isNaN(p[2])) {
+                eval.add(p[0], p[2]);
+            }
+        }
+        XYSeriesCollection data = new XYSeriesCollection(train);
+        if (eval.getItemCount() > 0) {
+            data.addSeries(eval);
+        }
+        JFreeChart chart = ChartFactory.createXYLineChart(title, "step", "loss (nats / target token)", data,
+                PlotOrientation.VERTICAL, true, false, false);
+        try {
+            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+            ChartUtils.writeChartAsPNG(bytes, chart, 900, 500);
+            AtomicFiles.writeBytes(png, bytes.toByteArray());
+        } catch (IOException e) {
+            throw new Calm4jException(png + ": cannot write (" + e.getMessage() + ")");
+        }
+    }
+}

@@ -1,0 +1,384 @@
+package dev.calm4j.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.Calm4jException;
+import dev.calm4j.data.Batch;
+import dev.calm4j.data.Batcher;
+import dev.calm4j.data.Dataset;
+import dev.calm4j.io.AtomicFiles;
+import dev.calm4j.io.Safetensors;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.AdamW;
+import org.bytedeco.pytorch.AdamWOptions;
+import org.bytedeco.pytorch.InputArchive;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.OutputArchive;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * The one training loop: libtorch's AdamW, linear warmup + cosine schedule, global-norm clipping, gradient
+ * accumulation, periodic evaluation, periodic resumable checkpoints (atomic), a progress bar, a JSONL metrics log
+ * and a loss-curve PNG. Used for bridges, for the LoRA baseline and for pretraining small LMs.
+ *
+ * <p>Output directory: the objective's result (e.g. bridges.safetensors + calm_config.json) at the end,
+ * {@code metrics.jsonl}, {@code loss.png}, {@code train_config.json}, and {@code checkpoint/} (trainable tensors,
+ * optimizer state, data position) for {@code --resume}.
+ */
+public final class TrainLoop {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private TrainLoop() {}
+
+    /**
+     * @param finalLoss mean training loss per target token over the last logged window
+     * @param evalLoss mean eval loss per target token at the end (NaN without eval data)
+     */
+    public record Result(int steps, double finalLoss, double evalLoss, double seconds, double tokensPerSecond,
+                         List<double[]> curve) {}
+
+    public static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
+                             boolean progress, PrintStream log) {
+        return run(obj, train, eval, cfg, out, resume, progress, log, Integer.MAX_VALUE);
+    }
+
+    /** As {@link #run}, but stops (as if killed) after {@code killAfter} steps: for testing --resume. */
+    static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
+                      boolean progress, PrintStream log, int killAfter) {
+        Map<String, Tensor> params = obj.parameters();
+        if (params.isEmpty()) {
+            throw new IllegalArgumentException("nothing to train");
+        }
+        try {
+            Files.createDirectories(out);
+        } catch (IOException e) {
+            throw new Calm4jException(out + ": cannot create directory (" + e.getMessage() + ")");
+        }
+        for (Tensor p : params.values()) {
+            p.set_requires_grad(true);
+        }
+        AdamWOptions opts = new AdamWOptions(cfg.lr());
+        opts.weight_decay().put(cfg.weightDecay());
+        opts.eps().put(cfg.eps());
+        Betas.set(opts, cfg.beta1(), cfg.beta2());
+        AdamW optimizer = new AdamW(new TensorVector(params.values().toArray(new Tensor[0])), opts);
+
+        Path ckpt = out.resolve("checkpoint");
+        Path metricsFile = out.resolve("metrics.jsonl");
+        int start = 0;
+        Batcher batcher = new Batcher(train, cfg.batchSize(), cfg.seed());
+        List<double[]> curve = new ArrayList<>();        // {step, train loss, eval loss or NaN}
+        if (resume && Files.isDirectory(ckpt)) {
+            State s = State.load(ckpt, cfg, params, optimizer);
+            start = s.step;
+            batcher = Batcher.resume(train, cfg.batchSize(), cfg.seed(), s.position);
+            curve.addAll(readCurve(metricsFile, start));
+            log.printf("resumed from %s at step %d%n", ckpt, start);
+        } else if (resume) {
+            log.printf("no checkpoint in %s: starting from step 0%n", out);
+        }
+        rewriteMetrics(metricsFile, start);
+        writeString(out.resolve("train_config.json"), cfg.toJson().toPrettyString() + "\n");
+        log.printf("training %s on %d examples (%d target tokens), %d steps of %d x %d%n", obj.describe(),
+                train.size(), train.targetTokens(), cfg.steps(), cfg.batchSize(), cfg.accumulation());
+
+        long tokens = 0;
+        long t0 = System.nanoTime();
+        double window = 0;
+        long windowTargets = 0;
+        double lastLoss = Double.NaN;
+        double evalLoss = Double.NaN;
+        ProgressBar bar = progress ? new ProgressBarBuilder().setTaskName("train").setInitialMax(cfg.steps())
+                .setStyle(ProgressBarStyle.ASCII).setConsumer(new ConsoleProgressBarConsumer(System.err))
+                .setUpdateIntervalMillis(500).startsFrom(start, java.time.Duration.ZERO).build() : null;
+        try {
+            for (int step = start; step < cfg.steps(); step++) {
+                if (step >= killAfter) {
+                    return new Result(step, Double.NaN, Double.NaN, 0, 0, curve);
+                }
+                List<Batch> micro = new ArrayList<>();
+                int targets = 0;
+                for (int m = 0; m < cfg.accumulation(); m++) {
+                    Batch b = batcher.next();
+                    micro.add(b);
+                    targets += b.targetCount();
+                }
+                optimizer.zero_grad();
+                double lossSum = 0;
+                for (Batch b : micro) {
+                    try (PointerScope scope = new PointerScope()) {
+                        Tensor l = obj.lossSum(b);
+                        lossSum += l.item_double();
+                        l.div(new Scalar((double) targets)).backward();       // mean over all targets of the step
+                    }
+                    for (boolean r : b.real()) {
+                        tokens += r ? 1 : 0;
+                    }
+                }
+                if (!Double.isFinite(lossSum)) {
+                    throw new Calm4jException("training diverged at step " + step + " (loss " + lossSum
+                            + "); lower --lr or raise --warmup");
+                }
+                double gradNorm = clip(params.values(), cfg.clipNorm());
+                double lr = cfg.lrAt(step);
+                optimizer.param_groups().get(0).options().set_lr(lr);
+                optimizer.step();
+
+                window += lossSum;
+                windowTargets += targets;
+                int done = step + 1;
+                boolean last = done == cfg.steps();
+                if (done % cfg.logEvery() == 0 || last) {
+                    lastLoss = window / windowTargets;
+                    double secs = (System.nanoTime() - t0) / 1e9;
+                    ObjectNode m = JSON.createObjectNode();
+                    m.put("step", done);
+                    m.put("loss", lastLoss);
+                    m.put("lr", lr);
+                    m.put("grad_norm", gradNorm);
+                    m.put("tokens_per_s", tokens / Math.max(secs, 1e-9));
+                    m.put("elapsed_s", secs);
+                    boolean evalNow = eval != null && ((cfg.evalEvery() > 0 && done % cfg.evalEvery() == 0) || last);
+                    double ev = Double.NaN;
+                    if (evalNow) {
+                        ev = evalLoss(obj, eval, cfg.batchSize());
+                        evalLoss = ev;
+                        m.put("eval_loss", ev);
+                    }
+                    appendLine(metricsFile, m.toString());
+                    curve.add(new double[] {done, lastLoss, ev});
+                    window = 0;
+                    windowTargets = 0;
+                    if (bar != null) {
+                        bar.setExtraMessage(String.format(" loss %.4f%s %.0f tok/s", lastLoss,
+                                Double.isNaN(ev) ? "" : String.format(" eval %.4f", ev), tokens / Math.max(secs, 1e-9)));
+                    }
+                } else if (eval != null && cfg.evalEvery() > 0 && done % cfg.evalEvery() == 0) {
+                    evalLoss = evalLoss(obj, eval, cfg.batchSize());
+                    ObjectNode m = JSON.createObjectNode().put("step", done).put("eval_loss", evalLoss);
+                    appendLine(metricsFile, m.toString());
+                }
+                if (bar != null) {
+                    bar.stepTo(done);
+                }
+                if (cfg.saveEvery() > 0 && done % cfg.saveEvery() == 0 && !last) {
+                    State.save(ckpt, done, batcher.position(), cfg, params, optimizer);
+                }
+            }
+        } finally {
+            if (bar != null) {
+                bar.close();
+            }
+        }
+        double secs = (System.nanoTime() - t0) / 1e9;
+        for (Tensor p : params.values()) {
+            p.set_requires_grad(false);
+        }
+        ObjectNode provenance = JSON.createObjectNode();
+        provenance.set("train_config", cfg.toJson());
+        provenance.put("final_train_loss", lastLoss);
+        if (!Double.isNaN(evalLoss)) {
+            provenance.put("final_eval_loss", evalLoss);
+        }
+        provenance.put("train_examples", train.size());
+        provenance.put("train_source", train.source());
+        obj.save(out, provenance);
+        State.save(ckpt, cfg.steps(), batcher.position(), cfg, params, optimizer);
+        LossCurve.write(out.resolve("loss.png"), obj.describe(), curve);
+        return new Result(cfg.steps(), lastLoss, evalLoss, secs, tokens / Math.max(secs, 1e-9), curve);
+    }
+
+    /** Mean loss per target token (nats) over a dataset, without gradient. */
+    public static double evalLoss(Objective obj, Dataset data, int batchSize) {
+        double sum = 0;
+        long targets = 0;
+        try (NoGradGuard ng = new NoGradGuard()) {
+            for (Batch b : Batcher.sequential(data, batchSize)) {
+                try (PointerScope scope = new PointerScope()) {
+                    sum += obj.lossSum(b).item_double();
+                }
+                targets += b.targetCount();
+            }
+        }
+        return sum / Math.max(1, targets);
+    }
+
+    /** Global L2 norm of all gradients; scales them down to {@code max} when above it (0 = never). */
+    static double clip(Iterable<Tensor> params, double max) {
+        double sq = 0;
+        try (PointerScope scope = new PointerScope()) {
+            List<Tensor> grads = new ArrayList<>();
+            for (Tensor p : params) {
+                Tensor g = p.grad();
+                if (g.defined()) {
+                    grads.add(g);
+                    sq += g.pow(new Scalar(2)).sum().item_double();
+                }
+            }
+            double norm = Math.sqrt(sq);
+            if (max > 0 && norm > max) {
+                Scalar f = new Scalar(max / (norm + 1e-6));
+                for (Tensor g : grads) {
+                    g.mul_(f);
+                }
+            }
+            return norm;
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------------
+    // Checkpoints for --resume: trainable tensors, optimizer state, step and data position.
+    // ------------------------------------------------------------------------------------------------------
+
+    private record State(int step, long position) {
+        static void save(Path dir, int step, long position, TrainConfig cfg, Map<String, Tensor> params, AdamW opt) {
+            Path tmp = dir.resolveSibling(dir.getFileName() + ".tmp");
+            Path old = dir.resolveSibling(dir.getFileName() + ".old");
+            try {
+                deleteTree(tmp);
+                Files.createDirectories(tmp);
+                Map<String, Tensor> detached = new java.util.LinkedHashMap<>();
+                params.forEach((k, v) -> detached.put(k, v.detach()));
+                Safetensors.write(tmp.resolve("trainable.safetensors"), detached, Map.of("format", "pt"));
+                OutputArchive a = new OutputArchive();
+                opt.save(a);
+                a.save_to(tmp.resolve("optimizer.pt").toString());
+                ObjectNode s = JSON.createObjectNode();
+                s.put("step", step);
+                s.put("data_position", position);
+                s.set("train_config", cfg.toJson());
+                Files.writeString(tmp.resolve("state.json"), s.toPrettyString() + "\n");
+                deleteTree(old);
+                if (Files.exists(dir)) {
+                    Files.move(dir, old);
+                }
+                Files.move(tmp, dir);
+                deleteTree(old);
+            } catch (IOException e) {
+                throw new Calm4jException(dir + ": cannot write checkpoint (" + e.getMessage() + ")");
+            }
+        }
+
+        static State load(Path dir, TrainConfig cfg, Map<String, Tensor> params, AdamW opt) {
+            try {
+                JsonNode s = JSON.readTree(dir.resolve("state.json").toFile());
+                JsonNode saved = s.get("train_config");
+                JsonNode now = JSON.readTree(cfg.toJson().toString());     // same number types as read back
+                ObjectNode savedCmp = saved.deepCopy();
+                savedCmp.remove("steps");
+                ObjectNode nowCmp = (ObjectNode) now.deepCopy();
+                nowCmp.remove("steps");
+                if (!savedCmp.equals(nowCmp)) {
+                    throw new Calm4jException(dir.resolve("state.json") + ": the checkpoint was written with other "
+                            + "training settings (" + saved + "); resume with the same flags (only --steps may grow)");
+                }
+                int step = s.get("step").asInt();
+                if (step > cfg.steps()) {
+                    throw new Calm4jException(dir + ": checkpoint is at step " + step + ", beyond --steps " + cfg.steps());
+                }
+                try (Safetensors st = Safetensors.open(dir.resolve("trainable.safetensors"));
+                     NoGradGuard ng = new NoGradGuard()) {
+                    for (Map.Entry<String, Tensor> e : params.entrySet()) {
+                        if (!st.contains(e.getKey())) {
+                            throw new Calm4jException(dir.resolve("trainable.safetensors") + ": missing tensor '"
+                                    + e.getKey() + "' (checkpoint of another model?)");
+                        }
+                        Tensor t = st.load(e.getKey(), e.getValue().scalar_type());
+                        if (!java.util.Arrays.equals(t.sizes().vec().get(), e.getValue().sizes().vec().get())) {
+                            throw new Calm4jException(dir + ": tensor '" + e.getKey() + "' has another shape than the model's");
+                        }
+                        e.getValue().copy_(t);
+                    }
+                }
+                InputArchive in = new InputArchive();
+                in.load_from(dir.resolve("optimizer.pt").toString());
+                opt.load(in);
+                return new State(step, s.get("data_position").asLong());
+            } catch (IOException e) {
+                throw new Calm4jException(dir + ": cannot read checkpoint (" + e.getMessage() + ")");
+            }
+        }
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(x);
+            }
+        }
+    }
+
+    private static List<double[]> readCurve(Path metrics, int upTo) {
+        List<double[]> c = new ArrayList<>();
+        if (!Files.exists(metrics)) {
+            return c;
+        }
+        try {
+            for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
+                JsonNode m = JSON.readTree(line);
+                if (m.has("loss") && m.get("step").asInt() <= upTo) {
+                    c.add(new double[] {m.get("step").asDouble(), m.get("loss").asDouble(),
+                        m.has("eval_loss") ? m.get("eval_loss").asDouble() : Double.NaN});
+                }
+            }
+        } catch (IOException e) {
+            throw new Calm4jException(metrics + ": unreadable (" + e.getMessage() + ")");
+        }
+        return c;
+    }
+
+    /** Keeps the metrics lines up to {@code step} (all of them on a fresh start: none). */
+    private static void rewriteMetrics(Path metrics, int step) {
+        try {
+            List<String> keep = new ArrayList<>();
+            if (step > 0 && Files.exists(metrics)) {
+                for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
+                    if (!line.isBlank() && JSON.readTree(line).get("step").asInt() <= step) {
+                        keep.add(line);
+                    }
+                }
+            }
+            AtomicFiles.writeString(metrics, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
+        } catch (IOException e) {
+            throw new Calm4jException(metrics + ": cannot write (" + e.getMessage() + ")");
+        }
+    }
+
+    private static void appendLine(Path file, String line) {
+        try {
+            Files.writeString(file, line + "\n", StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE,
+                    java.nio.file.StandardOpenOption.APPEND);
+        } catch (IOException e) {
+            throw new Calm4jException(file + ": cannot write (" + e.getMessage() + ")");
+        }
+    }
+
+    private static void writeString(Path file, String s) {
+        try {
+            AtomicFiles.writeString(file, s);
+        } catch (IOException e) {
+            throw new Calm4jException(file + ": cannot write (" + e.getMessage() + ")");
+        }
+    }
+}
