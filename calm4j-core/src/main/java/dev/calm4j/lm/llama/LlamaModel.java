@@ -33,12 +33,24 @@ public final class LlamaModel implements CausalLm {
     private final LlamaWeights weights;
     private final Rotary rotary;
     private final ScalarType dtype;
+    private final boolean owner;      // false for a view over another model's tensors
 
     public LlamaModel(LlamaConfig config, LlamaWeights weights, ScalarType dtype) {
+        this(config, weights, dtype, new Rotary(config.headDim(), config.maxPositionEmbeddings(), config.ropeTheta(),
+                config.ropeScaling()), true);
+    }
+
+    private LlamaModel(LlamaConfig config, LlamaWeights weights, ScalarType dtype, Rotary rotary, boolean owner) {
         this.config = config;
         this.weights = weights;
         this.dtype = dtype;
-        this.rotary = new Rotary(config.headDim(), config.maxPositionEmbeddings(), config.ropeTheta(), config.ropeScaling());
+        this.rotary = rotary;
+        this.owner = owner;
+    }
+
+    /** The same model computing with other weights (e.g. LoRA-adapted); shares everything else, owns nothing. */
+    public LlamaModel withWeights(LlamaWeights other) {
+        return new LlamaModel(config, other, dtype, rotary, false);
     }
 
     /** A model with fresh random weights (normal std 0.02, HF's default), for pretraining from scratch. */
@@ -139,7 +151,9 @@ public final class LlamaModel implements CausalLm {
 
     @Override
     public void close() {
-        weights.close();
-        rotary.close();
+        if (owner) {
+            weights.close();
+            rotary.close();
+        }
     }
 }

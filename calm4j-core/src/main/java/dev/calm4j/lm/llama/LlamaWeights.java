@@ -34,6 +34,7 @@ public final class LlamaWeights implements AutoCloseable {
 
     public enum Init { NORMAL, ONES, ZEROS }
 
+    private final LlamaConfig config;
     private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
     private final Tensor embed;
     private final Tensor norm;
@@ -41,6 +42,7 @@ public final class LlamaWeights implements AutoCloseable {
     private final Block[] blocks;
 
     private LlamaWeights(LlamaConfig c, Map<String, Tensor> tensors) {
+        this.config = c;
         this.tensors = tensors;
         this.embed = tensors.get("model.embed_tokens.weight");
         this.norm = tensors.get("model.norm.weight");
@@ -145,6 +147,21 @@ public final class LlamaWeights implements AutoCloseable {
             t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
         }
         return new LlamaWeights(c, t);
+    }
+
+    /**
+     * The same weights with some replaced (by HF name), sharing every other tensor: how LoRA presents
+     * {@code W + s B A} to the unchanged forward. Closing the result frees nothing it shares.
+     */
+    public LlamaWeights withReplaced(Map<String, Tensor> replaced) {
+        Map<String, Tensor> t = new LinkedHashMap<>(tensors);
+        for (Map.Entry<String, Tensor> e : replaced.entrySet()) {
+            if (!t.containsKey(e.getKey())) {
+                throw new IllegalArgumentException("no weight named " + e.getKey());
+            }
+            t.put(e.getKey(), e.getValue());
+        }
+        return new LlamaWeights(config, t);
     }
 
     public Map<String, Tensor> named() {
