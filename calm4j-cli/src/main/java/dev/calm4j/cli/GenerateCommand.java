@@ -4,11 +4,13 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.CalmModel;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.generate.CalmSession;
 import dev.calm4j.generate.Generator;
 import dev.calm4j.generate.LmSession;
 import dev.calm4j.generate.Sampler;
 import dev.calm4j.lm.CausalLm;
-import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.tokenize.Tokenizer;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import picocli.CommandLine.ArgGroup;
@@ -25,19 +27,48 @@ import java.util.Set;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
-        description = "Generate text (or token ids) from a Hugging Face model folder, with a KV cache.",
+        description = {"Generate text (or token ids) from a Hugging Face model folder, with a KV cache; or from a "
+                + "LoRA-adapted model (--lora), or a composition (--bridges: the anchor's and every augment's caches "
+                + "plus every bridge's keys/values).",
+                "With --bridges the base models default to the paths recorded in the checkpoint; --model/--augment "
+                        + "override them. For separate_prompt checkpoints each augment reads --augment-prompt (one per "
+                        + "augment), else the prompt itself."},
         footer = {"", "Examples:",
                 "  calm generate --model ../shared/models/stories260K --prompt-ids 1 --max-new-tokens 64 --greedy",
                 "  calm generate --model ./my-llama --prompt 'Once upon a time' --temperature 0.8 --top-p 0.95 --seed 7",
-                "  calm generate --model ./my-llama --prompt 'a' --prompt 'bb' --max-new-tokens 16 --json"})
+                "  calm generate --model ./my-llama --prompt 'a' --prompt 'bb' --max-new-tokens 16 --json",
+                "  calm generate --bridges ./bridges --prompt 'k=' --add-bos --max-new-tokens 8",
+                "  calm generate --model ./anchor --augment ./kv-model --bridges ./bridges-sp --augment-prompt 'k=42' --prompt 'k=' --add-bos",
+                "  calm generate --model ./anchor --lora ./lora-r8 --prompt 'k=' --add-bos --max-new-tokens 8 --json"})
 final class GenerateCommand implements Callable<Integer> {
 
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR",
-            description = "Hugging Face model folder (config.json, model.safetensors or sharded index, tokenizer.json)")
+    @Option(names = {"--model", "--anchor"}, paramLabel = "DIR",
+            description = "Hugging Face model folder (config.json, model.safetensors or sharded index, tokenizer.json); "
+                    + "the anchor with --bridges (where it defaults to the recorded one)")
     Path model;
+
+    @Option(names = "--augment", paramLabel = "DIR", description = "augmenting model folder (with --bridges; repeat in the checkpoint's order)")
+    List<Path> augments;
+
+    @Option(names = "--bridges", paramLabel = "DIR", description = "bridge checkpoint written by calm compose: generate from the composition")
+    Path bridges;
+
+    @Option(names = "--augment-prompt", paramLabel = "TEXT",
+            description = "separate_prompt checkpoints: what augment i reads (repeat, one per augment; default: the prompt)")
+    List<String> augmentPrompts;
+
+    @Option(names = "--allow-mismatch", description = "load bridges onto base models whose weights differ from the ones they were trained on")
+    boolean allowMismatch;
+
+    @Option(names = "--lora", paramLabel = "DIR", description = "LoRA adapters (PEFT layout) to apply to the model")
+    Path lora;
+
+    @Option(names = "--add-bos", description = "prepend the model's BOS id to each prompt (and augment prompt) unless it "
+            + "already starts with it, as the training data rules do")
+    boolean addBos;
 
     @ArgGroup(exclusive = true, multiplicity = "1")
     Prompts prompts;
@@ -85,19 +116,69 @@ final class GenerateCommand implements Callable<Integer> {
         }
         Sampler sampler = temperature == null || temperature == 0 ? Sampler.greedy() : sampler();
         ScalarType compute = parseDtype(dtype);
-        try (CausalLm lm = LmFamilies.load(model, compute)) {
+        ModelSource src = ModelSource.resolve("--model", model, augments, bridges, lora, allowMismatch);
+        Path modelDir = src.anchorDir();
+        if (augmentPrompts != null && !augmentPrompts.isEmpty()) {
+            if (src.mode() != Mode.SEPARATE_PROMPT) {
+                throw new Calm4jException("--augment-prompt is for separate_prompt bridge checkpoints"
+                        + (src.composed() ? "; " + bridges + " is " + src.mode().jsonName() : " (give --bridges DIR)"));
+            }
+            if (augmentPrompts.size() != src.calm().augments().size()) {
+                throw new Calm4jException("--augment-prompt given " + augmentPrompts.size() + " time(s); the bridges have "
+                        + src.calm().augments().size() + " augmenting model(s): give one per augment, or none to let "
+                        + "every augment read the prompt");
+            }
+        }
+        int bos = src.anchorConfig().bosTokenId();
+        try (ModelSource.Loaded loaded = src.load(allowMismatch, compute)) {
+            CausalLm lm = loaded.lm();
             Tokenizer tok = null;
             List<long[]> batch = new ArrayList<>();
             if (prompts.text != null) {
-                tok = Tokenizer.load(model);
+                tok = Tokenizer.load(modelDir);
                 for (String p : prompts.text) {
-                    batch.add(tok.encode(p));
+                    batch.add(withBos(tok.encode(p), bos));
                 }
             } else {
-                batch.add(prompts.ids.stream().mapToLong(Long::longValue).toArray());
-                if (Tokenizer.exists(model)) {
-                    tok = Tokenizer.load(model);
+                batch.add(withBos(prompts.ids.stream().mapToLong(Long::longValue).toArray(), bos));
+                if (Tokenizer.exists(modelDir)) {
+                    tok = Tokenizer.load(modelDir);
                 }
+            }
+            Generator.SessionFactory sessions = (b, max) -> LmSession.cached(lm, b, max);
+            if (loaded.calm() != null) {
+                CalmModel calm = loaded.calm().model();
+                List<long[][]> augPrompts = null;
+                if (calm.mode() == Mode.SEPARATE_PROMPT) {
+                    augPrompts = new ArrayList<>();
+                    for (int a = 0; a < calm.augments().size(); a++) {
+                        long[][] rows = new long[batch.size()][];
+                        long[] own = null;
+                        if (augmentPrompts != null && !augmentPrompts.isEmpty()) {
+                            if (tok == null) {
+                                throw new Calm4jException(modelDir.resolve("tokenizer.json")
+                                        + ": tokenizer missing, needed to encode --augment-prompt");
+                            }
+                            own = withBos(tok.encode(augmentPrompts.get(a)), bos);
+                            if (own.length == 0) {
+                                throw new Calm4jException("--augment-prompt " + a + " is empty");
+                            }
+                        }
+                        int vocab = calm.augments().get(a).config().vocabSize();
+                        for (int r = 0; r < rows.length; r++) {
+                            rows[r] = own != null ? own : batch.get(r);
+                            for (long id : rows[r]) {
+                                if (id < 0 || id >= vocab) {
+                                    throw new Calm4jException("augment prompt " + a + ": token id " + id
+                                            + " is outside augment " + a + "'s vocabulary [0, " + vocab + ")");
+                                }
+                            }
+                        }
+                        augPrompts.add(rows);
+                    }
+                }
+                final List<long[][]> ap = augPrompts;
+                sessions = (b, max) -> CalmSession.cached(calm, b, max, ap);
             }
             Set<Integer> stop = ignoreEos ? Set.of() : new HashSet<>(lm.config().eosTokenIds());
             Generator.Options opt = new Generator.Options(maxNewTokens, sampler, stop, false);
@@ -108,7 +189,7 @@ final class GenerateCommand implements Callable<Integer> {
                 out.print(tokenizer.decode(batch.get(0)));
                 out.flush();
             }
-            Generator.Result r = Generator.generate((b, max) -> LmSession.cached(lm, b, max), batch,
+            Generator.Result r = Generator.generate(sessions, batch,
                     lm.config().vocabSize(), lm.config().maxPositionEmbeddings(), opt,
                     printer == null ? null : (row, id) -> printer.add(id));
             double seconds = r.prefillSeconds() + r.decodeSeconds();
@@ -129,6 +210,9 @@ final class GenerateCommand implements Callable<Integer> {
                 o.put("decode_tokens_per_s", round(r.decodeSeconds() > 0 ? r.decodeSteps() * batch.size() / r.decodeSeconds() : 0));
                 o.put("sampler", sampler.isGreedy() ? "greedy" : "temperature=" + temperature + ",top_p=" + topP + ",top_k=" + topK + ",seed=" + seed);
                 o.put("dtype", dtype);
+                if (src.composed() || lora != null) {
+                    o.put("model", loaded.description());
+                }
                 out.println(m.writeValueAsString(o));
             } else if (stream) {
                 out.println();
@@ -144,6 +228,17 @@ final class GenerateCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** With --add-bos, the ids with the model's BOS in front (unless already there or the model has none). */
+    private long[] withBos(long[] ids, int bos) {
+        if (!addBos || bos < 0 || (ids.length > 0 && ids[0] == bos)) {
+            return ids;
+        }
+        long[] out = new long[ids.length + 1];
+        out[0] = bos;
+        System.arraycopy(ids, 0, out, 1, ids.length);
+        return out;
     }
 
     private Sampler sampler() {

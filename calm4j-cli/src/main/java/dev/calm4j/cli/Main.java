@@ -10,11 +10,15 @@ import java.io.PrintWriter;
 /** {@code calm}: the command-line front of calm4j. */
 @Command(name = "calm", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "CALM (Composition to Augment Language Models) on the JVM: load Hugging Face checkpoints, "
-                + "generate, inspect.",
-        subcommands = {GenerateCommand.class, InspectCommand.class, InitCommand.class, CommandLine.HelpCommand.class},
+                + "generate, inspect; pretrain small models, compose models through trained bridges, train the LoRA "
+                + "baseline, evaluate.",
+        subcommands = {DemoCommand.class, ExperimentCommand.class, GenerateCommand.class, InspectCommand.class, InitCommand.class, PretrainCommand.class,
+                ComposeCommand.class, LoraCommand.class, EvalCommand.class, BenchCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
                 "  calm inspect --model ../shared/models/stories260K",
-                "  calm generate --model ../shared/models/stories260K --prompt-ids 1 --max-new-tokens 32 --greedy"})
+                "  calm generate --model ../shared/models/stories260K --prompt-ids 1 --max-new-tokens 32 --greedy",
+                "  calm compose --anchor ./anchor --augment ./kv-model --data train.jsonl --eval eval.jsonl --out ./bridges --steps 1000",
+                "  calm eval --bridges ./bridges --data eval.jsonl --metric exact"})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

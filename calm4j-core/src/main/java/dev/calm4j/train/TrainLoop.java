@@ -57,12 +57,23 @@ public final class TrainLoop {
 
     public static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
                              boolean progress, PrintStream log) {
-        return run(obj, train, eval, cfg, out, resume, progress, log, Integer.MAX_VALUE);
+        return run(obj, train, eval, cfg, out, resume, progress, log, Integer.MAX_VALUE, out);
+    }
+
+    /** As {@link #run}, with the objective's result written to {@code resultDir} instead of {@code out}. */
+    public static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
+                             boolean progress, PrintStream log, Path resultDir) {
+        return run(obj, train, eval, cfg, out, resume, progress, log, Integer.MAX_VALUE, resultDir);
     }
 
     /** As {@link #run}, but stops (as if killed) after {@code killAfter} steps: for testing --resume. */
     static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
                       boolean progress, PrintStream log, int killAfter) {
+        return run(obj, train, eval, cfg, out, resume, progress, log, killAfter, out);
+    }
+
+    static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
+                      boolean progress, PrintStream log, int killAfter, Path resultDir) {
         Map<String, Tensor> params = obj.parameters();
         if (params.isEmpty()) {
             throw new IllegalArgumentException("nothing to train");
@@ -200,7 +211,7 @@ public final class TrainLoop {
         }
         provenance.put("train_examples", train.size());
         provenance.put("train_source", train.source());
-        obj.save(out, provenance);
+        obj.save(resultDir, provenance);
         State.save(ckpt, cfg.steps(), batcher.position(), cfg, params, optimizer);
         LossCurve.write(out.resolve("loss.png"), obj.describe(), curve);
         return new Result(cfg.steps(), lastLoss, evalLoss, secs, tokens / Math.max(secs, 1e-9), curve);

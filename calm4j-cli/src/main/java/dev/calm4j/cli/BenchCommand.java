@@ -1,0 +1,122 @@
+package dev.calm4j.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.Calm4jException;
+import dev.calm4j.bench.CalmBench;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = {"Benchmark a CALM composition with random weights from two HF config.json files: the same modes, "
+                + "steps, FLOP counting and JSON fields as the PyTorch-eager peer shared/bench/calm_torch.py.",
+                "Modes: calm-train (augment fwd without grad + anchor fwd with bridges + backward + AdamW on the bridges), "
+                        + "calm-forward (composed forward, no grad), anchor-full-ft (the anchor alone, every weight "
+                        + "trained), calm-decode (greedy generation with every cache, next to the anchor alone and the "
+                        + "augment alone)."},
+        footer = {"", "Examples:",
+                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json "
+                        + "--connections '1->3,3->7' --batch 8 --seq 256 --steps 5 --json",
+                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --mode anchor-full-ft --steps 5",
+                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json "
+                        + "--mode calm-decode --batch 1 --json",
+                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json "
+                        + "--dtype bf16 --steps 5 --json"})
+final class BenchCommand implements Callable<Integer> {
+
+    @Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--anchor", required = true, paramLabel = "CONFIG", description = "anchor config.json (HF Llama family)")
+    Path anchor;
+
+    @Option(names = "--augment", paramLabel = "CONFIG", description = "augmenting model config.json (every mode but anchor-full-ft)")
+    Path augment;
+
+    @Option(names = "--connections", defaultValue = "1->3,3->7", paramLabel = "PAIRS",
+            description = "augment layer -> anchor layer pairs, 0-based (default ${DEFAULT-VALUE})")
+    String connections;
+
+    @Option(names = "--mode", defaultValue = "calm-train", paramLabel = "MODE",
+            description = "calm-train | calm-forward | anchor-full-ft | calm-decode (default ${DEFAULT-VALUE})")
+    String mode;
+
+    @Option(names = "--batch", defaultValue = "8", paramLabel = "B", description = "rows per step (decode: prompts) (default ${DEFAULT-VALUE})")
+    int batch;
+
+    @Option(names = "--seq", defaultValue = "256", paramLabel = "T", description = "tokens per row (default ${DEFAULT-VALUE})")
+    int seq;
+
+    @Option(names = "--steps", defaultValue = "20", paramLabel = "N", description = "timed steps after the warm-up (default ${DEFAULT-VALUE})")
+    int steps;
+
+    @Option(names = "--warmup", defaultValue = "3", paramLabel = "W",
+            description = "untimed steps (decode: warm-up generations of 8 tokens) (default ${DEFAULT-VALUE})")
+    int warmup;
+
+    @Option(names = "--threads", defaultValue = "0", paramLabel = "N",
+            description = "libtorch intra-op threads (0 = the mode's measured best; OpenBLAS keeps its own pool) (default ${DEFAULT-VALUE})")
+    int threads;
+
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "weights and compute dtype (default ${DEFAULT-VALUE})")
+    String dtype;
+
+    @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "seed of weights and token ids (default ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--prompt", defaultValue = "128", paramLabel = "N", description = "calm-decode prompt length (default ${DEFAULT-VALUE})")
+    int prompt;
+
+    @Option(names = "--new-tokens", defaultValue = "128", paramLabel = "N", description = "calm-decode tokens to generate (default ${DEFAULT-VALUE})")
+    int newTokens;
+
+    @Option(names = "--lr", defaultValue = "1e-3", paramLabel = "LR", description = "AdamW learning rate (default ${DEFAULT-VALUE})")
+    double lr;
+
+    @Option(names = "--no-gemm-peak", description = "skip measuring the fp32 GEMM peak after the run")
+    boolean noGemmPeak;
+
+    @Option(names = "--json", description = "print one JSON object (and no per-step lines)")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter out = spec.commandLine().getOut();
+        requireFile(anchor, "--anchor");
+        if (!mode.equals("anchor-full-ft")) {
+            if (augment == null) {
+                throw new Calm4jException("--augment CONFIG is required for --mode " + mode);
+            }
+            requireFile(augment, "--augment");
+        }
+        CalmBench.Options o = new CalmBench.Options(anchor, augment, connections, batch, seq, steps, warmup, threads,
+                mode, dtype, seed, prompt, newTokens, lr, !noGemmPeak);
+        ObjectNode res = CalmBench.run(o, json ? null : System.err);
+        ObjectMapper m = new ObjectMapper();
+        if (json) {
+            out.println(m.writeValueAsString(res));
+        } else {
+            for (Iterator<Map.Entry<String, JsonNode>> it = res.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                out.printf("%28s: %s%n", e.getKey(), e.getValue().isTextual() ? e.getValue().asText() : e.getValue());
+            }
+        }
+        out.flush();
+        return 0;
+    }
+
+    private static void requireFile(Path p, String flag) {
+        if (!Files.isRegularFile(p)) {
+            throw new Calm4jException(flag + ": " + p + " is not a file (expected an HF config.json)");
+        }
+    }
+}

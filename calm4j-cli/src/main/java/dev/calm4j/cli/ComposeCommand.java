@@ -1,0 +1,141 @@
+package dev.calm4j.cli;
+
+import dev.calm4j.compose.BridgeCheckpoint;
+import dev.calm4j.compose.CalmModel;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.data.DataRules;
+import dev.calm4j.data.Dataset;
+import dev.calm4j.eval.EvalModel;
+import dev.calm4j.eval.Evaluator;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.tokenize.Tokenizer;
+import dev.calm4j.train.BridgeObjective;
+import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainLoop;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+@Command(name = "compose", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Compose a frozen anchor model with frozen augmenting models through trainable bridges (CALM) "
+                + "and train only the bridges. Writes a bridge checkpoint: " + BridgeCheckpoint.WEIGHTS
+                + " + calm_config.json (plus metrics.jsonl, loss.png, checkpoint/ for --resume).",
+                "Data is tokenized with the anchor's tokenizer.json (pre-tokenized ids need none). Connections are "
+                        + "0-based 'augment layer->anchor layer' pairs (layer i = output of block i); by default the "
+                        + "paper's: every 4th augment layer, spread evenly over the anchor."},
+        footer = {"", "Examples:",
+                "  calm compose --anchor ./anchor --augment ./kv-model --data train.jsonl --eval eval.jsonl --out ./bridges --steps 1000",
+                "  calm compose --anchor ./anchor --augment ./a1 --augment ./a2 --connections '0:3->3,1:3->7' --heads 4 --data train.jsonl --out ./b2 --steps 500",
+                "  calm compose --anchor ./anchor --augment ./kv-model --mode separate_prompt --data train.jsonl --out ./bridges-sp --steps 1000",
+                "  calm compose --anchor ./anchor --augment ./kv-model --data train.jsonl --out ./bridges --steps 2000 --resume"})
+final class ComposeCommand implements Callable<Integer> {
+    @Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--anchor", required = true, paramLabel = "DIR", description = "the anchor model folder (frozen; its head makes the predictions)")
+    Path anchor;
+
+    @Option(names = "--augment", required = true, paramLabel = "DIR", description = "an augmenting model folder (frozen); repeat for several")
+    List<Path> augments;
+
+    @Option(names = "--connections", paramLabel = "SPEC",
+            description = "bridges as augment layer->anchor layer pairs, e.g. '3->5,7->11', or with several augments "
+                    + "'0:3->5,1:2->9' (default: the paper's plan for each augment)")
+    String connections;
+
+    @Option(names = "--heads", paramLabel = "H", description = "cross-attention heads per bridge (default: the anchor's attention heads)")
+    Integer heads;
+
+    @Option(names = "--mode", defaultValue = "same_sequence", paramLabel = "MODE",
+            description = "same_sequence (both models read the same tokens, the paper's setting) or separate_prompt "
+                    + "(each augment reads the example's augment_prompt, else its prompt, once) (default ${DEFAULT-VALUE})")
+    String mode;
+
+    @Option(names = "--data", required = true, paramLabel = "FILE", description = "training data (.jsonl: prompt/completion, text, or ids)")
+    Path data;
+
+    @Option(names = "--eval", paramLabel = "FILE", description = "held-out data: eval loss of the composition and, for comparison, of the anchor alone")
+    Path eval;
+
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "bridge checkpoint folder to write")
+    Path out;
+
+    @Mixin
+    TrainOptions train;
+
+    @Mixin
+    DataOptions dataOptions;
+
+    @Override
+    public Integer call() {
+        PrintWriter o = spec.commandLine().getOut();
+        Mode m = Mode.parse(mode, "--mode");
+        ModelConfig anchorCfg = LmFamilies.readConfig(anchor);
+        List<ModelConfig> augCfgs = new ArrayList<>();
+        for (Path p : augments) {
+            augCfgs.add(LmFamilies.readConfig(p));
+        }
+        Compositions comp = Compositions.resolve(anchor, anchorCfg, augments, augCfgs, connections, heads, m);
+        ScalarType dtype = train.computeDtype();
+        TrainConfig cfg = train.config(out);
+
+        // Data first: a bad line stops the run before any weights are loaded.
+        Dataset trainData;
+        Dataset evalData;
+        try (Tokenizer tok = DataOptions.tokenizerOf(anchor)) {
+            DataRules rules = dataOptions.rules(anchorCfg, m == Mode.SEPARATE_PROMPT);
+            trainData = Dataset.read(data, tok, rules);
+            evalData = DataOptions.read(eval, tok, rules);
+        }
+        DataOptions.checkAugmentVocab(trainData, augCfgs);
+        DataOptions.checkAugmentVocab(evalData, augCfgs);
+
+        comp.print(o);
+        o.printf("train data      %s%n", DataOptions.describe(trainData));
+        if (evalData != null) {
+            o.printf("eval data       %s%n", DataOptions.describe(evalData));
+        }
+        o.flush();
+
+        List<CausalLm> augs = new ArrayList<>();
+        try (CausalLm a = LmFamilies.load(anchor, dtype)) {
+            for (Path p : augments) {
+                augs.add(LmFamilies.load(p, dtype));
+            }
+            double anchorEval = Double.NaN;
+            if (evalData != null) {
+                anchorEval = Evaluator.perplexity(EvalModel.of(a), evalData, train.batch).meanLoss();
+                o.printf("anchor alone    eval loss %s (perplexity %s)%n", Training.loss(anchorEval), Training.ppl(anchorEval));
+                o.flush();
+            }
+            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), train.seed)) {
+                BridgeObjective obj = new BridgeObjective(calm, anchor, augments);
+                TrainLoop.Result r = Training.run(obj, trainData, evalData, cfg, out, train, o);
+                o.printf("done            %d steps in %.1f s, %,.0f tokens/s%n", r.steps(), r.seconds(), r.tokensPerSecond());
+                o.printf("train loss      %s (last logged window)%n", Training.loss(r.finalLoss()));
+                if (evalData != null) {
+                    o.printf("eval loss       %s (perplexity %s); anchor alone %s (perplexity %s)%n",
+                            Training.loss(r.evalLoss()), Training.ppl(r.evalLoss()), Training.loss(anchorEval),
+                            Training.ppl(anchorEval));
+                }
+                Training.printFiles(o, out, List.of(BridgeCheckpoint.WEIGHTS, "calm_config.json", "metrics.jsonl",
+                        "loss.png", "train_config.json", "checkpoint"));
+                o.printf("next            calm eval --bridges %s --data %s --metric exact%n", out,
+                        eval != null ? eval : "EVAL.jsonl");
+            }
+        } finally {
+            augs.forEach(CausalLm::close);
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,140 @@
+package dev.calm4j.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.Bridge;
+import dev.calm4j.compose.CompositionPlan;
+import dev.calm4j.compose.Connection;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.lm.ModelConfig;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A composition resolved from model configs alone (no weights): the plan, the heads and the parameter counts that
+ * {@code compose}, {@code lora --match-bridges} and {@code inspect} print.
+ */
+record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, List<ModelConfig> augments,
+                    CompositionPlan plan, int heads, Mode mode) {
+
+    /**
+     * @param connections "3->5,7->11" / "0:3->5,1:2->9", or null for the paper's default for every augment
+     * @param heads       null for the anchor's attention heads
+     */
+    static Compositions resolve(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, List<ModelConfig> augments,
+                                String connections, Integer heads, Mode mode) {
+        if (augments.isEmpty()) {
+            throw new Calm4jException("a composition needs at least one --augment DIR");
+        }
+        int[] depths = augments.stream().mapToInt(ModelConfig::numHiddenLayers).toArray();
+        List<Connection> list = new ArrayList<>();
+        if (connections == null) {
+            for (int a = 0; a < augments.size(); a++) {
+                list.addAll(CompositionPlan.paperDefault(a, depths[a], anchor.numHiddenLayers()));
+            }
+        } else {
+            list.addAll(CompositionPlan.parse(connections));
+        }
+        CompositionPlan plan = new CompositionPlan(list);
+        try {
+            plan.validate(anchor.numHiddenLayers(), depths);
+        } catch (Calm4jException e) {
+            throw new Calm4jException((connections == null ? "" : "--connections: ") + e.getMessage());
+        }
+        for (int a = 0; a < augments.size(); a++) {
+            if (plan.deepestAugmentLayer(a) < 0) {
+                throw new Calm4jException("--connections: augment " + a + " (" + augmentDirs.get(a) + ") has no connection; "
+                        + "give it one (e.g. \"" + a + ":" + (depths[a] - 1) + "->" + (anchor.numHiddenLayers() - 1)
+                        + "\") or drop that --augment");
+            }
+        }
+        int h = heads == null ? anchor.numAttentionHeads() : heads;
+        if (h <= 0 || anchor.hiddenSize() % h != 0) {
+            throw new Calm4jException("--heads " + h + " must be positive and divide the anchor hidden size ("
+                    + anchor.hiddenSize() + ")");
+        }
+        if (mode == Mode.SAME_SEQUENCE) {
+            for (int a = 0; a < augments.size(); a++) {
+                if (augments.get(a).vocabSize() < anchor.vocabSize()) {
+                    throw new Calm4jException("same_sequence mode feeds the anchor's token ids to augment " + a + " ("
+                            + augmentDirs.get(a) + "), whose vocabulary (" + augments.get(a).vocabSize()
+                            + ") is smaller than the anchor's (" + anchor.vocabSize()
+                            + "); the models must share a tokenizer (or use --mode separate_prompt)");
+                }
+            }
+        }
+        return new Compositions(anchorDir, anchor, List.copyOf(augmentDirs), List.copyOf(augments), plan, h, mode);
+    }
+
+    long bridgeParameters(int k) {
+        Connection c = plan.get(k);
+        return Bridge.parameterCount(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize());
+    }
+
+    long bridgeParameters() {
+        long n = 0;
+        for (int k = 0; k < plan.size(); k++) {
+            n += bridgeParameters(k);
+        }
+        return n;
+    }
+
+    /** The plan as a table, then bridge parameters against the base models'. */
+    void print(PrintWriter out) {
+        out.printf("composition     %d bridge(s), %s, %d heads%n", plan.size(), mode.jsonName(), heads);
+        out.printf("  %-6s  %-7s  %-30s  %12s%n", "bridge", "augment", "augment layer -> anchor layer", "parameters");
+        for (int k = 0; k < plan.size(); k++) {
+            Connection c = plan.get(k);
+            out.printf("  %6d  %7d  %-30s  %,12d%n", k, c.augment(),
+                    String.format("%13d -> %d", c.augmentLayer(), c.anchorLayer()), bridgeParameters(k));
+        }
+        long total = bridgeParameters();
+        out.printf("bridges         %,d parameters (%s of the anchor)%n", total, percent(total, anchor.parameterCount()));
+        out.printf("anchor          %s%n", describe(anchorDir, anchor));
+        for (int a = 0; a < augments.size(); a++) {
+            out.printf("augment %-7d %s%n", a, describe(augmentDirs.get(a), augments.get(a)));
+        }
+    }
+
+    ObjectNode toJson(ObjectMapper m) {
+        ObjectNode o = m.createObjectNode();
+        o.put("mode", mode.jsonName());
+        o.put("heads", heads);
+        o.put("connections", plan.toString());
+        ArrayNode b = o.putArray("bridges");
+        for (int k = 0; k < plan.size(); k++) {
+            Connection c = plan.get(k);
+            b.addObject().put("bridge", k).put("augment", c.augment()).put("augment_layer", c.augmentLayer())
+                    .put("anchor_layer", c.anchorLayer()).put("parameters", bridgeParameters(k));
+        }
+        o.put("bridge_parameters", bridgeParameters());
+        o.set("anchor", model(m, anchorDir, anchor));
+        ArrayNode a = o.putArray("augments");
+        for (int i = 0; i < augments.size(); i++) {
+            a.add(model(m, augmentDirs.get(i), augments.get(i)));
+        }
+        o.put("bridge_fraction_of_anchor", (double) bridgeParameters() / anchor.parameterCount());
+        return o;
+    }
+
+    private static ObjectNode model(ObjectMapper m, Path dir, ModelConfig c) {
+        return m.createObjectNode().put("path", dir.toString()).put("model_type", c.modelType())
+                .put("layers", c.numHiddenLayers()).put("hidden_size", c.hiddenSize())
+                .put("parameters", c.parameterCount());
+    }
+
+    static String describe(Path dir, ModelConfig c) {
+        return String.format("%s: %s, %d layers, hidden %d, %,d parameters", dir, c.modelType(), c.numHiddenLayers(),
+                c.hiddenSize(), c.parameterCount());
+    }
+
+    static String percent(long part, long whole) {
+        double p = 100.0 * part / whole;
+        return p >= 0.1 ? String.format("%.1f%%", p) : String.format("%.3f%%", p);
+    }
+}

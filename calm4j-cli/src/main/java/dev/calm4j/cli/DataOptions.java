@@ -1,0 +1,67 @@
+package dev.calm4j.cli;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.data.DataRules;
+import dev.calm4j.data.Dataset;
+import dev.calm4j.data.Example;
+import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.tokenize.Tokenizer;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * How data files become examples (a picocli mixin): BOS and EOS from the model's config unless turned off. Use the
+ * same flags for training and evaluation, so exact match scores the sequences the model was trained on.
+ */
+final class DataOptions {
+    @Option(names = "--no-eos", description = "do not append the model's EOS id to every completion/text (by default it is "
+            + "appended as a target, so the model learns to stop)")
+    boolean noEos;
+
+    @Option(names = "--no-bos", description = "do not prepend the model's BOS id to every sequence")
+    boolean noBos;
+
+    DataRules rules(ModelConfig c, boolean separatePrompt) {
+        Integer eos = noEos || c.eosTokenIds().isEmpty() ? null : c.eosTokenIds().get(0);
+        Integer bos = noBos || c.bosTokenId() < 0 ? null : c.bosTokenId();
+        return new DataRules(c.maxPositionEmbeddings(), c.vocabSize(), eos, bos, separatePrompt);
+    }
+
+    /** The model folder's tokenizer, or null when it has none (the data must then be pre-tokenized ids). */
+    static Tokenizer tokenizerOf(Path modelDir) {
+        return Tokenizer.exists(modelDir) ? Tokenizer.load(modelDir) : null;
+    }
+
+    /** Reads {@code file}; null when {@code file} is null. */
+    static Dataset read(Path file, Tokenizer tok, DataRules rules) {
+        return file == null ? null : Dataset.read(file, tok, rules);
+    }
+
+    /** In separate-prompt mode every augment reads the examples' augment ids: they must lie in its vocabulary. */
+    static void checkAugmentVocab(Dataset data, List<? extends ModelConfig> augments) {
+        if (data == null) {
+            return;
+        }
+        for (Example e : data.examples()) {
+            long[] ids = e.augmentIds();
+            if (ids == null) {
+                return;
+            }
+            for (int a = 0; a < augments.size(); a++) {
+                int v = augments.get(a).vocabSize();
+                for (int i = 0; i < ids.length; i++) {
+                    if (ids[i] >= v) {
+                        throw new Calm4jException(data.source() + ":" + e.line() + ": augment prompt token " + i + " is id "
+                                + ids[i] + ", outside augment " + a + "'s vocabulary [0, " + v + ")");
+                    }
+                }
+            }
+        }
+    }
+
+    static String describe(Dataset d) {
+        return String.format("%s: %,d examples, %,d target tokens", d.source(), d.size(), d.targetTokens());
+    }
+}

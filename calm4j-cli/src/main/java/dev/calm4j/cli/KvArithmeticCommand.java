@@ -1,0 +1,103 @@
+package dev.calm4j.cli;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.Calm4jException;
+import dev.calm4j.experiment.kv.KvExperiment;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** The key-value arithmetic reproduction; {@code calm demo} and {@code calm experiment kv-arithmetic}. */
+@Command(name = "kv-arithmetic", mixinStandardHelpOptions = true,
+        description = "Reproduce the CALM paper's key-value arithmetic experiment (Table 1) with its controls: "
+                + "writes report.md, results.json and PNGs into a run directory and prints the table.",
+        footer = {"", "Examples:",
+                "  calm demo",
+                "  calm demo --quick --out runs/kv-quick",
+                "  calm experiment kv-arithmetic --seeds 1,2,3 --steps 600 --out runs/kv",
+                "  calm experiment kv-arithmetic --retrain --models experiments/kv-arithmetic/models"})
+class KvArithmeticCommand implements Callable<Integer> {
+    @Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--out", paramLabel = "DIR", description = "run directory (default runs/kv-arithmetic-<time>)")
+    Path out;
+
+    @Option(names = "--models", paramLabel = "DIR", description = "base models m_A, m_B (default: the shipped experiments/kv-arithmetic/models)")
+    Path models;
+
+    @Option(names = "--quick", description = "one seed, fewer steps and examples (about 3 minutes): checks the direction of the claim")
+    boolean quick;
+
+    @Option(names = "--retrain", description = "retrain m_A and m_B with the committed recipe into --models (tens of minutes)")
+    boolean retrain;
+
+    @Option(names = "--seeds", split = ",", paramLabel = "S", description = "composition seeds (default 1,2,3)")
+    List<Long> seeds;
+
+    @Option(names = "--steps", paramLabel = "N", description = "bridge training steps per run")
+    Integer steps;
+
+    @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->0,3->1)")
+    String connections;
+
+    @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")
+    boolean noControls;
+
+    @Option(names = "--no-progress", description = "no progress bars")
+    boolean noProgress;
+
+    static Path home() {
+        String h = System.getProperty("calm4j.home");
+        return h != null ? Path.of(h) : Path.of(".");
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        PrintWriter w = spec.commandLine().getOut();
+        Path modelsDir = models != null ? models : home().resolve("experiments/kv-arithmetic/models");
+        Path outDir = out != null ? out : Path.of("runs", "kv-arithmetic-"
+                + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")) + (quick ? "-quick" : ""));
+        KvExperiment.Config c = KvExperiment.Config.defaults(modelsDir, outDir);
+        if (quick) {
+            c = c.quick();
+        }
+        c = new KvExperiment.Config(c.recipe(), c.modelsDir(), c.out(), seeds != null ? seeds : c.seeds(),
+                steps != null ? steps : c.composeSteps(), c.composeBatch(), c.composeLr(),
+                connections != null ? connections : c.connections(), c.heads(), c.compositionExamples(),
+                c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps());
+        if (c.composeSteps() <= 0) {
+            throw new Calm4jException("--steps must be > 0");
+        }
+        if (c.seeds().isEmpty()) {
+            throw new Calm4jException("--seeds is empty");
+        }
+        Files.createDirectories(outDir);
+        java.io.PrintStream log = new java.io.PrintStream(new java.io.OutputStream() {
+            @Override
+            public void write(int b) {
+                w.write(b);
+            }
+
+            @Override
+            public void flush() {
+                w.flush();
+            }
+        }, true);
+        ObjectNode r = new KvExperiment(c, log, !noProgress).run();
+        w.println();
+        w.println(Files.readString(outDir.resolve("report.md")).split("## Probe")[0].trim());
+        w.printf("%nreport: %s   results: %s   wall time %.0f s%n", outDir.resolve("report.md"),
+                outDir.resolve("results.json"), r.path("wall_time_s").asDouble());
+        w.flush();
+        return 0;
+    }
+}

@@ -1,0 +1,135 @@
+package dev.calm4j.cli;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.BridgeCheckpoint;
+import dev.calm4j.compose.CalmConfig;
+import dev.calm4j.compose.CalmModel;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.eval.EvalModel;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.lm.llama.LlamaModel;
+import dev.calm4j.train.Lora;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * What {@code eval} and {@code generate} run: one model, one model with LoRA adapters, or an anchor composed with
+ * augments through a bridge checkpoint. Resolved from flags and configs first (cheap: data can be checked before any
+ * weights are read), then {@link #load}ed.
+ *
+ * @param anchorDir the (anchor) model folder: from the flag, else the path the bridge checkpoint records
+ * @param calm      the bridge checkpoint's config, or null
+ */
+record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentDirs, Path bridgesDir, CalmConfig calm,
+                   Path loraDir) {
+
+    /** @param modelFlag the flag that names the model in this command ("--model" or "--anchor"), for messages */
+    static ModelSource resolve(String modelFlag, Path model, List<Path> augments, Path bridges, Path lora,
+                               boolean allowMismatch) {
+        List<Path> augs = augments == null ? List.of() : List.copyOf(augments);
+        if (!augs.isEmpty() && bridges == null) {
+            throw new Calm4jException("--augment needs --bridges DIR (bridges trained by calm compose); to see a "
+                    + "composition's plan, use calm inspect --anchor DIR --augment DIR");
+        }
+        if (allowMismatch && bridges == null) {
+            throw new Calm4jException("--allow-mismatch only applies to --bridges");
+        }
+        if (lora != null && bridges != null) {
+            throw new Calm4jException("--lora and --bridges exclude each other (LoRA adapts a single model; bridges "
+                    + "compose several)");
+        }
+        CalmConfig calm = null;
+        Path anchorDir = model;
+        if (bridges != null) {
+            calm = CalmConfig.read(bridges);
+            if (anchorDir == null) {
+                anchorDir = bridges.resolve(calm.anchor().path()).normalize();
+            }
+            if (!augs.isEmpty() && augs.size() != calm.augments().size()) {
+                throw new Calm4jException(bridges.resolve(CalmConfig.FILE) + ": the bridges were trained with "
+                        + calm.augments().size() + " augmenting model(s), " + augs.size() + " --augment given");
+            }
+        } else if (anchorDir == null) {
+            throw new Calm4jException("give " + modelFlag + " DIR (or --bridges DIR, which records its anchor)");
+        }
+        return new ModelSource(anchorDir, LmFamilies.readConfig(anchorDir), augs, bridges, calm, lora);
+    }
+
+    boolean composed() {
+        return calm != null;
+    }
+
+    Mode mode() {
+        return calm == null ? Mode.SAME_SEQUENCE : calm.mode();
+    }
+
+    /** The augment folders the composition will use: the flags, else the paths the checkpoint records. */
+    List<Path> effectiveAugments() {
+        if (calm == null) {
+            return List.of();
+        }
+        if (!augmentDirs.isEmpty()) {
+            return augmentDirs;
+        }
+        return calm.augments().stream().map(r -> bridgesDir.resolve(r.path()).normalize()).toList();
+    }
+
+    Loaded load(boolean allowMismatch, ScalarType dtype) {
+        if (calm != null) {
+            BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(bridgesDir, anchorDir, augmentDirs.isEmpty() ? null : augmentDirs,
+                    allowMismatch, dtype);
+            CalmModel m = l.model();
+            String desc = String.format("anchor %s + %s via bridges %s (%s, %s, %,d bridge parameters)", anchorDir,
+                    effectiveAugments().size() == 1 ? "augment " + effectiveAugments().get(0)
+                            : "augments " + effectiveAugments(), bridgesDir, m.mode().jsonName(), m.plan(),
+                    m.bridgeParameterCount());
+            return new Loaded(m.anchor(), null, l, EvalModel.of(m), desc);
+        }
+        CausalLm lm = LmFamilies.load(anchorDir, dtype);
+        if (loraDir == null) {
+            return new Loaded(lm, null, null, EvalModel.of(lm), "model " + anchorDir);
+        }
+        if (!(lm instanceof LlamaModel base)) {
+            lm.close();
+            throw new Calm4jException(anchorDir + ": LoRA supports the Llama family (llama, mistral, qwen2)");
+        }
+        try {
+            Lora lora = Lora.load(loraDir, base);
+            LlamaModel adapted = lora.apply(base);
+            return new Loaded(adapted, new AutoCloseable[] {lora, base}, null, EvalModel.of(adapted),
+                    String.format("model %s + LoRA %s (rank %d on %s, %,d parameters)", anchorDir, loraDir, lora.rank(),
+                            String.join(",", lora.targets()), lora.parameterCount()));
+        } catch (RuntimeException e) {
+            base.close();
+            throw e;
+        }
+    }
+
+    /**
+     * A loaded model. {@code lm} is what single-model code runs (the model, or its LoRA-adapted view; the anchor of a
+     * composition); {@code calm} is non-null for a composition.
+     */
+    record Loaded(CausalLm lm, AutoCloseable[] owned, BridgeCheckpoint.Loaded calm, EvalModel evalModel,
+                  String description) implements AutoCloseable {
+        @Override
+        public void close() {
+            if (calm != null) {
+                calm.close();
+            } else if (owned != null) {
+                for (AutoCloseable c : owned) {
+                    try {
+                        c.close();
+                    } catch (Exception e) {
+                        throw new IllegalStateException(e);
+                    }
+                }
+            } else {
+                lm.close();
+            }
+        }
+    }
+}

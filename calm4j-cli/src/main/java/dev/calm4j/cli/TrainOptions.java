@@ -1,0 +1,133 @@
+package dev.calm4j.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.calm4j.Calm4jException;
+import dev.calm4j.train.TrainConfig;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Training flags shared by {@code pretrain}, {@code compose} and {@code lora} (a picocli mixin). They become one
+ * {@link TrainConfig}, which validates them and names the flag in its message.
+ */
+final class TrainOptions {
+    @Option(names = "--steps", required = true, paramLabel = "N", description = "optimizer steps (required)")
+    int steps;
+
+    @Option(names = "--batch", defaultValue = "8", paramLabel = "B", description = "examples per micro-batch (default ${DEFAULT-VALUE})")
+    int batch;
+
+    @Option(names = "--accumulation", defaultValue = "1", paramLabel = "K",
+            description = "micro-batches per optimizer step; effective batch = B x K (default ${DEFAULT-VALUE})")
+    int accumulation;
+
+    @Option(names = "--lr", defaultValue = "1e-3", paramLabel = "LR", description = "peak AdamW learning rate (default ${DEFAULT-VALUE})")
+    double lr;
+
+    @Option(names = "--warmup", paramLabel = "N", description = "linear warmup steps (default 5% of --steps)")
+    Integer warmup;
+
+    @Option(names = "--min-lr-ratio", defaultValue = "0.1", paramLabel = "R",
+            description = "cosine decay ends at lr x R (default ${DEFAULT-VALUE})")
+    double minLrRatio;
+
+    @Option(names = "--weight-decay", defaultValue = "0", paramLabel = "WD", description = "AdamW decoupled weight decay (default ${DEFAULT-VALUE})")
+    double weightDecay;
+
+    @Option(names = "--clip", defaultValue = "1.0", paramLabel = "NORM", description = "global gradient-norm clip, 0 = off (default ${DEFAULT-VALUE})")
+    double clip;
+
+    @Option(names = "--eval-every", defaultValue = "0", paramLabel = "N", description = "evaluate on --eval every N steps; 0 = at the end only (default ${DEFAULT-VALUE})")
+    int evalEvery;
+
+    @Option(names = "--save-every", defaultValue = "0", paramLabel = "N",
+            description = "write a resumable checkpoint every N steps; 0 = at the end only (default ${DEFAULT-VALUE})")
+    int saveEvery;
+
+    @Option(names = "--log-every", paramLabel = "N", description = "log the loss every N steps (default max(1, steps/100))")
+    Integer logEvery;
+
+    @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "seed of initialisation and data order (default ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--resume", description = "continue the run in --out from its last checkpoint (same flags; --steps may grow)")
+    boolean resume;
+
+    @Option(names = "--overwrite", description = "start over even though --out already holds a training run")
+    boolean overwrite;
+
+    @Option(names = "--no-progress", description = "no progress bar: print one line per logged step instead (the default when not on a terminal)")
+    boolean noProgress;
+
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "compute dtype (default ${DEFAULT-VALUE})")
+    String dtype;
+
+    ScalarType computeDtype() {
+        return GenerateCommand.parseDtype(dtype);
+    }
+
+    boolean progressBar() {
+        return !noProgress && System.console() != null;
+    }
+
+    /** The step the checkpoint in {@code out} is at, or -1 when there is none. */
+    static int checkpointStep(Path out) {
+        JsonNode s = savedState(out);
+        return s == null ? -1 : s.path("step").asInt(-1);
+    }
+
+    private static JsonNode savedState(Path out) {
+        Path state = out.resolve("checkpoint").resolve("state.json");
+        if (!Files.isRegularFile(state)) {
+            return null;
+        }
+        try {
+            return new ObjectMapper().readTree(state.toFile());
+        } catch (IOException e) {
+            throw new Calm4jException(state + ": unreadable (" + String.valueOf(e.getMessage()).split("\n")[0] + ")");
+        }
+    }
+
+    /**
+     * Checks {@code out} against --resume/--overwrite and builds the config. When resuming, the defaults that depend on
+     * --steps (warmup, log interval) are taken from the checkpoint, so that growing --steps does not change them.
+     */
+    TrainConfig config(Path out) {
+        if (resume && overwrite) {
+            throw new Calm4jException("--resume and --overwrite exclude each other");
+        }
+        JsonNode saved = savedState(out);
+        if (saved != null && !resume && !overwrite) {
+            throw new Calm4jException(out + ": already holds a training run (checkpoint/ at step "
+                    + saved.path("step").asInt() + "); pass --resume to continue it or --overwrite to start over");
+        }
+        if (resume && saved != null) {
+            int at = saved.path("step").asInt();
+            if (at >= steps) {
+                throw new Calm4jException(out + ": the checkpoint is already at step " + at + " of --steps " + steps
+                        + "; nothing to train (raise --steps to continue)");
+            }
+        }
+        JsonNode prev = resume && saved != null ? saved.path("train_config") : null;
+        int w = warmup != null ? warmup
+                : prev != null && prev.has("warmupSteps") ? prev.get("warmupSteps").asInt() : Math.max(0, steps / 20);
+        int l = logEvery != null ? logEvery
+                : prev != null && prev.has("logEvery") ? prev.get("logEvery").asInt() : Math.max(1, steps / 100);
+        if (logEvery != null && logEvery <= 0) {
+            throw new Calm4jException("--log-every must be > 0, got " + logEvery);
+        }
+        if (evalEvery < 0) {
+            throw new Calm4jException("--eval-every must be >= 0, got " + evalEvery);
+        }
+        if (saveEvery < 0) {
+            throw new Calm4jException("--save-every must be >= 0, got " + saveEvery);
+        }
+        return new TrainConfig(steps, batch, accumulation, lr, w, minLrRatio, weightDecay, 0.9, 0.999, 1e-8, clip,
+                evalEvery, saveEvery, l, seed);
+    }
+}

@@ -1,0 +1,63 @@
+package dev.calm4j.experiment.kv;
+
+import dev.calm4j.Torch;
+import dev.calm4j.data.Dataset;
+import dev.calm4j.data.Example;
+import dev.calm4j.eval.EvalModel;
+import dev.calm4j.eval.Evaluator;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamilies;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.Set;
+
+/** Development driver: java ... KvDev OUT_DIR [augment|anchor|both] (recipe overrides via -Dkv.* properties). */
+public final class KvDev {
+    public static void main(String[] args) throws Exception {
+        Torch.init();
+        Path out = Path.of(args[0]);
+        String which = args.length > 1 ? args[1] : "both";
+        KvRecipe d = KvRecipe.defaults();
+        KvRecipe r = new KvRecipe(Integer.getInteger("kv.keys", d.keys()), 2, d.taskSeed(),
+                Integer.getInteger("kv.aHidden", d.augmentHidden()), Integer.getInteger("kv.aLayers", d.augmentLayers()),
+                Integer.getInteger("kv.aSteps", d.augmentSteps()), Integer.getInteger("kv.aAux", d.augmentAuxLayer()),
+                Integer.getInteger("kv.bHidden", d.anchorHidden()), Integer.getInteger("kv.bLayers", d.anchorLayers()),
+                Integer.getInteger("kv.bSteps", d.anchorSteps()), Integer.getInteger("kv.bAux", d.anchorAuxLayer()),
+                Double.parseDouble(System.getProperty("kv.bAuxW", "" + d.anchorAuxWeight())),
+                Integer.getInteger("kv.batch", d.batch()), Double.parseDouble(System.getProperty("kv.lr", "" + d.lr())));
+        KvTask t = r.task();
+        Files.createDirectories(out);
+        Path tok = out.resolve("tokenizer.json");
+        t.writeTokenizer(tok);
+        Random rnd = new Random(7);
+        List<Example> subs = new ArrayList<>();
+        List<Example> num = new ArrayList<>();
+        List<Example> math = new ArrayList<>();
+        for (KvTask.Expr e : t.exprs(t.keys(), 300, Set.of(), rnd)) {
+            subs.add(KvTask.kvSubs(e));
+            num.add(KvTask.numMath(e));
+            math.add(KvTask.kvMath(e));
+        }
+        long t0 = System.nanoTime();
+        if (!which.equals("anchor")) {
+            var res = r.trainAugment(t, out.resolve("m_A"), tok, false, System.out);
+            System.out.printf("m_A trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
+            try (CausalLm m = LmFamilies.load(out.resolve("m_A"))) {
+                System.out.println("m_A KV-SUBS " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(subs, "subs"), 100, Set.of(2), null).accuracy());
+                System.out.println("m_A KV-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(math, "math"), 100, Set.of(2), null).accuracy());
+            }
+        }
+        if (!which.equals("augment")) {
+            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out);
+            System.out.printf("m_B trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
+            try (CausalLm m = LmFamilies.load(out.resolve("m_B"))) {
+                System.out.println("m_B NUM-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(num, "num"), 100, Set.of(2), null).accuracy());
+            }
+        }
+        System.out.printf("total %.0f s%n", (System.nanoTime() - t0) / 1e9);
+    }
+}

@@ -1,0 +1,299 @@
+package dev.calm4j.experiment.kv;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.Bridge;
+import dev.calm4j.compose.CalmModel;
+import dev.calm4j.compose.CompositionPlan;
+import dev.calm4j.compose.Connection;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.data.Dataset;
+import dev.calm4j.data.Example;
+import dev.calm4j.eval.Accuracy;
+import dev.calm4j.eval.EvalModel;
+import dev.calm4j.eval.Evaluator;
+import dev.calm4j.io.AtomicFiles;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.lm.llama.LlamaConfig;
+import dev.calm4j.lm.llama.LlamaModel;
+import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.train.BridgeObjective;
+import dev.calm4j.train.Lora;
+import dev.calm4j.train.LoraObjective;
+import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainLoop;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+/**
+ * The key-value arithmetic reproduction (paper §4.1, Table 1) end to end: data, base models (shipped, or retrained
+ * with the committed recipe), CALM bridges on KV-MATH over 20 % of the keys, the paper's controls (LoRA on m_B with a
+ * matched parameter count, a random m_A, m_A as an encoder), greedy exact-match evaluation of every model on every
+ * dataset over several seeds, a probe of m_A, and a report.
+ */
+public final class KvExperiment {
+    public static final List<String> DATASETS = List.of("kv_subs", "num_math", "kv_math_heldout_keys", "kv_math_heldout_expr");
+    static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    /** Everything that defines a run (written next to its results). */
+    public record Config(KvRecipe recipe, Path modelsDir, Path out, List<Long> seeds, int composeSteps, int composeBatch,
+                         double composeLr, String connections, int heads, int compositionExamples, int evalExamples,
+                         boolean controls, boolean retrain, int probeSteps) {
+
+        public static Config defaults(Path modelsDir, Path out) {
+            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 600, 64, 3e-3, "3->0,3->1", 4,
+                    3000, 400, true, false, 300);
+        }
+
+        /** Minutes-scale: one seed, fewer steps and examples; checks the claim's direction, not its size. */
+        public Config quick() {
+            return new Config(recipe, modelsDir, out, List.of(1L), Math.max(50, composeSteps / 3), composeBatch, composeLr,
+                    connections, heads, compositionExamples, 150, controls, retrain, probeSteps / 2);
+        }
+
+        ObjectNode toJson() {
+            ObjectNode o = JSON.valueToTree(this);
+            o.put("modelsDir", modelsDir.toString());
+            o.put("out", out.toString());
+            return o;
+        }
+    }
+
+    private final Config cfg;
+    private final PrintStream log;
+    private final boolean progress;
+
+    public KvExperiment(Config cfg, PrintStream log, boolean progress) {
+        this.cfg = cfg;
+        this.log = log;
+        this.progress = progress;
+    }
+
+    /** The datasets, built from the task deterministically. */
+    record Data(List<Example> composition, Map<String, List<Example>> eval, List<Example> probeTrain,
+                List<Example> probeTest) {}
+
+    Data data(KvTask t) {
+        Random r = new Random(cfg.recipe().taskSeed() + 100);
+        List<String> in = t.heldInKeys();
+        List<String> out = t.heldOutKeys();
+        List<KvTask.Expr> dc = t.exprs(in, cfg.compositionExamples(), Set.of(), r);
+        Set<String> dcTexts = new HashSet<>();
+        dc.forEach(e -> dcTexts.add(e.keyText()));
+        int n = cfg.evalExamples();
+        List<KvTask.Expr> heldKeys = t.exprs(out, n, Set.of(), r);
+        List<KvTask.Expr> heldExpr = t.exprs(in, n, dcTexts, r);
+        List<KvTask.Expr> any = t.exprs(t.keys(), n, dcTexts, r);
+        Map<String, List<Example>> eval = new LinkedHashMap<>();
+        eval.put("kv_subs", any.stream().map(KvTask::kvSubs).toList());
+        eval.put("num_math", any.stream().map(KvTask::numMath).toList());
+        eval.put("kv_math_heldout_keys", heldKeys.stream().map(KvTask::kvMath).toList());
+        eval.put("kv_math_heldout_expr", heldExpr.stream().map(KvTask::kvMath).toList());
+        return new Data(dc.stream().map(KvTask::kvMath).toList(), eval,
+                t.exprs(in, 400, Set.of(), r).stream().map(KvTask::kvMath).toList(),
+                t.exprs(out, 400, Set.of(), r).stream().map(KvTask::kvMath).toList());
+    }
+
+    /** Base models: checks the shipped ones belong to this task, or retrains them with the recipe. */
+    Path[] baseModels(KvTask t) throws IOException {
+        Path a = cfg.modelsDir().resolve("m_A");
+        Path b = cfg.modelsDir().resolve("m_B");
+        Path stamp = cfg.modelsDir().resolve("kv_recipe.json");
+        String want = JSON.writeValueAsString(JSON.valueToTree(cfg.recipe()));
+        boolean have = Files.isRegularFile(a.resolve("model.safetensors")) && Files.isRegularFile(b.resolve("model.safetensors"))
+                && Files.isRegularFile(stamp);
+        if (have && !cfg.retrain()) {
+            String got = JSON.writeValueAsString(JSON.readTree(stamp.toFile()));
+            if (!got.equals(want)) {
+                throw new Calm4jException(stamp + ": the base models were trained with another recipe (" + got
+                        + "); rerun with --retrain to rebuild them for this one");
+            }
+            return new Path[] {a, b};
+        }
+        if (!cfg.retrain()) {
+            throw new Calm4jException(cfg.modelsDir() + ": no base models (m_A, m_B, kv_recipe.json); run with --retrain "
+                    + "to train them with the committed recipe");
+        }
+        Files.createDirectories(cfg.modelsDir());
+        Path tok = cfg.modelsDir().resolve("tokenizer.json");
+        t.writeTokenizer(tok);
+        log.println("pretraining m_A (KV-SUBS over all keys + lookups, value-digit aux loss) ...");
+        var ra = cfg.recipe().trainAugment(t, a, tok, progress, log);
+        log.printf("  m_A: loss %.4f, %.0f s%n", ra.finalLoss(), ra.seconds());
+        log.println("pretraining m_B (NUM-MATH) ...");
+        var rb = cfg.recipe().trainAnchor(t, b, tok, progress, log);
+        log.printf("  m_B: loss %.4f, %.0f s%n", rb.finalLoss(), rb.seconds());
+        AtomicFiles.writeString(stamp, want + "\n");
+        return new Path[] {a, b};
+    }
+
+    /** Runs everything; returns results.json's content (also written, with report.md and PNGs, into cfg.out). */
+    public ObjectNode run() throws IOException {
+        long t0 = System.nanoTime();
+        Files.createDirectories(cfg.out());
+        KvTask t = cfg.recipe().task();
+        Data d = data(t);
+        writeData(t, d);
+        Path[] bases = baseModels(t);
+        Path aDir = bases[0];
+        Path bDir = bases[1];
+        ObjectNode results = JSON.createObjectNode();
+        results.set("config", cfg.toJson());
+        ObjectNode models = results.putObject("models");
+        Map<String, Map<String, List<Accuracy>>> acc = new LinkedHashMap<>();
+        List<double[]> curves = new ArrayList<>();
+        PrintStream quiet = new PrintStream(OutputStream.nullOutputStream());
+        try (CausalLm mA = LmFamilies.load(aDir); CausalLm mB = LmFamilies.load(bDir)) {
+            log.println("evaluating the base models ...");
+            acc.put("m_A", evalAll(EvalModel.of(mA), d));
+            acc.put("m_B", evalAll(EvalModel.of(mB), d));
+            // The probe: is there a key-independent reading of values in m_A's states?
+            log.println("probing m_A ...");
+            List<Probe.Result> probe = Probe.run(mA, d.probeTrain(), d.probeTest(), t.values(), cfg.probeSteps());
+            ArrayNode probeJson = results.putArray("probe");
+            for (Probe.Result p : probe) {
+                probeJson.addObject().put("layer", p.layer()).put("value_accuracy", p.valueAccuracy())
+                        .put("hundreds", p.digitAccuracy()[0]).put("tens", p.digitAccuracy()[1])
+                        .put("units", p.digitAccuracy()[2]).put("train_n", p.trainN()).put("test_n", p.testN());
+                log.printf("  probe layer %d: held-out values read %.1f%% (digits %.0f/%.0f/%.0f%%)%n", p.layer(),
+                        100 * p.valueAccuracy(), 100 * p.digitAccuracy()[0], 100 * p.digitAccuracy()[1], 100 * p.digitAccuracy()[2]);
+            }
+            Dataset dc = Dataset.of(d.composition(), "KV-MATH over the composition keys (D_C)");
+            CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.connections()));
+            long bridgeParams = 0;
+            for (Connection c : plan.connections()) {
+                bridgeParams += Bridge.parameterCount(mA.hiddenSize(), mB.hiddenSize());
+            }
+            results.put("bridge_parameters", bridgeParams);
+            for (long seed : cfg.seeds()) {
+                TrainConfig tc = new TrainConfig(cfg.composeSteps(), cfg.composeBatch(), 1, cfg.composeLr(),
+                        Math.max(1, cfg.composeSteps() / 20), 0.1, 0.0, 0.9, 0.999, 1e-8, 1.0, 0, 0,
+                        Math.max(1, cfg.composeSteps() / 50), seed);
+                Path runDir = cfg.out().resolve("seed-" + seed);
+                // CALM
+                log.printf("seed %d: training CALM bridges %s on %d D_C examples ...%n", seed, plan, dc.size());
+                try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), seed)) {
+                    var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir)), dc, null, tc,
+                            runDir.resolve("calm"), false, progress, quiet);
+                    log.printf("  CALM: loss %.4f (%.0f s)%n", r.finalLoss(), r.seconds());
+                    r.curve().forEach(p -> curves.add(new double[] {seed, p[0], p[1]}));
+                    add(acc, "calm", evalAll(EvalModel.of(calm), d));
+                }
+                if (!cfg.controls()) {
+                    continue;
+                }
+                // LoRA on m_B, rank matched to the bridges' parameter count
+                LlamaModel base = (LlamaModel) mB;
+                List<String> targets = List.of("q_proj", "v_proj");
+                int rank = Lora.rankMatching(base, targets, bridgeParams);
+                try (Lora lora = Lora.init(base, targets, rank, 2.0 * rank, seed)) {
+                    results.put("lora_rank", rank);
+                    results.put("lora_parameters", lora.parameterCount());
+                    var r = TrainLoop.run(new LoraObjective(base, bDir, lora), dc, null, tc, runDir.resolve("lora"),
+                            false, progress, quiet);
+                    log.printf("  LoRA r=%d (%,d params): loss %.4f (%.0f s)%n", rank, lora.parameterCount(), r.finalLoss(), r.seconds());
+                    add(acc, "lora", evalAll(EvalModel.of(lora.apply(base)), d));
+                }
+                // CALM with a random (untrained) m_A of the same shape
+                LlamaConfig ac = (LlamaConfig) mA.config();
+                Path randomDir = runDir.resolve("random_m_A");
+                try (LlamaModel rnd = new LlamaModel(ac, LlamaWeights.random(ac, 1000 + seed, 0.02, ScalarType.Float), ScalarType.Float)) {
+                    LmFamilies.save(rnd, randomDir);
+                    try (CalmModel calm = CalmModel.create(mB, List.of(rnd), plan, Mode.SAME_SEQUENCE, cfg.heads(), seed)) {
+                        var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(randomDir)), dc, null, tc,
+                                runDir.resolve("calm_random_augment"), false, progress, quiet);
+                        log.printf("  CALM, random m_A: loss %.4f (%.0f s)%n", r.finalLoss(), r.seconds());
+                        add(acc, "calm_random_augment", evalAll(EvalModel.of(calm), d));
+                    }
+                }
+                // m_A as an encoder: it reads the prompt once (separate prompt), the anchor sees all of it
+                Dataset dcEnc = Dataset.of(d.composition().stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList(),
+                        "D_C with the prompt as the augment's input");
+                try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.heads(), seed)) {
+                    var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir)), dcEnc, null, tc,
+                            runDir.resolve("calm_encoder"), false, progress, quiet);
+                    log.printf("  CALM, m_A as encoder: loss %.4f (%.0f s)%n", r.finalLoss(), r.seconds());
+                    add(acc, "calm_encoder", evalAll(EvalModel.of(calm), withPrompts(d)));
+                }
+            }
+        }
+        for (Map.Entry<String, Map<String, List<Accuracy>>> m : acc.entrySet()) {
+            ObjectNode mo = models.putObject(m.getKey());
+            for (Map.Entry<String, List<Accuracy>> e : m.getValue().entrySet()) {
+                long correct = e.getValue().stream().mapToLong(Accuracy::correct).sum();
+                long n = e.getValue().stream().mapToLong(Accuracy::n).sum();
+                Accuracy pooled = new Accuracy(correct, n);
+                ObjectNode cell = mo.putObject(e.getKey());
+                cell.put("accuracy", e.getValue().stream().mapToDouble(Accuracy::value).average().orElse(Double.NaN));
+                cell.put("n", n);
+                cell.putArray("ci95").add(pooled.ci95()[0]).add(pooled.ci95()[1]);
+                ArrayNode per = cell.putArray("per_seed");
+                e.getValue().forEach(a -> per.add(a.value()));
+            }
+        }
+        results.putArray("seeds").addAll(cfg.seeds().stream().map(s -> JSON.getNodeFactory().numberNode(s)).toList());
+        ObjectNode versions = results.putObject("versions");
+        versions.put("calm4j", String.valueOf(KvExperiment.class.getPackage().getImplementationVersion()));
+        versions.put("libtorch", "2.10.0 (org.bytedeco:pytorch 2.10.0-1.5.13)");
+        versions.put("java", System.getProperty("java.version"));
+        results.put("wall_time_s", (System.nanoTime() - t0) / 1e9);
+        Report.write(cfg, results, curves);
+        return results;
+    }
+
+    private static void add(Map<String, Map<String, List<Accuracy>>> acc, String model, Map<String, List<Accuracy>> one) {
+        Map<String, List<Accuracy>> m = acc.computeIfAbsent(model, k -> new LinkedHashMap<>());
+        one.forEach((k, v) -> m.computeIfAbsent(k, x -> new ArrayList<>()).addAll(v));
+    }
+
+    private Map<String, List<Accuracy>> evalAll(EvalModel m, Data d) {
+        Map<String, List<Accuracy>> out = new LinkedHashMap<>();
+        for (String name : DATASETS) {
+            Accuracy a = Evaluator.exactMatch(m, Dataset.of(d.eval().get(name), name), 100, Set.of(KvTask.EOS), null).accuracy();
+            out.put(name, new ArrayList<>(List.of(a)));
+        }
+        return out;
+    }
+
+    /** The eval sets with each example's prompt as the augment's own input (for the encoder control). */
+    private static Data withPrompts(Data d) {
+        Map<String, List<Example>> eval = new LinkedHashMap<>();
+        d.eval().forEach((k, v) -> eval.put(k, v.stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList()));
+        return new Data(d.composition(), eval, d.probeTrain(), d.probeTest());
+    }
+
+    private void writeData(KvTask t, Data d) throws IOException {
+        Path dir = cfg.out().resolve("data");
+        Files.createDirectories(dir);
+        t.writeTokenizer(dir.resolve("tokenizer.json"));
+        Dataset.writeJsonl(dir.resolve("composition_train.jsonl"), KvTask.jsonl(d.composition()));
+        for (Map.Entry<String, List<Example>> e : d.eval().entrySet()) {
+            Dataset.writeJsonl(dir.resolve(e.getKey() + ".jsonl"), KvTask.jsonl(e.getValue()));
+        }
+        List<Map<String, Object>> kv = new ArrayList<>();
+        for (String k : t.keys()) {
+            Map<String, Object> row = new LinkedHashMap<>();
+            row.put("key", k);
+            row.put("value", t.value(k));
+            row.put("composition_key", t.isHeldIn(k));
+            kv.add(row);
+        }
+        Dataset.writeJsonl(dir.resolve("keys.jsonl"), kv);
+    }
+}

@@ -1,0 +1,128 @@
+package dev.calm4j.experiment.kv;
+
+import dev.calm4j.data.Dataset;
+import dev.calm4j.data.Example;
+import dev.calm4j.lm.llama.LlamaConfig;
+import dev.calm4j.lm.llama.LlamaModel;
+import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.lm.llama.RopeScaling;
+import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainLoop;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+/**
+ * The committed recipe for the two base models of the KV-arithmetic experiment, trained by calm4j's own pretraining
+ * path (the same {@link TrainLoop}). Shipped as fixtures; {@code --retrain} reruns it.
+ */
+public record KvRecipe(int keys, int operands, long taskSeed,
+                       int augmentHidden, int augmentLayers, int augmentSteps, int augmentAuxLayer,
+                       int anchorHidden, int anchorLayers, int anchorSteps, int anchorAuxLayer, double anchorAuxWeight,
+                       int batch, double lr) {
+
+    public static KvRecipe defaults() {
+        return new KvRecipe(500, 2, 1234, 128, 4, 4000, 3, 128, 6, 4000, 1, 0.3, 64, 2e-3);
+    }
+
+    /** A minutes-scale version for tests: a tiny task, few steps (checks the pipeline, not the accuracy). */
+    public static KvRecipe tiny() {
+        return new KvRecipe(40, 2, 1234, 32, 2, 40, 1, 32, 3, 40, 1, 0.3, 16, 3e-3);
+    }
+
+    public KvTask task() {
+        return new KvTask(keys, operands, 0.2, taskSeed);
+    }
+
+    static LlamaConfig config(KvTask t, int hidden, int layers) {
+        int heads = Math.max(1, hidden / 32);
+        return new LlamaConfig("llama", t.vocabSize(), hidden, 3 * hidden, layers, heads, heads, hidden / heads, 1e-5,
+                10000.0, RopeScaling.NONE, 64, false, false, false, false, 0, KvTask.BOS, List.of(KvTask.EOS), "float32");
+    }
+
+    public LlamaConfig augmentConfig(KvTask t) {
+        return config(t, augmentHidden, augmentLayers);
+    }
+
+    public LlamaConfig anchorConfig(KvTask t) {
+        return config(t, anchorHidden, anchorLayers);
+    }
+
+    /** m_A's data: KV-SUBS over every key, plus single-key lookups (each key several times). */
+    public List<Example> augmentData(KvTask t) {
+        Random r = new Random(taskSeed + 1);
+        List<Example> out = new ArrayList<>();
+        for (KvTask.Expr e : t.exprs(t.keys(), Math.max(200, augmentSteps * batch / 2), java.util.Set.of(), r)) {
+            out.add(KvTask.kvSubs(e));
+        }
+        for (int rep = 0; rep < 4; rep++) {
+            for (String k : t.keys()) {
+                out.add(t.lookup(k));
+            }
+        }
+        return out;
+    }
+
+    /** m_B's data: NUM-MATH over random operand values 1..N. */
+    public List<Example> anchorData(KvTask t) {
+        Random r = new Random(taskSeed + 2);
+        List<Example> out = new ArrayList<>();
+        int n = Math.max(200, anchorSteps * batch / 2);
+        for (int i = 0; i < n; i++) {
+            int[] v = new int[operands];
+            char[] ops = new char[operands - 1];
+            List<String> none = new ArrayList<>();
+            for (int j = 0; j < operands; j++) {
+                v[j] = 1 + r.nextInt(keys);
+                none.add(null);
+                if (j > 0) {
+                    ops[j - 1] = r.nextBoolean() ? '+' : '-';
+                }
+            }
+            out.add(KvTask.numMath(new KvTask.Expr(none, v, ops)));
+        }
+        return out;
+    }
+
+    /** Trains m_A (lookups made readable at the key by the aux loss) into {@code dir}. */
+    public TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
+        LlamaConfig c = augmentConfig(t);
+        try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 10, 0.02, ScalarType.Float), ScalarType.Float)) {
+            var values = t.lookupTable();
+            DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer);
+            Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
+            return TrainLoop.run(obj, d, null, schedule(augmentSteps), dir.resolveSibling(dir.getFileName() + ".train"),
+                    false, progress, log, dir);
+        }
+    }
+
+    /** Trains m_B on NUM-MATH (with an operand-digit aux loss at an early layer) into {@code dir}. */
+    public TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
+        LlamaConfig c = anchorConfig(t);
+        try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
+            DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
+                    taskSeed + 21, tokenizer);
+            Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
+            return TrainLoop.run(obj, d, null, schedule(anchorSteps), dir.resolveSibling(dir.getFileName() + ".train"),
+                    false, progress, log, dir);
+        }
+    }
+
+    private TrainConfig schedule(int steps) {
+        return new TrainConfig(steps, batch, 1, lr, Math.max(1, steps / 20), 0.05, 0.01, 0.9, 0.98, 1e-8, 1.0,
+                0, 0, Math.max(1, steps / 50), taskSeed);
+    }
+
+    static Integer parseNumber(String s) {
+        for (char c : s.toCharArray()) {
+            if (c < '0' || c > '9') {
+                return null;
+            }
+        }
+        return s.length() > 3 ? null : Integer.parseInt(s);
+    }
+}

@@ -1,0 +1,135 @@
+package dev.calm4j.experiment.kv;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.io.AtomicFiles;
+import dev.calm4j.train.LossCurve;
+import org.jfree.chart.ChartFactory;
+import org.jfree.chart.ChartUtils;
+import org.jfree.chart.JFreeChart;
+import org.jfree.chart.plot.PlotOrientation;
+import org.jfree.data.category.DefaultCategoryDataset;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/** report.md, results.json, and the PNGs of a KV-arithmetic run. */
+final class Report {
+    private Report() {}
+
+    static final Map<String, String> LABELS = Map.of(
+            "kv_subs", "KV-SUBS", "num_math", "NUM-MATH", "kv_math_heldout_keys", "KV-MATH, held-out keys",
+            "kv_math_heldout_expr", "KV-MATH, held-out expressions");
+    static final Map<String, String> MODEL_LABELS = Map.of(
+            "m_A", "m_A", "m_B", "m_B", "calm", "CALM m_A⊕m_B", "lora", "LoRA on m_B (matched)",
+            "calm_random_augment", "CALM, random m_A", "calm_encoder", "CALM, m_A as encoder");
+    /** The paper's Table 1 (m_A / m_B / CALM); KV-MATH there is over expressions not in D_C. */
+    static final Map<String, double[]> PAPER = Map.of(
+            "kv_subs", new double[] {98.1, 0.0, 92.9}, "num_math", new double[] {4.2, 73.7, 72.0},
+            "kv_math_heldout_keys", new double[] {0.7, 0.0, 84.3});
+
+    static String cell(JsonNode models, String model, String dataset) {
+        JsonNode c = models.path(model).path(dataset);
+        if (c.isMissingNode()) {
+            return "–";
+        }
+        return String.format("%.1f [%.1f–%.1f] (n=%d)", 100 * c.get("accuracy").asDouble(),
+                100 * c.get("ci95").get(0).asDouble(), 100 * c.get("ci95").get(1).asDouble(), c.get("n").asInt());
+    }
+
+    static String table(ObjectNode results) {
+        JsonNode m = results.get("models");
+        StringBuilder s = new StringBuilder();
+        s.append("| Dataset | m_A | m_B | CALM m_A⊕m_B | paper m_A / m_B / CALM |\n|---|---|---|---|---|\n");
+        for (String d : KvExperiment.DATASETS) {
+            double[] p = PAPER.get(d);
+            s.append("| ").append(LABELS.get(d)).append(" | ").append(cell(m, "m_A", d)).append(" | ")
+                    .append(cell(m, "m_B", d)).append(" | ").append(cell(m, "calm", d)).append(" | ")
+                    .append(p == null ? "–" : String.format("%.1f / %.1f / %.1f", p[0], p[1], p[2])).append(" |\n");
+        }
+        return s.toString();
+    }
+
+    static String controls(ObjectNode results) {
+        JsonNode m = results.get("models");
+        StringBuilder s = new StringBuilder();
+        s.append("| Model | KV-MATH, held-out keys | KV-MATH, held-out expressions | NUM-MATH | KV-SUBS |\n|---|---|---|---|---|\n");
+        for (String model : List.of("calm", "lora", "calm_random_augment", "calm_encoder")) {
+            if (!m.has(model)) {
+                continue;
+            }
+            s.append("| ").append(MODEL_LABELS.get(model)).append(" | ").append(cell(m, model, "kv_math_heldout_keys"))
+                    .append(" | ").append(cell(m, model, "kv_math_heldout_expr")).append(" | ")
+                    .append(cell(m, model, "num_math")).append(" | ").append(cell(m, model, "kv_subs")).append(" |\n");
+        }
+        return s.toString();
+    }
+
+    static void write(KvExperiment.Config cfg, ObjectNode results, List<double[]> curves) throws IOException {
+        AtomicFiles.writeString(cfg.out().resolve("results.json"), KvExperiment.JSON.writeValueAsString(results) + "\n");
+        AtomicFiles.writeString(cfg.out().resolve("config.json"), KvExperiment.JSON.writeValueAsString(cfg.toJson()) + "\n");
+        StringBuilder r = new StringBuilder();
+        KvRecipe k = cfg.recipe();
+        r.append("# calm4j: key-value arithmetic (CALM paper §4.1, Table 1)\n\n");
+        r.append(String.format("%d keys of 2–6 letters, values a permutation of 1..%d, expressions of %d keys with + and −, "
+                + "character-level tokens in natural digit order. m_A: Llama d%d × %d layers; m_B: Llama d%d × %d layers. "
+                + "Bridges %s (augment layer -> anchor layer, 0-based), %d heads, %d parameters; trained %d steps × batch %d "
+                + "on %d KV-MATH examples over the 20 %% composition keys (D_C). Seeds %s. Accuracy is greedy exact match "
+                + "(the answer and EOS), mean over seeds, with the 95 %% Wilson interval of the pooled examples.\n\n",
+                k.keys(), k.keys(), k.operands(), k.augmentHidden(), k.augmentLayers(), k.anchorHidden(), k.anchorLayers(),
+                cfg.connections(), cfg.heads(), results.path("bridge_parameters").asLong(), cfg.composeSteps(),
+                cfg.composeBatch(), cfg.compositionExamples(), cfg.seeds()));
+        r.append("## Table 1 layout (accuracy %)\n\n").append(table(results)).append('\n');
+        r.append("The paper evaluates KV-MATH on expressions not in D_C; it does not split keys. Our headline cell is the "
+                + "harder one: every key of the expression is outside the composition keys.\n\n");
+        if (results.get("models").has("lora")) {
+            r.append("## Controls (accuracy %)\n\n").append(controls(results)).append('\n');
+            r.append(String.format("LoRA: rank %d on q_proj and v_proj of every m_B layer, %d parameters (bridges: %d), "
+                    + "same data, steps and schedule.%n%n", results.path("lora_rank").asInt(),
+                    results.path("lora_parameters").asLong(), results.path("bridge_parameters").asLong()));
+        }
+        r.append("## Probe: can a linear read-out fitted on composition keys read held-out keys' values from m_A?\n\n");
+        r.append("States at the operator after each key (where m_A's value-digit aux loss asks for the value), a softmax "
+                + "read-out per digit fitted on composition keys, tested on held-out keys.\n\n| m_A layer | all 3 digits | hundreds | tens | units |\n|---|---|---|---|---|\n");
+        for (JsonNode p : results.withArray("probe")) {
+            r.append(String.format("| %d | %.1f | %.1f | %.1f | %.1f |%n", p.get("layer").asInt(), 100 * p.get("value_accuracy").asDouble(),
+                    100 * p.get("hundreds").asDouble(), 100 * p.get("tens").asDouble(), 100 * p.get("units").asDouble()));
+        }
+        r.append(String.format("%n## Scale and provenance%n%nWall time %.0f s. Config: `config.json`; every cell: "
+                + "`results.json`; data: `data/`; per-seed training logs and loss curves: `seed-*/`; plots: `loss.png`, "
+                + "`accuracy.png`.%n", results.path("wall_time_s").asDouble()));
+        r.append("\n## What the base models are\n\nm_A is pretrained by calm4j on KV-SUBS over all keys plus single-key "
+                + "lookups, with an auxiliary loss: at the operator after each key, linear heads on its last block "
+                + "predict the key's three value digits. Without it, a small m_A looks values up lazily, only where it "
+                + "writes them, and nothing about a held-out key is readable at the key (DESIGN.md §4.1). m_B is "
+                + "pretrained on NUM-MATH (with the same operand-digit aux loss at an early block). At inference both "
+                + "read the paper's text; the aux heads are discarded.\n");
+        AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
+
+        List<double[]> pts = new ArrayList<>();
+        long first = curves.isEmpty() ? 0 : (long) curves.get(0)[0];
+        for (double[] c : curves) {
+            if ((long) c[0] == first) {
+                pts.add(new double[] {c[1], c[2], Double.NaN});
+            }
+        }
+        LossCurve.write(cfg.out().resolve("loss.png"), "CALM bridges on D_C (seed " + first + ")", pts);
+        DefaultCategoryDataset bars = new DefaultCategoryDataset();
+        JsonNode m = results.get("models");
+        for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
+            if (m.has(model)) {
+                for (String d : KvExperiment.DATASETS) {
+                    bars.addValue(100 * m.get(model).get(d).get("accuracy").asDouble(), MODEL_LABELS.get(model), LABELS.get(d));
+                }
+            }
+        }
+        JFreeChart chart = ChartFactory.createBarChart("Key-value arithmetic: exact match (%)", "", "accuracy %", bars,
+                PlotOrientation.VERTICAL, true, false, false);
+        ByteArrayOutputStream png = new ByteArrayOutputStream();
+        ChartUtils.writeChartAsPNG(png, chart, 1100, 550);
+        AtomicFiles.writeBytes(cfg.out().resolve("accuracy.png"), png.toByteArray());
+    }
+}

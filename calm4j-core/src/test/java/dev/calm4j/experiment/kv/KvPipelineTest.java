@@ -1,0 +1,98 @@
+package dev.calm4j.experiment.kv;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.Torch;
+import dev.calm4j.data.Example;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Random;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The experiment's recipe and pipeline at tiny scale: data, pretraining from scratch, composition, controls, report. */
+class KvPipelineTest {
+    @TempDir
+    Path tmp;
+
+    @BeforeAll
+    static void init() {
+        Torch.init();
+    }
+
+    @Test
+    void taskAndFormats() {
+        KvTask t = new KvTask(100, 2, 0.2, 7);
+        assertEquals(100, t.keys().size());
+        assertEquals(20, t.heldInKeys().size());
+        assertEquals(100, new java.util.HashSet<>(t.values().values()).size());
+        KvTask.Expr e = t.expr(t.keys(), new Random(1));
+        Example subs = KvTask.kvSubs(e);
+        assertEquals(e.keyText() + "=", KvTask.text(subs.prompt()));
+        assertEquals(e.valueText(), KvTask.text(subs.completion()));
+        assertEquals(KvTask.EOS, subs.completion()[subs.completion().length - 1]);
+        assertEquals(Integer.toString(e.result()), KvTask.text(KvTask.kvMath(e).completion()));
+        assertEquals(e.valueText() + "=", KvTask.text(KvTask.numMath(e).prompt()));
+        List<KvTask.Expr> held = t.exprs(t.heldOutKeys(), 50, Set.of(), new Random(2));
+        for (KvTask.Expr x : held) {
+            for (String k : x.keys()) {
+                assertTrue(!t.isHeldIn(k));
+            }
+        }
+    }
+
+    @Test
+    void auxLabelsFindEveryOperand() {
+        KvTask t = new KvTask(20, 2, 0.2, 3);
+        KvTask.Expr e = t.expr(t.keys(), new Random(4));
+        var b = dev.calm4j.data.Batch.of(List.of(KvTask.kvSubs(e), KvTask.numMath(e)), 0);
+        var keyLabels = DigitAuxObjective.labels(b, t.values()::get);
+        assertEquals(2, keyLabels.positions().length, "one label per key, at the operator after it");
+        int v0 = e.values()[0];
+        assertEquals(v0 / 100, keyLabels.digits()[0][0]);
+        assertEquals(v0 % 10, keyLabels.digits()[0][2]);
+        var numLabels = DigitAuxObjective.labels(b, KvRecipe::parseNumber);
+        // the KV-SUBS row's completion "v1+v2" has a '+' after a number, then the NUM-MATH row: 2 operands
+        assertEquals(3, numLabels.positions().length);
+    }
+
+    @Test
+    void tinyEndToEnd() throws Exception {
+        KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"),
+                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, true, true, 20);
+        ObjectNode r = new KvExperiment(c, new PrintStream(OutputStream.nullOutputStream()), false).run();
+        for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
+            for (String d : KvExperiment.DATASETS) {
+                JsonNode cell = r.get("models").get(model).get(d);
+                assertEquals(12, cell.get("n").asInt(), model + " " + d);
+                double a = cell.get("accuracy").asDouble();
+                assertTrue(a >= 0 && a <= 1);
+            }
+        }
+        assertEquals(2, r.withArray("probe").size());
+        for (String f : List.of("report.md", "results.json", "config.json", "loss.png", "accuracy.png",
+                "data/composition_train.jsonl", "data/kv_math_heldout_keys.jsonl", "data/tokenizer.json")) {
+            assertTrue(Files.exists(c.out().resolve(f)), f);
+        }
+        assertTrue(Files.exists(c.modelsDir().resolve("m_A/model.safetensors")));
+        assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
+        // A second run reuses the models trained for this recipe; another recipe is refused.
+        KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"),
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10);
+        new KvExperiment(again, new PrintStream(OutputStream.nullOutputStream()), false).run();
+        KvExperiment.Config other = new KvExperiment.Config(KvRecipe.defaults(), c.modelsDir(), tmp.resolve("run3"),
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10);
+        var e = org.junit.jupiter.api.Assertions.assertThrows(dev.calm4j.Calm4jException.class,
+                () -> new KvExperiment(other, new PrintStream(OutputStream.nullOutputStream()), false).run());
+        assertTrue(e.getMessage().contains("--retrain"), e.getMessage());
+    }
+}
