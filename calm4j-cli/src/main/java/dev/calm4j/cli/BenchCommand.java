@@ -82,6 +82,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--lr", defaultValue = "1e-3", paramLabel = "LR", description = "AdamW learning rate (default ${DEFAULT-VALUE})")
     double lr;
 
+    @Option(names = "--gemm-sizes", defaultValue = "1024,2048", split = ",", paramLabel = "N,...",
+            description = "sizes n of the n x n fp32 matmuls timed after the run for gemm_peak_gflops (default ${DEFAULT-VALUE})")
+    int[] gemmSizes;
+
     @Option(names = "--no-gemm-peak", description = "skip measuring the fp32 GEMM peak after the run")
     boolean noGemmPeak;
 
@@ -99,7 +103,7 @@ final class BenchCommand implements Callable<Integer> {
             requireFile(augment, "--augment");
         }
         CalmBench.Options o = new CalmBench.Options(anchor, augment, connections, batch, seq, steps, warmup, threads,
-                mode, dtype, seed, prompt, newTokens, lr, !noGemmPeak);
+                mode, dtype, seed, prompt, newTokens, lr, noGemmPeak ? new int[0] : gemmSizes);
         ObjectNode res = CalmBench.run(o, json ? null : System.err);
         ObjectMapper m = new ObjectMapper();
         if (json) {

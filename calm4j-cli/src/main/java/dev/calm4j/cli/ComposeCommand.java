@@ -94,8 +94,8 @@ final class ComposeCommand implements Callable<Integer> {
         Dataset evalData;
         try (Tokenizer tok = DataOptions.tokenizerOf(anchor)) {
             DataRules rules = dataOptions.rules(anchorCfg, m == Mode.SEPARATE_PROMPT);
-            trainData = Dataset.read(data, tok, rules);
-            evalData = DataOptions.read(eval, tok, rules);
+            trainData = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(anchor));
+            evalData = DataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(anchor));
         }
         DataOptions.checkAugmentVocab(trainData, augCfgs);
         DataOptions.checkAugmentVocab(evalData, augCfgs);
@@ -130,8 +130,8 @@ final class ComposeCommand implements Callable<Integer> {
                 }
                 Training.printFiles(o, out, List.of(BridgeCheckpoint.WEIGHTS, "calm_config.json", "metrics.jsonl",
                         "loss.png", "train_config.json", "checkpoint"));
-                o.printf("next            calm eval --bridges %s --data %s --metric exact%n", out,
-                        eval != null ? eval : "EVAL.jsonl");
+                o.printf("next            calm eval --bridges %s --data %s --metric exact%s%n", out,
+                        eval != null ? eval : "EVAL.jsonl", dataOptions.flags());
             }
         } finally {
             augs.forEach(CausalLm::close);

@@ -11,6 +11,7 @@ import dev.calm4j.compose.Mode;
 import dev.calm4j.lm.ModelConfig;
 
 import java.io.PrintWriter;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -105,7 +106,7 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         ObjectNode o = m.createObjectNode();
         o.put("mode", mode.jsonName());
         o.put("heads", heads);
-        o.put("connections", plan.toString());
+        o.put("connections", spec(plan));
         ArrayNode b = o.putArray("bridges");
         for (int k = 0; k < plan.size(); k++) {
             Connection c = plan.get(k);
@@ -128,9 +129,17 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
                 .put("parameters", c.parameterCount());
     }
 
+    /** The plan as --connections accepts it: "3->5,7->11", or "0:3->5,1:2->9" with several augments. */
+    static String spec(CompositionPlan plan) {
+        boolean several = plan.connections().stream().anyMatch(c -> c.augment() != 0);
+        return String.join(",", plan.connections().stream()
+                .map(c -> (several ? c.augment() + ":" : "") + c.augmentLayer() + "->" + c.anchorLayer()).toList());
+    }
+
     static String describe(Path dir, ModelConfig c) {
-        return String.format("%s: %s, %d layers, hidden %d, %,d parameters", dir, c.modelType(), c.numHiddenLayers(),
-                c.hiddenSize(), c.parameterCount());
+        return String.format("%s: %s, %d layers, hidden %d, %,d parameters%s", dir, c.modelType(), c.numHiddenLayers(),
+                c.hiddenSize(), c.parameterCount(),
+                Files.isDirectory(dir) ? "" : " (folder missing; config as recorded in the checkpoint)");
     }
 
     static String percent(long part, long whole) {

@@ -29,14 +29,37 @@ final class DataOptions {
         return new DataRules(c.maxPositionEmbeddings(), c.vocabSize(), eos, bos, separatePrompt);
     }
 
+    /** These flags as typed, to repeat them in a suggested command ("" when none). */
+    String flags() {
+        return (noEos ? " --no-eos" : "") + (noBos ? " --no-bos" : "");
+    }
+
     /** The model folder's tokenizer, or null when it has none (the data must then be pre-tokenized ids). */
     static Tokenizer tokenizerOf(Path modelDir) {
         return Tokenizer.exists(modelDir) ? Tokenizer.load(modelDir) : null;
     }
 
-    /** Reads {@code file}; null when {@code file} is null. */
-    static Dataset read(Path file, Tokenizer tok, DataRules rules) {
-        return file == null ? null : Dataset.read(file, tok, rules);
+    /**
+     * Reads {@code file} (null when {@code file} is null). Without a tokenizer, a message about text fields gets
+     * {@code noTokenizerHint} appended: where this command takes its tokenizer from.
+     */
+    static Dataset read(Path file, Tokenizer tok, DataRules rules, String noTokenizerHint) {
+        if (file == null) {
+            return null;
+        }
+        try {
+            return Dataset.read(file, tok, rules);
+        } catch (Calm4jException e) {
+            if (tok == null && e.getMessage().contains("needs a tokenizer.json")) {
+                throw new Calm4jException(e.getMessage() + " (" + noTokenizerHint + ")");
+            }
+            throw e;
+        }
+    }
+
+    /** The hint for {@link #read} when the tokenizer comes from a model folder. */
+    static String noTokenizerIn(Path modelDir) {
+        return modelDir + " has no tokenizer.json";
     }
 
     /** In separate-prompt mode every augment reads the examples' augment ids: they must lie in its vocabulary. */

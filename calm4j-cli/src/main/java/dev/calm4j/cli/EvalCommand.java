@@ -29,7 +29,7 @@ import java.util.concurrent.Callable;
 @Command(name = "eval", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Evaluate a model, a LoRA-adapted model (--lora) or a composition (--bridges) on a data file.",
                 "exact: greedy decoding from each prompt must reproduce the completion exactly (and stop where it stops "
-                        + "when EOS is appended); accuracy with a 95% Wilson interval. perplexity: mean loss per "
+                        + "when EOS is appended); accuracy with a 95%% Wilson interval. perplexity: mean loss per "
                         + "target token and its exp.",
                 "Use the same --no-eos/--no-bos as in training. With --bridges, the base models default to the paths "
                         + "recorded in the checkpoint; --anchor/--augment override them (their weights must match the "
@@ -99,8 +99,8 @@ final class EvalCommand implements Callable<Integer> {
         Tokenizer tok = DataOptions.tokenizerOf(src.anchorDir());
         try {
             DataRules rules = dataOptions.rules(src.anchorConfig(), src.mode() == Mode.SEPARATE_PROMPT);
-            ds = Dataset.read(data, tok, rules);
-            if (src.composed()) {
+            ds = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(src.anchorDir()));
+            if (src.mode() == Mode.SEPARATE_PROMPT) {
                 List<ModelConfig> augCfgs = new ArrayList<>();
                 for (Path p : src.effectiveAugments()) {
                     augCfgs.add(LmFamilies.readConfig(p));

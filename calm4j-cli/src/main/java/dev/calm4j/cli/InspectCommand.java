@@ -30,7 +30,7 @@ import java.util.concurrent.Callable;
         description = {"Print a model folder's resolved config, parameter count, stored dtype and memory (--model); "
                 + "or a composition's plan (--anchor/--augment, or a bridge checkpoint with --bridges): every bridge's "
                 + "augment layer -> anchor layer and parameters, and the bridges' total against the base models.",
-                "Reads configs only (no weights), so it is instant even for large models."},
+                "A plan needs the configs only (no weights are read), so it is instant even for large models."},
         footer = {"", "Examples:",
                 "  calm inspect --model ../shared/models/stories260K",
                 "  calm inspect --model ./my-llama --json",

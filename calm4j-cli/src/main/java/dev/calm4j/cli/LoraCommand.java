@@ -124,8 +124,8 @@ final class LoraCommand implements Callable<Integer> {
         Dataset evalData;
         try (Tokenizer tok = DataOptions.tokenizerOf(model)) {
             DataRules rules = dataOptions.rules(cfgModel, false);
-            trainData = Dataset.read(data, tok, rules);
-            evalData = DataOptions.read(eval, tok, rules);
+            trainData = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(model));
+            evalData = DataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(model));
         }
 
         CausalLm loaded = LmFamilies.load(model, dtype);
@@ -149,7 +149,7 @@ final class LoraCommand implements Callable<Integer> {
                 if (comp != null) {
                     long bridges = comp.bridgeParameters();
                     o.printf("bridges         %,d parameters (%s, %d bridge(s) from %d augment(s)); LoRA/bridges = %.3f%n",
-                            bridges, comp.plan(), comp.plan().size(), comp.augments().size(),
+                            bridges, Compositions.spec(comp.plan()), comp.plan().size(), comp.augments().size(),
                             (double) lora.parameterCount() / bridges);
                 }
                 o.printf("train data      %s%n", DataOptions.describe(trainData));
@@ -174,8 +174,8 @@ final class LoraCommand implements Callable<Integer> {
                 }
                 Training.printFiles(o, out, List.of("adapter_model.safetensors", "adapter_config.json", "metrics.jsonl",
                         "loss.png", "train_config.json", "checkpoint"));
-                o.printf("next            calm eval --model %s --lora %s --data %s --metric exact%n", model, out,
-                        eval != null ? eval : "EVAL.jsonl");
+                o.printf("next            calm eval --model %s --lora %s --data %s --metric exact%s%n", model, out,
+                        eval != null ? eval : "EVAL.jsonl", dataOptions.flags());
             }
         }
         return 0;

@@ -13,6 +13,7 @@ import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.train.Lora;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -48,10 +49,23 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
             calm = CalmConfig.read(bridges);
             if (anchorDir == null) {
                 anchorDir = bridges.resolve(calm.anchor().path()).normalize();
+                if (!Files.isDirectory(anchorDir)) {
+                    throw new Calm4jException(bridges.resolve(CalmConfig.FILE) + ": the anchor model folder it records, "
+                            + anchorDir + ", does not exist (pass " + modelFlag + " DIR)");
+                }
             }
             if (!augs.isEmpty() && augs.size() != calm.augments().size()) {
                 throw new Calm4jException(bridges.resolve(CalmConfig.FILE) + ": the bridges were trained with "
                         + calm.augments().size() + " augmenting model(s), " + augs.size() + " --augment given");
+            }
+            if (augs.isEmpty()) {
+                for (int a = 0; a < calm.augments().size(); a++) {
+                    Path p = bridges.resolve(calm.augments().get(a).path()).normalize();
+                    if (!Files.isDirectory(p)) {
+                        throw new Calm4jException(bridges.resolve(CalmConfig.FILE) + ": the augment " + a + " model folder "
+                                + "it records, " + p + ", does not exist (pass --augment DIR for each augment, in order)");
+                    }
+                }
             }
         } else if (anchorDir == null) {
             throw new Calm4jException("give " + modelFlag + " DIR (or --bridges DIR, which records its anchor)");
@@ -85,7 +99,7 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
             CalmModel m = l.model();
             String desc = String.format("anchor %s + %s via bridges %s (%s, %s, %,d bridge parameters)", anchorDir,
                     effectiveAugments().size() == 1 ? "augment " + effectiveAugments().get(0)
-                            : "augments " + effectiveAugments(), bridgesDir, m.mode().jsonName(), m.plan(),
+                            : "augments " + effectiveAugments(), bridgesDir, m.mode().jsonName(), Compositions.spec(m.plan()),
                     m.bridgeParameterCount());
             return new Loaded(m.anchor(), null, l, EvalModel.of(m), desc);
         }

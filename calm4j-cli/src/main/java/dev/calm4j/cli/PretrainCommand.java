@@ -87,8 +87,8 @@ final class PretrainCommand implements Callable<Integer> {
         Dataset evalData;
         try (Tokenizer tok = tokFile == null ? null : Tokenizer.load(tokFile)) {
             var rules = dataOptions.rules(c, false);
-            trainData = Dataset.read(data, tok, rules);
-            evalData = DataOptions.read(eval, tok, rules);
+            trainData = DataOptions.read(data, tok, rules, "pass --tokenizer FILE");
+            evalData = DataOptions.read(eval, tok, rules, "pass --tokenizer FILE");
         }
         o.printf("model           %s: %d layers, hidden %d, %d heads, vocab %d, context %d, %,d parameters%n", c.modelType(),
                 c.numHiddenLayers(), c.hiddenSize(), c.numAttentionHeads(), c.vocabSize(), c.maxPositionEmbeddings(),
@@ -107,8 +107,10 @@ final class PretrainCommand implements Callable<Integer> {
             }
             Training.printFiles(o, out, List.of("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl",
                     "loss.png", "train_config.json", "checkpoint"));
+            boolean bos = !dataOptions.noBos && c.bosTokenId() >= 0;
             o.printf("next            calm generate --model %s %s --max-new-tokens 32%n", out,
-                    tokFile != null ? "--prompt '...'" : "--prompt-ids " + Math.max(0, c.bosTokenId()));
+                    tokFile != null ? "--prompt '...'" + (bos ? " --add-bos" : "")
+                            : "--prompt-ids " + Math.max(0, c.bosTokenId()));
         }
         return 0;
     }

@@ -29,7 +29,7 @@ final class TrainOptions {
     @Option(names = "--lr", defaultValue = "1e-3", paramLabel = "LR", description = "peak AdamW learning rate (default ${DEFAULT-VALUE})")
     double lr;
 
-    @Option(names = "--warmup", paramLabel = "N", description = "linear warmup steps (default 5% of --steps)")
+    @Option(names = "--warmup", paramLabel = "N", description = "linear warmup steps (default 5%% of --steps)")
     Integer warmup;
 
     @Option(names = "--min-lr-ratio", defaultValue = "0.1", paramLabel = "R",

@@ -60,11 +60,11 @@ public final class CalmBench {
 
     /**
      * @param threads libtorch intra-op threads for the run (0 = {@link #defaultThreads} of the mode)
-     * @param gemmPeak measure the fp32 GEMM peak in this process after the run (about 2 s)
+     * @param gemmSizes matrix sizes n of the fp32 GEMM peak measured in this process after the run (empty = skip)
      */
     public record Options(Path anchor, Path augment, String connections, int batch, int seq, int steps, int warmup,
                           int threads, String mode, String dtype, long seed, int prompt, int newTokens, double lr,
-                          boolean gemmPeak) {
+                          int[] gemmSizes) {
         public Options {
             if (!MODES.contains(mode)) {
                 throw new Calm4jException("--mode: '" + mode + "' is not one of " + String.join(", ", MODES));
@@ -129,8 +129,8 @@ public final class CalmBench {
         }
         res.put("peak_rss_mb", ProcStats.peakRssMb());
         res.put("peak_rss_mib", ProcStats.peakRssMb());          // the peer's name for the same figure
-        if (o.gemmPeak()) {
-            double peak = GemmPeak.measure(new int[] {1024, 2048}, 2, 5);
+        if (o.gemmSizes().length > 0) {
+            double peak = GemmPeak.measure(o.gemmSizes(), 2, 5);
             res.put("gemm_peak_gflops", peak);
             res.put("peak_fraction", res.get("gflops_per_s").asDouble() / peak);
         }

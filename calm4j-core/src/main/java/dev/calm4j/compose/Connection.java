@@ -14,6 +14,6 @@ public record Connection(int augment, int augmentLayer, int anchorLayer) {
 
     @Override
     public String toString() {
-        return (augment == 0 ? "" : "A" + augment + ":") + augmentLayer + "->" + anchorLayer;
+        return (augment == 0 ? "" : augment + ":") + augmentLayer + "->" + anchorLayer;   // the form parse() reads
     }
 }

@@ -61,11 +61,11 @@ public final class Lora implements AutoCloseable {
 
     private static void checkTargets(List<String> targets) {
         if (targets.isEmpty()) {
-            throw new Calm4jException("--lora-targets is empty (choose from " + MODULES + ")");
+            throw new Calm4jException("LoRA targets is empty (choose from " + MODULES + ")");
         }
         for (String t : targets) {
             if (!MODULES.contains(t)) {
-                throw new Calm4jException("--lora-targets: '" + t + "' is not one of " + MODULES);
+                throw new Calm4jException("LoRA targets: '" + t + "' is not one of " + MODULES);
             }
         }
     }

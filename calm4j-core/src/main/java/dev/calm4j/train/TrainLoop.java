@@ -205,8 +205,10 @@ public final class TrainLoop {
         }
         ObjectNode provenance = JSON.createObjectNode();
         provenance.set("train_config", cfg.toJson());
-        provenance.put("final_train_loss", lastLoss);
-        if (!Double.isNaN(evalLoss)) {
+        if (Double.isFinite(lastLoss)) {
+            provenance.put("final_train_loss", lastLoss);
+        }
+        if (Double.isFinite(evalLoss)) {
             provenance.put("final_eval_loss", evalLoss);
         }
         provenance.put("train_examples", train.size());
