@@ -3,6 +3,10 @@ package dev.calm4j;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.pytorch.global.torch;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.function.Supplier;
+
 /**
  * The one place that loads libtorch and sets its threads. Every entry point (CLI, tests, benchmarks) calls
  * {@link #init()} before touching a tensor.
@@ -49,5 +53,75 @@ public final class Torch {
     public static int threads() {
         init();
         return threads;
+    }
+
+    /**
+     * Threads of OpenBLAS's own pool (the fp32 matmuls libtorch hands to it), or -1 where that cannot be read (no
+     * OpenBLAS mapped, JNA missing). {@code torch.set_num_threads} does not reach this pool; only this and
+     * {@code OPENBLAS_NUM_THREADS} at start-up do.
+     */
+    public static int blasThreads() {
+        init();
+        return Blas.call("openblas_get_num_threads", null);
+    }
+
+    /** Sets OpenBLAS's pool to {@code n} threads for the whole process (a no-op where it cannot be reached). */
+    public static void setBlasThreads(int n) {
+        init();
+        Blas.call("openblas_set_num_threads", n);
+    }
+
+    /**
+     * Runs {@code body} with OpenBLAS single-threaded, then restores its pool. For kernels that make many small
+     * matmuls (libtorch's CPU attention splits into blocks and calls sgemm per block): waking a second BLAS thread
+     * for each costs far more than the block, and on a loaded machine it made attention 5-20x slower
+     * (bench/README.md). Setting the count takes microseconds. The pool is process-wide: concurrent callers share it.
+     */
+    public static <T> T withSingleThreadedBlas(Supplier<T> body) {
+        int before = blasThreads();
+        if (before <= 1) {
+            return body.get();
+        }
+        Blas.call("openblas_set_num_threads", 1);
+        try {
+            return body.get();
+        } finally {
+            Blas.call("openblas_set_num_threads", before);
+        }
+    }
+
+    /** OpenBLAS's thread functions, found in the copy libtorch loaded (the javacpp cache), through JNA. */
+    private static final class Blas {
+        private static final Object[] FUNCTIONS = find();   // {get, set} as com.sun.jna.Function, or null
+
+        private static Object[] find() {
+            try {
+                String path = null;
+                for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
+                    if (line.endsWith("/libopenblas.so.0")) {
+                        path = line.substring(line.indexOf('/'));
+                        break;
+                    }
+                }
+                if (path == null) {
+                    return null;
+                }
+                com.sun.jna.NativeLibrary lib = com.sun.jna.NativeLibrary.getInstance(path);
+                return new Object[] {lib.getFunction("openblas_get_num_threads"), lib.getFunction("openblas_set_num_threads")};
+            } catch (Exception | LinkageError e) {
+                return null;
+            }
+        }
+
+        static int call(String name, Integer arg) {
+            if (FUNCTIONS == null) {
+                return -1;
+            }
+            if (arg == null) {
+                return ((com.sun.jna.Function) FUNCTIONS[0]).invokeInt(new Object[0]);
+            }
+            ((com.sun.jna.Function) FUNCTIONS[1]).invokeVoid(new Object[] {arg});
+            return arg;
+        }
     }
 }

@@ -67,6 +67,10 @@ final class BenchCommand implements Callable<Integer> {
             description = "libtorch intra-op threads (0 = the mode's measured best; OpenBLAS keeps its own pool) (default ${DEFAULT-VALUE})")
     int threads;
 
+    @Option(names = "--blas-threads", defaultValue = "0", paramLabel = "N",
+            description = "OpenBLAS threads for the fp32 matmuls (0 = the mode's measured best) (default ${DEFAULT-VALUE})")
+    int blasThreads;
+
     @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "weights and compute dtype (default ${DEFAULT-VALUE})")
     String dtype;
 
@@ -102,7 +106,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             requireFile(augment, "--augment");
         }
-        CalmBench.Options o = new CalmBench.Options(anchor, augment, connections, batch, seq, steps, warmup, threads,
+        CalmBench.Options o = new CalmBench.Options(anchor, augment, connections, batch, seq, steps, warmup, threads, blasThreads,
                 mode, dtype, seed, prompt, newTokens, lr, noGemmPeak ? new int[0] : gemmSizes);
         ObjectNode res = CalmBench.run(o, json ? null : System.err);
         ObjectMapper m = new ObjectMapper();

@@ -56,7 +56,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     boolean noProgress;
 
     static Path home() {
-        String h = System.getProperty("calm4j.home");
+        String h = System.getProperty("calm4j.home", System.getProperty("calm4j.repo"));   // launcher, or surefire
         return h != null ? Path.of(h) : Path.of(".");
     }
 

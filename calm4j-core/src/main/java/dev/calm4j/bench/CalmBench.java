@@ -60,11 +60,12 @@ public final class CalmBench {
 
     /**
      * @param threads libtorch intra-op threads for the run (0 = {@link #defaultThreads} of the mode)
+     * @param blasThreads OpenBLAS threads for the run (0 = {@link #defaultBlasThreads} of the mode)
      * @param gemmSizes matrix sizes n of the fp32 GEMM peak measured in this process after the run (empty = skip)
      */
     public record Options(Path anchor, Path augment, String connections, int batch, int seq, int steps, int warmup,
-                          int threads, String mode, String dtype, long seed, int prompt, int newTokens, double lr,
-                          int[] gemmSizes) {
+                          int threads, int blasThreads, String mode, String dtype, long seed, int prompt, int newTokens,
+                          double lr, int[] gemmSizes) {
         public Options {
             if (!MODES.contains(mode)) {
                 throw new Calm4jException("--mode: '" + mode + "' is not one of " + String.join(", ", MODES));
@@ -72,9 +73,10 @@ public final class CalmBench {
             if (!dtype.equals("fp32") && !dtype.equals("bf16")) {
                 throw new Calm4jException("--dtype: '" + dtype + "' is not one of fp32, bf16");
             }
-            if (batch < 1 || seq < 1 || steps < 1 || warmup < 0 || threads < 0 || prompt < 1 || newTokens < 2) {
+            if (batch < 1 || seq < 1 || steps < 1 || warmup < 0 || threads < 0 || blasThreads < 0 || prompt < 1
+                    || newTokens < 2) {
                 throw new Calm4jException("--batch, --seq, --steps, --prompt must be >= 1, --new-tokens >= 2, "
-                        + "--warmup and --threads >= 0");
+                        + "--warmup, --threads and --blas-threads >= 0");
             }
         }
 
@@ -93,9 +95,24 @@ public final class CalmBench {
         return Runtime.getRuntime().availableProcessors() >= 2 ? 2 : 1;
     }
 
+    /** OpenBLAS threads used when {@code --blas-threads} is not given, per mode (see {@link #defaultThreads}). */
+    public static int defaultBlasThreads(String mode) {
+        return Runtime.getRuntime().availableProcessors();
+    }
+
     public static ObjectNode run(Options o, PrintStream log) {
         int threads = o.threads() > 0 ? o.threads() : defaultThreads(o.mode());
         org.bytedeco.pytorch.global.torch.set_num_threads(threads);
+        int blasBefore = dev.calm4j.Torch.blasThreads();
+        dev.calm4j.Torch.setBlasThreads(o.blasThreads() > 0 ? o.blasThreads() : defaultBlasThreads(o.mode()));
+        try {
+            return runWithThreads(o, log);
+        } finally {
+            dev.calm4j.Torch.setBlasThreads(blasBefore);
+        }
+    }
+
+    private static ObjectNode runWithThreads(Options o, PrintStream log) {
         LlamaConfig anchorCfg = LlamaConfig.read(o.anchor());
         LlamaConfig augmentCfg = o.mode().equals("anchor-full-ft") ? null : LlamaConfig.read(o.augment());
         List<Connection> conns = CompositionPlan.parse(o.connections());
@@ -115,7 +132,7 @@ public final class CalmBench {
         res.put("warmup", o.warmup());
         res.put("dtype", o.dtype());
         res.put("threads", org.bytedeco.pytorch.global.torch.get_num_threads());
-        res.put("blas_threads", envOr("OPENBLAS_NUM_THREADS", "default (one per core)"));
+        res.put("blas_threads", dev.calm4j.Torch.blasThreads());
         res.put("omp_wait_policy", envOr("OMP_WAIT_POLICY", "default"));
         res.put("libtorch", "2.10.0 (org.bytedeco:pytorch 2.10.0-1.5.13)");
         res.put("java", System.getProperty("java.version"));

@@ -1,11 +1,9 @@
 package dev.calm4j.compose;
 
 import dev.calm4j.nn.Ops;
-import org.bytedeco.pytorch.DoubleOptional;
 import org.bytedeco.pytorch.Generator;
 import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -13,7 +11,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 import static org.bytedeco.pytorch.global.torch.rand;
-import static org.bytedeco.pytorch.global.torch.scaled_dot_product_attention;
 import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
@@ -97,9 +94,7 @@ public final class Bridge implements AutoCloseable {
      */
     public Tensor apply(Tensor anchorStates, Tensor keys, Tensor values, CrossMask mask) {
         Tensor qh = Ops.splitHeads(Ops.linear(anchorStates, q, null), heads);            // [B, H, T, hd]
-        Tensor a = scaled_dot_product_attention(qh, keys, values,
-                mask.mask() == null ? new TensorOptional() : new TensorOptional(mask.mask()),
-                0.0, mask.causal(), new DoubleOptional(), false);                        // [B, H, T, hd]
+        Tensor a = Ops.attention(qh, keys, values, mask.mask(), mask.causal(), false);     // [B, H, T, hd]
         return anchorStates.add(Ops.linear(Ops.mergeHeads(a), o, null));                  // [B, T, D_B]
     }
 

@@ -29,6 +29,11 @@ public final class KvDev {
                 Integer.getInteger("kv.bSteps", d.anchorSteps()), Integer.getInteger("kv.bAux", d.anchorAuxLayer()),
                 Double.parseDouble(System.getProperty("kv.bAuxW", "" + d.anchorAuxWeight())),
                 Integer.getInteger("kv.batch", d.batch()), Double.parseDouble(System.getProperty("kv.lr", "" + d.lr())));
+        if (which.equals("stamp")) {      // records the recipe next to models trained with it
+            Files.createDirectories(out);
+            Files.writeString(out.resolve("kv_recipe.json"), KvExperiment.JSON.writeValueAsString(KvExperiment.JSON.valueToTree(r)) + "\n");
+            return;
+        }
         KvTask t = r.task();
         Files.createDirectories(out);
         Path tok = out.resolve("tokenizer.json");

@@ -26,7 +26,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                        int batch, double lr) {
 
     public static KvRecipe defaults() {
-        return new KvRecipe(500, 2, 1234, 128, 4, 4000, 3, 128, 6, 4000, 1, 0.3, 64, 2e-3);
+        return new KvRecipe(500, 2, 1234, 128, 4, 1200, 3, 128, 6, 1200, 1, 0.3, 256, 3e-3);
     }
 
     /** A minutes-scale version for tests: a tiny task, few steps (checks the pipeline, not the accuracy). */

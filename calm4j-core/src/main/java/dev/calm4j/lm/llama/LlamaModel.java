@@ -5,17 +5,14 @@ import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.KvCache;
 import dev.calm4j.nn.Ops;
 import dev.calm4j.nn.Rotary;
-import org.bytedeco.pytorch.DoubleOptional;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.ScalarOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.Map;
 
 import static org.bytedeco.pytorch.global.torch.embedding;
-import static org.bytedeco.pytorch.global.torch.scaled_dot_product_attention;
 
 /**
  * The Llama decoder (and Mistral, Qwen2, SmolLM, TinyLlama: the same computation with config differences).
@@ -130,9 +127,7 @@ public final class LlamaModel implements CausalLm {
             k = kv[0];
             v = kv[1];
         }
-        Tensor a = scaled_dot_product_attention(q, k, v,
-                ctx.mask() == null ? new TensorOptional() : new TensorOptional(ctx.mask()),
-                0.0, ctx.causal(), new DoubleOptional(), kvHeads != heads);              // [B, H, T, hd]
+        Tensor a = Ops.attention(q, k, v, ctx.mask(), ctx.causal(), kvHeads != heads);      // [B, H, T, hd]
         h = h.add(Ops.linear(Ops.mergeHeads(a), w.o(), w.oBias()));                      // [B, T, D]
 
         x = Ops.rmsNorm(h, w.postNorm(), eps);
