@@ -49,6 +49,9 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->0,3->1)")
     String connections;
 
+    @Option(names = "--mix-num-math", paramLabel = "F", description = "fraction of NUM-MATH examples added to D_C")
+    Double numMathMix;
+
     @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")
     boolean noControls;
 
@@ -73,7 +76,8 @@ class KvArithmeticCommand implements Callable<Integer> {
         c = new KvExperiment.Config(c.recipe(), c.modelsDir(), c.out(), seeds != null ? seeds : c.seeds(),
                 steps != null ? steps : c.composeSteps(), c.composeBatch(), c.composeLr(),
                 connections != null ? connections : c.connections(), c.heads(), c.compositionExamples(),
-                c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps());
+                c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
+                numMathMix != null ? numMathMix : c.numMathMix());
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");
         }

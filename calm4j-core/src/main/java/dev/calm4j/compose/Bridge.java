@@ -48,15 +48,19 @@ public final class Bridge implements AutoCloseable {
     }
 
     /**
-     * A fresh bridge: PyTorch's {@code nn.Linear} default init (uniform in +-1/sqrt(fan_in)) for proj, q, k, v, and
-     * {@code o = 0}, so the untrained composition is exactly the anchor (invariant 1).
+     * A fresh bridge: PyTorch's {@code nn.Linear} default init (uniform in +-1/sqrt(fan_in)) for proj, k, v; {@code q = 0}
+     * (uniform attention at first, see below); and {@code o = 0}, so the untrained composition is exactly the anchor (invariant 1).
      */
     public static Bridge init(int dAugment, int dAnchor, int heads, Generator g, ScalarType dtype) {
         checkHeads(dAnchor, heads);
         Map<String, Tensor> t = new LinkedHashMap<>();
         t.put("proj.weight", uniform(new long[] {dAnchor, dAugment}, dAugment, g, dtype));
         t.put("proj.bias", uniform(new long[] {dAnchor}, dAugment, g, dtype));
-        t.put("q.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
+        // q starts at zero, so every query starts attending uniformly over the augment positions it may see. With
+        // nn.Linear's init, the attention logits scale with |H_B| * |H_A|, and block outputs (unnormalised residual
+        // streams, RMS 3-10 in the KV experiment's models, far more in large LMs) put them at ~10: one-hot attention on
+        // random positions and a vanishing softmax gradient, which kept bridges from fitting even their training data.
+        t.put("q.weight", zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype)));
         t.put("k.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
         t.put("v.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
         t.put("o.weight", zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype)));

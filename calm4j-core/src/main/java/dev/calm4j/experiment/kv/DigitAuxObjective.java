@@ -49,9 +49,29 @@ final class DigitAuxObjective implements Objective {
     private final Tensor[] headW = new Tensor[3];             // [10, D]
     private final Tensor[] headB = new Tensor[3];             // [10]
     private final Path tokenizer;
+    private final double twinProb;
+    private final java.util.Random twinRng;
 
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer) {
+        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0);
+    }
+
+    /**
+     * @param twinProb fraction of rows that also train an <em>operand-blind twin</em>: the same expression with every
+     *     operand rewritten as a random letter string of 2-6 letters (the shape of a key), whose blocks
+     *     {@code 0..auxLayer} see only those letters, and whose operator states at the output of block
+     *     {@code auxLayer} get the real row's states there (where the aux loss puts each operand's value) <em>added</em>
+     *     to their own. Added, not swapped in, because that is all a bridge can do: it adds to the anchor's stream.
+     *     (Swapping trained m_B to 46 % on such twins, but adding the real state to an m_B trained that way gave 1 %.)
+     *     The blocks above must then do the arithmetic from the operators alone, with letters in between: exactly
+     *     what a bridge that writes a key's value at the operator after it will ask of them. The letters are random
+     *     (no key's value is ever shown), so m_B learns nothing about keys.
+     */
+    DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
+                      long seed, Path tokenizer, double twinProb) {
+        this.twinProb = twinProb;
+        this.twinRng = new java.util.Random(seed + 7);
         this.model = model;
         this.auxLayer = auxLayer;
         this.weight = weight;
@@ -121,6 +141,26 @@ final class DigitAuxObjective implements Objective {
             }
         }
         Tensor loss = Losses.sum(model.logits(h), b);
+        Twins tw = twinProb > 0 ? twins(b) : null;
+        if (tw != null) {
+            Batch tb = Batch.of(tw.examples(), 0);
+            Tensor tids = Losses.inputs(tb);
+            AttentionContext tctx = model.context(0, tids.size(1), null);
+            Tensor g = model.embed(tids);
+            for (int i = 0; i < model.numLayers(); i++) {
+                g = model.layer(i, g, tctx, null);
+                if (i == auxLayer) {                                   // the real rows' operator states, added in
+                    long d = g.size(-1);
+                    long[] dst = new long[tw.src().length];
+                    for (int k = 0; k < dst.length; k++) {
+                        dst[k] = tw.dstRow()[k] * (long) tb.length() + tw.dstPos()[k];
+                    }
+                    Tensor from = aux.reshape(-1, d).index_select(0, Tensors.longs(tw.src(), tw.src().length));
+                    g = g.reshape(-1, d).index_add(0, Tensors.longs(dst, dst.length), from).view(g.sizes());
+                }
+            }
+            loss = loss.add(Losses.sum(model.logits(g), tb));
+        }
         AuxLabels l = labels(b, operandValue);
         if (l.positions().length > 0) {
             Tensor sel = aux.reshape(-1, aux.size(-1)).index_select(0, Tensors.longs(l.positions(), l.positions().length));
@@ -136,6 +176,76 @@ final class DigitAuxObjective implements Objective {
             }
         }
         return loss;
+    }
+
+    /**
+     * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
+     * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}.
+     */
+    private record Twins(List<dev.calm4j.data.Example> examples, long[] src, int[] dstRow, int[] dstPos) {}
+
+    private Twins twins(Batch b) {
+        int t = b.length();
+        List<dev.calm4j.data.Example> ex = new ArrayList<>();
+        List<Long> src = new ArrayList<>();
+        List<Integer> dstRow = new ArrayList<>();
+        List<Integer> dstPos = new ArrayList<>();
+        long eq = KvTask.id('=');
+        for (int r = 0; r < b.rows(); r++) {
+            if (twinRng.nextDouble() >= twinProb) {
+                continue;
+            }
+            // The real row's ids: its inputs, then the label of its last real position.
+            int n = 0;
+            while (n < t && b.real()[r * t + n]) {
+                n++;
+            }
+            long[] ids = new long[n + 1];
+            System.arraycopy(b.inputs(), r * t, ids, 0, n);
+            ids[n] = b.labels()[r * t + n - 1];
+            int eqAt = -1;
+            for (int c = 0; c < n; c++) {
+                if (ids[c] == eq) {
+                    eqAt = c;
+                    break;
+                }
+            }
+            if (eqAt < 0) {
+                continue;
+            }
+            List<Long> out = new ArrayList<>();
+            List<Boolean> target = new ArrayList<>();
+            for (int c = 0; c <= n; c++) {
+                long id = ids[c];
+                if (c < eqAt && KvTask.isDigit(id)) {
+                    if (c == 0 || !KvTask.isDigit(ids[c - 1])) {                // an operand starts: letters instead
+                        int len = 2 + twinRng.nextInt(5);
+                        for (int k = 0; k < len; k++) {
+                            out.add(KvTask.id((char) ('a' + twinRng.nextInt(26))));
+                            target.add(false);
+                        }
+                    }
+                    continue;
+                }
+                if (c > 0 && c <= eqAt && KvTask.isOperator(id) && KvTask.isDigit(ids[c - 1])) {
+                    src.add((long) r * t + c);
+                    dstRow.add(ex.size());
+                    dstPos.add(out.size());
+                }
+                out.add(id);
+                target.add(c > 0 && b.labels()[r * t + c - 1] != Batch.IGNORE_INDEX);
+            }
+            boolean[] tg = new boolean[target.size()];
+            for (int k = 0; k < tg.length; k++) {
+                tg[k] = target.get(k);
+            }
+            ex.add(new dev.calm4j.data.Example(out.stream().mapToLong(Long::longValue).toArray(), tg, null, 0));
+        }
+        if (ex.isEmpty()) {
+            return null;
+        }
+        return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(),
+                dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray());
     }
 
     @Override

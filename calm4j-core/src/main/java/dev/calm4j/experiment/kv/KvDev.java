@@ -17,18 +17,24 @@ import java.util.Set;
 
 /** Development driver: java ... KvDev OUT_DIR [augment|anchor|both] (recipe overrides via -Dkv.* properties). */
 public final class KvDev {
+    private static double dbl(String property, double fallback) {
+        return Double.parseDouble(System.getProperty(property, Double.toString(fallback)));
+    }
+
     public static void main(String[] args) throws Exception {
         Torch.init();
         Path out = Path.of(args[0]);
         String which = args.length > 1 ? args[1] : "both";
         KvRecipe d = KvRecipe.defaults();
-        KvRecipe r = new KvRecipe(Integer.getInteger("kv.keys", d.keys()), 2, d.taskSeed(),
+        KvRecipe r = new KvRecipe(Integer.getInteger("kv.keys", d.keys()), d.operands(), d.taskSeed(),
                 Integer.getInteger("kv.aHidden", d.augmentHidden()), Integer.getInteger("kv.aLayers", d.augmentLayers()),
-                Integer.getInteger("kv.aSteps", d.augmentSteps()), Integer.getInteger("kv.aAux", d.augmentAuxLayer()),
+                Integer.getInteger("kv.aHeadDim", d.augmentHeadDim()), Integer.getInteger("kv.aSteps", d.augmentSteps()),
+                Integer.getInteger("kv.aAux", d.augmentAuxLayer()), dbl("kv.aWd", d.augmentWeightDecay()),
                 Integer.getInteger("kv.bHidden", d.anchorHidden()), Integer.getInteger("kv.bLayers", d.anchorLayers()),
-                Integer.getInteger("kv.bSteps", d.anchorSteps()), Integer.getInteger("kv.bAux", d.anchorAuxLayer()),
-                Double.parseDouble(System.getProperty("kv.bAuxW", "" + d.anchorAuxWeight())),
-                Integer.getInteger("kv.batch", d.batch()), Double.parseDouble(System.getProperty("kv.lr", "" + d.lr())));
+                Integer.getInteger("kv.bHeadDim", d.anchorHeadDim()), Integer.getInteger("kv.bSteps", d.anchorSteps()),
+                Integer.getInteger("kv.bAux", d.anchorAuxLayer()), dbl("kv.bAuxW", d.anchorAuxWeight()),
+                dbl("kv.bWd", d.anchorWeightDecay()), dbl("kv.bTwin", d.anchorTwinFraction()),
+                Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);
             Files.writeString(out.resolve("kv_recipe.json"), KvExperiment.JSON.writeValueAsString(KvExperiment.JSON.valueToTree(r)) + "\n");

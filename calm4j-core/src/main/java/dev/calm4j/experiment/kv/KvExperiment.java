@@ -54,17 +54,17 @@ public final class KvExperiment {
     /** Everything that defines a run (written next to its results). */
     public record Config(KvRecipe recipe, Path modelsDir, Path out, List<Long> seeds, int composeSteps, int composeBatch,
                          double composeLr, String connections, int heads, int compositionExamples, int evalExamples,
-                         boolean controls, boolean retrain, int probeSteps) {
+                         boolean controls, boolean retrain, int probeSteps, double numMathMix) {
 
         public static Config defaults(Path modelsDir, Path out) {
             return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 600, 64, 3e-3, "3->0,3->1", 4,
-                    3000, 400, true, false, 300);
+                    3000, 400, true, false, 300, 0.0);
         }
 
         /** Minutes-scale: one seed, fewer steps and examples; checks the claim's direction, not its size. */
         public Config quick() {
             return new Config(recipe, modelsDir, out, List.of(1L), Math.max(50, composeSteps / 3), composeBatch, composeLr,
-                    connections, heads, compositionExamples, 150, controls, retrain, probeSteps / 2);
+                    connections, heads, compositionExamples, 150, controls, retrain, probeSteps / 2, numMathMix);
         }
 
         ObjectNode toJson() {
@@ -87,7 +87,7 @@ public final class KvExperiment {
 
     /** The datasets, built from the task deterministically. */
     record Data(List<Example> composition, Map<String, List<Example>> eval, List<Example> probeTrain,
-                List<Example> probeTest) {}
+                List<Example> probeTest, List<KvTask.Expr> heldOutKeyExprs) {}
 
     Data data(KvTask t) {
         Random r = new Random(cfg.recipe().taskSeed() + 100);
@@ -105,9 +105,16 @@ public final class KvExperiment {
         eval.put("num_math", any.stream().map(KvTask::numMath).toList());
         eval.put("kv_math_heldout_keys", heldKeys.stream().map(KvTask::kvMath).toList());
         eval.put("kv_math_heldout_expr", heldExpr.stream().map(KvTask::kvMath).toList());
-        return new Data(dc.stream().map(KvTask::kvMath).toList(), eval,
+        List<Example> comp = new ArrayList<>(dc.stream().map(KvTask::kvMath).toList());
+        // Optionally some NUM-MATH in D_C (like the paper's NTL mixture of low- and high-resource data): it shows the
+        // bridges that plain numbers must pass through untouched.
+        int mix = (int) Math.round(cfg.numMathMix() * comp.size());
+        for (KvTask.Expr e : t.exprs(t.keys(), mix, dcTexts, r)) {
+            comp.add(KvTask.numMath(e));
+        }
+        return new Data(comp, eval,
                 t.exprs(in, 400, Set.of(), r).stream().map(KvTask::kvMath).toList(),
-                t.exprs(out, 400, Set.of(), r).stream().map(KvTask::kvMath).toList());
+                t.exprs(out, 400, Set.of(), r).stream().map(KvTask::kvMath).toList(), heldKeys);
     }
 
     /** Base models: checks the shipped ones belong to this task, or retrains them with the recipe. */
@@ -174,6 +181,15 @@ public final class KvExperiment {
                 log.printf("  probe layer %d: held-out values read %.1f%% (digits %.0f/%.0f/%.0f%%)%n", p.layer(),
                         100 * p.valueAccuracy(), 100 * p.digitAccuracy()[0], 100 * p.digitAccuracy()[1], 100 * p.digitAccuracy()[2]);
             }
+            // The anchor side: with the true operands added where the bridges write, does m_B do the arithmetic?
+            int oracleLayer = cfg.recipe().anchorAuxLayer();
+            List<KvTask.Expr> oracleSet = d.heldOutKeyExprs().subList(0, Math.min(200, d.heldOutKeyExprs().size()));
+            int oracleOk = AnchorOracle.correct(mB, oracleLayer, oracleSet, 6);
+            Accuracy oracle = new Accuracy(oracleOk, oracleSet.size());
+            results.putObject("anchor_oracle").put("layer", oracleLayer).put("accuracy", oracle.value())
+                    .put("n", oracle.n()).putArray("ci95").add(oracle.ci95()[0]).add(oracle.ci95()[1]);
+            log.printf("  m_B with the true operand states added at the operators after block %d: %.1f%% of held-out-key "
+                    + "KV-MATH (n=%d)%n", oracleLayer, 100 * oracle.value(), oracle.n());
             Dataset dc = Dataset.of(d.composition(), "KV-MATH over the composition keys (D_C)");
             CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.connections()));
             long bridgeParams = 0;
@@ -275,7 +291,7 @@ public final class KvExperiment {
     private static Data withPrompts(Data d) {
         Map<String, List<Example>> eval = new LinkedHashMap<>();
         d.eval().forEach((k, v) -> eval.put(k, v.stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList()));
-        return new Data(d.composition(), eval, d.probeTrain(), d.probeTest());
+        return new Data(d.composition(), eval, d.probeTrain(), d.probeTest(), d.heldOutKeyExprs());
     }
 
     private void writeData(KvTask t, Data d) throws IOException {

@@ -21,35 +21,43 @@ import java.util.Random;
  * path (the same {@link TrainLoop}). Shipped as fixtures; {@code --retrain} reruns it.
  */
 public record KvRecipe(int keys, int operands, long taskSeed,
-                       int augmentHidden, int augmentLayers, int augmentSteps, int augmentAuxLayer,
-                       int anchorHidden, int anchorLayers, int anchorSteps, int anchorAuxLayer, double anchorAuxWeight,
+                       int augmentHidden, int augmentLayers, int augmentHeadDim, int augmentSteps, int augmentAuxLayer,
+                       double augmentWeightDecay,
+                       int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
+                       double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
                        int batch, double lr) {
 
     public static KvRecipe defaults() {
-        return new KvRecipe(500, 2, 1234, 128, 4, 1200, 3, 128, 6, 1200, 1, 0.3, 256, 3e-3);
+        return new KvRecipe(500, 2, 1234,
+                128, 4, 32, 1000, 3, 0.01,
+                128, 6, 16, 2000, 1, 0.3, 0.1, 0.75,
+                256, 3e-3);
     }
 
     /** A minutes-scale version for tests: a tiny task, few steps (checks the pipeline, not the accuracy). */
     public static KvRecipe tiny() {
-        return new KvRecipe(40, 2, 1234, 32, 2, 40, 1, 32, 3, 40, 1, 0.3, 16, 3e-3);
+        return new KvRecipe(40, 2, 1234,
+                32, 2, 16, 40, 1, 0.01,
+                32, 3, 16, 40, 1, 0.3, 0.1, 0.5,
+                16, 3e-3);
     }
 
     public KvTask task() {
         return new KvTask(keys, operands, 0.2, taskSeed);
     }
 
-    static LlamaConfig config(KvTask t, int hidden, int layers) {
-        int heads = Math.max(1, hidden / 32);
+    static LlamaConfig config(KvTask t, int hidden, int layers, int headDim) {
+        int heads = Math.max(1, hidden / headDim);
         return new LlamaConfig("llama", t.vocabSize(), hidden, 3 * hidden, layers, heads, heads, hidden / heads, 1e-5,
                 10000.0, RopeScaling.NONE, 64, false, false, false, false, 0, KvTask.BOS, List.of(KvTask.EOS), "float32");
     }
 
     public LlamaConfig augmentConfig(KvTask t) {
-        return config(t, augmentHidden, augmentLayers);
+        return config(t, augmentHidden, augmentLayers, augmentHeadDim);
     }
 
     public LlamaConfig anchorConfig(KvTask t) {
-        return config(t, anchorHidden, anchorLayers);
+        return config(t, anchorHidden, anchorLayers, anchorHeadDim);
     }
 
     /** m_A's data: KV-SUBS over every key, plus single-key lookups (each key several times). */
@@ -95,7 +103,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             var values = t.lookupTable();
             DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer);
             Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
-            return TrainLoop.run(obj, d, null, schedule(augmentSteps), dir.resolveSibling(dir.getFileName() + ".train"),
+            return TrainLoop.run(obj, d, null, schedule(augmentSteps, augmentWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);
         }
     }
@@ -105,15 +113,15 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         LlamaConfig c = anchorConfig(t);
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
-                    taskSeed + 21, tokenizer);
+                    taskSeed + 21, tokenizer, anchorTwinFraction);
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
-            return TrainLoop.run(obj, d, null, schedule(anchorSteps), dir.resolveSibling(dir.getFileName() + ".train"),
+            return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);
         }
     }
 
-    private TrainConfig schedule(int steps) {
-        return new TrainConfig(steps, batch, 1, lr, Math.max(1, steps / 20), 0.05, 0.01, 0.9, 0.98, 1e-8, 1.0,
+    private TrainConfig schedule(int steps, double weightDecay) {
+        return new TrainConfig(steps, batch, 1, lr, Math.max(1, steps / 20), 0.05, weightDecay, 0.9, 0.98, 1e-8, 1.0,
                 0, 0, Math.max(1, steps / 50), taskSeed);
     }
 

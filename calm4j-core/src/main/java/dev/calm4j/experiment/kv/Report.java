@@ -98,6 +98,15 @@ final class Report {
             r.append(String.format("| %d | %.1f | %.1f | %.1f | %.1f |%n", p.get("layer").asInt(), 100 * p.get("value_accuracy").asDouble(),
                     100 * p.get("hundreds").asDouble(), 100 * p.get("tens").asDouble(), 100 * p.get("units").asDouble()));
         }
+        JsonNode o = results.path("anchor_oracle");
+        if (!o.isMissingNode()) {
+            r.append(String.format("%n## Anchor check: does m_B do the arithmetic when the values are written where bridges write?%n%n"
+                    + "On held-out-key KV-MATH text, an oracle adds m_B's own state for the numeric expression at each "
+                    + "operator after an operand, at the output of block %d: **%.1f %%** exact match [%.1f–%.1f] (n=%d). "
+                    + "That is the ceiling for bridges into that block; an anchor that reads operands from their digits "
+                    + "scores ~0 here, whatever the bridges learn.%n", o.get("layer").asInt(), 100 * o.get("accuracy").asDouble(),
+                    100 * o.get("ci95").get(0).asDouble(), 100 * o.get("ci95").get(1).asDouble(), o.get("n").asInt()));
+        }
         r.append(String.format("%n## Scale and provenance%n%nWall time %.0f s. Config: `config.json`; every cell: "
                 + "`results.json`; data: `data/`; per-seed training logs and loss curves: `seed-*/`; plots: `loss.png`, "
                 + "`accuracy.png`.%n", results.path("wall_time_s").asDouble()));
