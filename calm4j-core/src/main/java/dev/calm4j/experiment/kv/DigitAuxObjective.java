@@ -58,7 +58,7 @@ final class DigitAuxObjective implements Objective {
     }
 
     /**
-     * @param twinProb fraction of rows that also train an <em>operand-blind twin</em>: the same expression with every
+     * @param twinProb fraction of rows replaced, above block {@code auxLayer}, by an <em>operand-blind twin</em>: the same expression with every
      *     operand rewritten as a random letter string of 2-6 letters (the shape of a key), whose blocks
      *     {@code 0..auxLayer} see only those letters, and whose operator states at the output of block
      *     {@code auxLayer} get the real row's states there (where the aux loss puts each operand's value) <em>added</em>
@@ -133,16 +133,36 @@ final class DigitAuxObjective implements Objective {
         Tensor ids = Losses.inputs(b);
         AttentionContext ctx = model.context(0, ids.size(1), null);
         Tensor h = model.embed(ids);
-        Tensor aux = null;
-        for (int i = 0; i < model.numLayers(); i++) {
+        // Blocks 0..auxLayer for every row; the blocks above run on the rows without a twin, and on the twins.
+        for (int i = 0; i <= auxLayer; i++) {
             h = model.layer(i, h, ctx, null);
-            if (i == auxLayer) {
-                aux = h;
-            }
         }
-        Tensor loss = Losses.sum(model.logits(h), b);
+        Tensor aux = h;
         Twins tw = twinProb > 0 ? twins(b) : null;
-        if (tw != null) {
+        Tensor loss;
+        if (tw == null) {
+            for (int i = auxLayer + 1; i < model.numLayers(); i++) {
+                h = model.layer(i, h, ctx, null);
+            }
+            loss = Losses.sum(model.logits(h), b);
+        } else {
+            loss = zeros(new long[] {}, new TensorOptions(ScalarType.Float));
+            int[] keep = tw.keep();
+            if (keep.length > 0) {
+                long[] rows = new long[keep.length];
+                long[] lab = new long[keep.length * b.length()];
+                for (int k = 0; k < keep.length; k++) {
+                    rows[k] = keep[k];
+                    System.arraycopy(b.labels(), keep[k] * b.length(), lab, k * b.length(), b.length());
+                }
+                Tensor hk = h.index_select(0, Tensors.longs(rows, rows.length));
+                for (int i = auxLayer + 1; i < model.numLayers(); i++) {
+                    hk = model.layer(i, hk, ctx, null);
+                }
+                Tensor logits = model.logits(hk);
+                loss = loss.add(cross_entropy_loss(logits.reshape(-1, logits.size(-1)), Tensors.longs(lab, lab.length),
+                        new TensorOptional(), 2, Batch.IGNORE_INDEX, 0.0));
+            }
             Batch tb = Batch.of(tw.examples(), 0);
             Tensor tids = Losses.inputs(tb);
             AttentionContext tctx = model.context(0, tids.size(1), null);
@@ -182,7 +202,7 @@ final class DigitAuxObjective implements Objective {
      * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
      * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}.
      */
-    private record Twins(List<dev.calm4j.data.Example> examples, long[] src, int[] dstRow, int[] dstPos) {}
+    private record Twins(List<dev.calm4j.data.Example> examples, long[] src, int[] dstRow, int[] dstPos, int[] keep) {}
 
     private Twins twins(Batch b) {
         int t = b.length();
@@ -191,8 +211,10 @@ final class DigitAuxObjective implements Objective {
         List<Integer> dstRow = new ArrayList<>();
         List<Integer> dstPos = new ArrayList<>();
         long eq = KvTask.id('=');
+        List<Integer> keep = new ArrayList<>();
         for (int r = 0; r < b.rows(); r++) {
             if (twinRng.nextDouble() >= twinProb) {
+                keep.add(r);
                 continue;
             }
             // The real row's ids: its inputs, then the label of its last real position.
@@ -211,6 +233,7 @@ final class DigitAuxObjective implements Objective {
                 }
             }
             if (eqAt < 0) {
+                keep.add(r);
                 continue;
             }
             List<Long> out = new ArrayList<>();
@@ -245,7 +268,8 @@ final class DigitAuxObjective implements Objective {
             return null;
         }
         return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(),
-                dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray());
+                dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray(),
+                keep.stream().mapToInt(Integer::intValue).toArray());
     }
 
     @Override
