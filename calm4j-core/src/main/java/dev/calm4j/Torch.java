@@ -3,8 +3,6 @@ package dev.calm4j;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.pytorch.global.torch;
 
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.function.Supplier;
 
 /**
@@ -90,37 +88,35 @@ public final class Torch {
         }
     }
 
-    /** OpenBLAS's thread functions, found in the copy libtorch loaded (the javacpp cache), through JNA. */
+    /**
+     * OpenBLAS's thread functions in the copy of OpenBLAS that libtorch calls. Two copies are mapped, both loaded by
+     * path by JavaCPP and both with the soname {@code libopenblas.so.0}: the {@code openblas} preset's
+     * {@code libopenblas_nolapack.so.0}, loaded first, and {@code libopenblas.so.0}. libtorch's {@code sgemm_} binds
+     * to the first ({@code LD_DEBUG=bindings}), and so does JavaCPP's own symbol lookup ({@link Loader#addressof},
+     * which bytedeco's {@code blas_set_num_threads} uses): the functions are taken from there and called through
+     * JNA. (An earlier version looked the functions up in {@code libopenblas.so.0}: that set a pool no matmul used.)
+     */
     private static final class Blas {
-        private static final Object[] FUNCTIONS = find();   // {get, set} as com.sun.jna.Function, or null
+        private static final com.sun.jna.Function GET = function("openblas_get_num_threads");
+        private static final com.sun.jna.Function SET = function("openblas_set_num_threads");
 
-        private static Object[] find() {
+        private static com.sun.jna.Function function(String name) {
             try {
-                String path = null;
-                for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
-                    if (line.endsWith("/libopenblas.so.0")) {
-                        path = line.substring(line.indexOf('/'));
-                        break;
-                    }
-                }
-                if (path == null) {
-                    return null;
-                }
-                com.sun.jna.NativeLibrary lib = com.sun.jna.NativeLibrary.getInstance(path);
-                return new Object[] {lib.getFunction("openblas_get_num_threads"), lib.getFunction("openblas_set_num_threads")};
+                org.bytedeco.javacpp.Pointer p = Loader.addressof(name);
+                return p == null || p.isNull() ? null : com.sun.jna.Function.getFunction(new com.sun.jna.Pointer(p.address()));
             } catch (Exception | LinkageError e) {
                 return null;
             }
         }
 
         static int call(String name, Integer arg) {
-            if (FUNCTIONS == null) {
+            if (GET == null || SET == null) {
                 return -1;
             }
             if (arg == null) {
-                return ((com.sun.jna.Function) FUNCTIONS[0]).invokeInt(new Object[0]);
+                return GET.invokeInt(new Object[0]);
             }
-            ((com.sun.jna.Function) FUNCTIONS[1]).invokeVoid(new Object[] {arg});
+            SET.invokeVoid(new Object[] {arg});
             return arg;
         }
     }
