@@ -45,6 +45,7 @@ public final class Torch {
         }
         torch.set_num_threads(threads);
         initialised = true;
+        blasNormal = Blas.call("openblas_get_num_threads", null);
     }
 
     /** libtorch intra-op threads chosen by {@link #init()}. */
@@ -67,6 +68,61 @@ public final class Torch {
     public static void setBlasThreads(int n) {
         init();
         Blas.call("openblas_set_num_threads", n);
+        blasNormal = n;
+    }
+
+    /** The OpenBLAS thread count outside single-threaded sections (what {@link #setBlasThreads} last set). */
+    private static volatile int blasNormal = -1;
+
+    /**
+     * Makes the backward pass of {@code out} (the result of a kernel that calls sgemm per small block from its own
+     * worker threads, like the CPU flash attention) run with OpenBLAS single-threaded, as {@link
+     * #withSingleThreadedBlas} does for the forward: a hook on {@code out}'s gradient sets one thread just before the
+     * kernel's backward runs, and hooks on the gradients of its {@code inputs} (those that need one) restore the pool
+     * as soon as it has run. Without it the two kernel threads each called a two-thread OpenBLAS: four busy threads on
+     * two cores. A no-op where the pool cannot be reached or nothing needs a gradient.
+     */
+    public static void singleThreadedBlasInBackward(org.bytedeco.pytorch.Tensor out, org.bytedeco.pytorch.Tensor... inputs) {
+        if (!out.requires_grad() || Blas.SET == null || blasThreads() <= 1) {
+            return;
+        }
+        out.register_hook(Hooks.ONE);
+        for (org.bytedeco.pytorch.Tensor in : inputs) {
+            if (in.requires_grad()) {
+                in.register_hook(Hooks.RESTORE);
+            }
+        }
+    }
+
+    /**
+     * The two hooks, made once (JavaCPP has ten callback slots per type) and shared by every registration; kept out
+     * of whatever {@code PointerScope} is open when this class loads, which would free them.
+     */
+    private static final class Hooks {
+        static final org.bytedeco.pytorch.VoidTensorHook ONE = permanent(new org.bytedeco.pytorch.VoidTensorHook() {
+            @Override
+            public void call(org.bytedeco.pytorch.TensorBase grad) {
+                Blas.call("openblas_set_num_threads", 1);
+            }
+        });
+        static final org.bytedeco.pytorch.VoidTensorHook RESTORE = permanent(new org.bytedeco.pytorch.VoidTensorHook() {
+            @Override
+            public void call(org.bytedeco.pytorch.TensorBase grad) {
+                int n = blasNormal;
+                if (n > 1) {
+                    Blas.call("openblas_set_num_threads", n);
+                }
+            }
+        });
+
+        private static <P extends org.bytedeco.javacpp.Pointer> P permanent(P p) {
+            p.retainReference();
+            org.bytedeco.javacpp.PointerScope scope = org.bytedeco.javacpp.PointerScope.getInnerScope();
+            if (scope != null) {
+                scope.detach(p);
+            }
+            return p;
+        }
     }
 
     /**
@@ -98,7 +154,7 @@ public final class Torch {
      */
     private static final class Blas {
         private static final com.sun.jna.Function GET = function("openblas_get_num_threads");
-        private static final com.sun.jna.Function SET = function("openblas_set_num_threads");
+        static final com.sun.jna.Function SET = function("openblas_set_num_threads");
 
         private static com.sun.jna.Function function(String name) {
             try {
