@@ -16,6 +16,7 @@ import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.llama.LlamaConfig;
 import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.nn.Scoped;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
@@ -199,8 +200,9 @@ public final class CalmBench {
                 Tensor targets = batch.narrow(1, 1, o.seq()).reshape(-1);
                 start = System.nanoTime();
                 if (train) {
-                    Tensor logits = fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null);
-                    Tensor l = meanLoss(logits, targets);
+                    // The forward's Java handles (logits included) freed before backward, as TrainLoop does.
+                    Tensor l = Scoped.keep(() -> meanLoss(fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null),
+                            targets));
                     opt.zero_grad();
                     l.backward();
                     loss = l.item_double();
