@@ -87,13 +87,15 @@ public final class CalmBench {
     }
 
     /**
-     * libtorch intra-op threads used when {@code --threads} is not given, per mode (measured on the 2-core
-     * reference machine, bench/README.md): OpenBLAS keeps its own pool of one thread per core for the matmuls
-     * either way; a second libtorch thread (with OMP_WAIT_POLICY=PASSIVE, as the launcher sets) also spreads
-     * attention and elementwise work over both cores.
+     * libtorch intra-op threads used when {@code --threads} is not given, per mode, as measured on the 2-core
+     * reference machine (README, "Performance"): OpenBLAS keeps its own pool of one thread per core for the matmuls
+     * either way. Training and forward: 2, so attention and elementwise work also use both cores (with OpenBLAS's
+     * worker sleeping between matmuls, {@link dev.calm4j.Torch#NATIVE_ENV}); 1 thread was 10-30 % slower. Decode: 1
+     * (calm4j's library default), since one-row steps are too small to split and a second OpenMP thread only adds
+     * wake-ups (about 20 % fewer tokens/s).
      */
     public static int defaultThreads(String mode) {
-        return Runtime.getRuntime().availableProcessors() >= 2 ? 2 : 1;
+        return mode.equals("calm-decode") || Runtime.getRuntime().availableProcessors() < 2 ? 1 : 2;
     }
 
     /** OpenBLAS threads used when {@code --blas-threads} is not given, per mode (see {@link #defaultThreads}). */
