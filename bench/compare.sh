@@ -17,6 +17,7 @@
 #   BENCH_DIR      where calm_torch.py and configs/ are (default ../shared/bench next to the repository)
 #   BENCH_LOCK     a file to flock around every single run (a shared machine's CPU lock), e.g. /tmp/cpu.lock
 #   OUT            directory for the raw JSON lines (default: a new temporary directory)
+#   APPEND=1       add to OUT's results instead of starting afresh (a long comparison run in several sittings)
 #
 # It installs nothing. Where something is missing it says what to install and stops.
 set -euo pipefail
@@ -133,7 +134,7 @@ peer_args() {  # mode
 }
 
 mkdir -p "$out"
-: > "$out/results.jsonl"
+[ "${APPEND:-0}" = 1 ] || : > "$out/results.jsonl"
 echo "compare.sh: $runs runs x modes [$modes], calm4j vs ${peers[*]}; raw results in $out/results.jsonl" >&2
 for r in $(seq 1 "$runs"); do
   for mode in $modes; do
