@@ -136,7 +136,7 @@ public final class CalmBench {
         res.put("dtype", o.dtype());
         res.put("threads", org.bytedeco.pytorch.global.torch.get_num_threads());
         res.put("blas_threads", dev.calm4j.Torch.blasThreads());
-        for (String v : new String[] {"OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE"}) {
+        for (String v : new String[] {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE"}) {
             String val = dev.calm4j.Torch.nativeEnv(v);
             res.put(v.toLowerCase(java.util.Locale.ROOT), val == null ? "unset" : val);
         }
