@@ -17,6 +17,7 @@
 #   BENCH_DIR      where calm_torch.py and configs/ are (default ../shared/bench next to the repository)
 #   BENCH_LOCK     a file to flock around every single run (a shared machine's CPU lock), e.g. /tmp/cpu.lock
 #   OUT            directory for the raw JSON lines (default: a new temporary directory)
+#   MAX_OTHER      repeat a run when other processes used more than this share of the machine (0.10)
 #   APPEND=1       add to OUT's results instead of starting afresh (a long comparison run in several sittings)
 #
 # It installs nothing. Where something is missing it says what to install and stops.
@@ -94,13 +95,19 @@ run_locked() {
   if [ -n "$lock" ]; then flock "$lock" "$@"; else "$@"; fi
 }
 
-# One run: appends one JSON line, tagged with who ran it, to $out/results.jsonl.
+# One run: appends one JSON line, tagged with who ran it, to $out/results.jsonl. A run during which other processes
+# used more than MAX_OTHER (0.10) of the machine is repeated, up to twice; summarize.py leaves out any that stays so.
 run_one() {  # impl label, then the command
   local impl="$1"; shift
-  local line
-  if ! line="$(run_locked "$@" 2>"$out/last.err" | tail -n 1)"; then
-    echo "compare.sh: run failed: $*" >&2; cat "$out/last.err" >&2; exit 1
-  fi
+  local line other try
+  for try in 1 2 3; do
+    if ! line="$(run_locked "$@" 2>"$out/last.err" | tail -n 1)"; then
+      echo "compare.sh: run failed: $*" >&2; cat "$out/last.err" >&2; exit 1
+    fi
+    other="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("other_cpu_frac", 0))' "$line")"
+    python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)' "$other" "${MAX_OTHER:-0.10}" && break
+    echo "compare.sh: other processes used $other of the machine during that run ($impl); running it again" >&2
+  done
   python3 -c 'import json, sys; d = json.loads(sys.argv[2]); d["impl"] = sys.argv[1]; print(json.dumps(d))' \
     "$impl" "$line" >> "$out/results.jsonl"
 }

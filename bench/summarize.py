@@ -4,6 +4,7 @@ medians over the runs, calm4j's ratios to the fastest PyTorch build, and the per
 Standard library only (no torch needed)."""
 
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -11,15 +12,23 @@ from collections import defaultdict
 TRAIN_MODES = ("calm-train", "calm-forward", "anchor-full-ft")
 
 
+MAX_OTHER = float(os.environ.get("MAX_OTHER", "0.10"))
+
+
 def load(path):
-    rows = defaultdict(list)  # (impl, mode) -> [result]
+    """(impl, mode) -> results, leaving out runs that other processes disturbed (other_cpu_frac > MAX_OTHER)."""
+    rows = defaultdict(list)
+    left_out = 0
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line:
                 d = json.loads(line)
+                if (d.get("other_cpu_frac") or 0.0) > MAX_OTHER:
+                    left_out += 1
+                    continue
                 rows[(d["impl"], d["mode"])].append(d)
-    return rows
+    return rows, left_out
 
 
 def med(results, *keys):
@@ -37,7 +46,7 @@ def fmt(x, digits=0):
 
 
 def main(path):
-    rows = load(path)
+    rows, left_out = load(path)
     impls = sorted({i for i, _ in rows})
     calm = [i for i in impls if i.startswith("calm4j")]
     torch = [i for i in impls if i.startswith("torch")]
@@ -52,7 +61,9 @@ def main(path):
         vals = [(rate(t, mode), t) for t in torch if rate(t, mode) is not None]
         return max(vals) if vals else (None, None)
 
-    print(f"Medians of {n_runs} runs each; tokens/s (higher is better).\n")
+    print(f"Medians of up to {n_runs} runs each; tokens/s (higher is better)."
+          + (f" {left_out} run(s) left out: other processes used > {MAX_OTHER:.0%} of the machine meanwhile." if left_out else "")
+          + "\n")
     print("| mode | " + " | ".join(cols) + " | calm4j fp32 / fastest torch |")
     print("|---|" + "---|" * (len(cols) + 1))
     for mode in ("calm-train", "calm-forward", "anchor-full-ft", "calm-decode"):
@@ -98,14 +109,14 @@ def main(path):
 
     contention = [(r.get("other_cpu_frac") or 0.0) for v in rows.values() for r in v]
     if contention:
-        print(f"\nCPU used by other processes during the timed parts: up to {max(contention):.0%} of the machine "
-              "(a few % is background; more means the figures above were disturbed).")
+        print(f"\nCPU used by other processes during the timed parts of the runs kept: up to {max(contention):.0%} of "
+              "the machine (a few % is background).")
 
     print("\nTargets (issue 4):\n")
 
     def target(name, value, goal, ok):
         mark = "–" if value is None else ("met" if ok(value) else "missed")
-        print(f"- {name}: {fmt(value, 2) if value is not None else '–'} (goal {goal}) — {mark}")
+        print(f"- {name}: {fmt(value, 3) if value is not None else '–'} (goal {goal}) — {mark}")
 
     best, who = best_torch("calm-train")
     ours = rate("calm4j fp32", "calm-train")
