@@ -3,8 +3,6 @@ package dev.calm4j;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.pytorch.global.torch;
 
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.function.Supplier;
 
 /**
@@ -31,6 +29,7 @@ public final class Torch {
         // Never let a dependency call home (DJL's tokenizer checks these before it loads anything).
         System.setProperty("ai.djl.offline", "true");
         System.setProperty("OPT_OUT_TRACKING", "true");
+        NATIVE_ENV.forEach(Torch::setenvDefault);         // read by libgomp and OpenBLAS when they load, just below
         Loader.load(torch.class);
         String override = System.getProperty("calm4j.threads");
         if (override != null) {
@@ -47,6 +46,43 @@ public final class Torch {
         }
         torch.set_num_threads(threads);
         initialised = true;
+        blasNormal = Blas.call("openblas_get_num_threads", null);
+    }
+
+    /**
+     * Environment the native thread pools read once, when libtorch loads them; {@link #init} sets each one the process
+     * has not set (the launcher, surefire and CI set the same values, so a JVM started any way behaves alike).
+     * <ul>
+     *   <li>{@code OMP_WAIT_POLICY=PASSIVE}: libtorch's OpenMP threads sleep when a parallel region ends instead
+     *       of spinning on the core that OpenBLAS's thread needs next.
+     *   <li>{@code GOMP_SPINCOUNT=20000}: ... but first spin that many rounds (some microseconds), so that the
+     *       back-to-back elementwise ops of a layer do not each pay a futex wake-up (calm-train b1, medians of 3:
+     *       900 against 850 tokens/s; 200000 was worse, 690).
+     *   <li>{@code OPENBLAS_THREAD_TIMEOUT=20}: OpenBLAS's worker spins 2^20 cycles (about 0.4 ms) after a matmul,
+     *       then sleeps. The default, 2^28 (about 0.1 s), kept it spinning through all the work between matmuls
+     *       (40 % of its time in a profile of a b1 training step), on the core OpenMP's second thread needed.
+     * </ul>
+     */
+    static final java.util.Map<String, String> NATIVE_ENV = java.util.Map.of(
+            "OMP_WAIT_POLICY", "PASSIVE",
+            "GOMP_SPINCOUNT", "20000",
+            "OPENBLAS_THREAD_TIMEOUT", "20");
+
+    /** A variable of the process's native environment (what libgomp and OpenBLAS read), or null. */
+    public static String nativeEnv(String name) {
+        try {
+            return com.sun.jna.NativeLibrary.getInstance("c").getFunction("getenv").invokeString(new Object[] {name}, false);
+        } catch (Exception | LinkageError e) {
+            return System.getenv(name);
+        }
+    }
+
+    private static void setenvDefault(String name, String value) {
+        try {
+            com.sun.jna.NativeLibrary.getInstance("c").getFunction("setenv").invokeInt(new Object[] {name, value, 0});
+        } catch (Exception | LinkageError e) {
+            // no libc through JNA: the launcher's environment still applies
+        }
     }
 
     /** libtorch intra-op threads chosen by {@link #init()}. */
@@ -69,6 +105,61 @@ public final class Torch {
     public static void setBlasThreads(int n) {
         init();
         Blas.call("openblas_set_num_threads", n);
+        blasNormal = n;
+    }
+
+    /** The OpenBLAS thread count outside single-threaded sections (what {@link #setBlasThreads} last set). */
+    private static volatile int blasNormal = -1;
+
+    /**
+     * Makes the backward pass of {@code out} (the result of a kernel that calls sgemm per small block from its own
+     * worker threads, like the CPU flash attention) run with OpenBLAS single-threaded, as {@link
+     * #withSingleThreadedBlas} does for the forward: a hook on {@code out}'s gradient sets one thread just before the
+     * kernel's backward runs, and hooks on the gradients of its {@code inputs} (those that need one) restore the pool
+     * as soon as it has run. Without it the two kernel threads each called a two-thread OpenBLAS: four busy threads on
+     * two cores. A no-op where the pool cannot be reached or nothing needs a gradient.
+     */
+    public static void singleThreadedBlasInBackward(org.bytedeco.pytorch.Tensor out, org.bytedeco.pytorch.Tensor... inputs) {
+        if (!out.requires_grad() || Blas.SET == null || blasThreads() <= 1) {
+            return;
+        }
+        out.register_hook(Hooks.ONE);
+        for (org.bytedeco.pytorch.Tensor in : inputs) {
+            if (in.requires_grad()) {
+                in.register_hook(Hooks.RESTORE);
+            }
+        }
+    }
+
+    /**
+     * The two hooks, made once (JavaCPP has ten callback slots per type) and shared by every registration; kept out
+     * of whatever {@code PointerScope} is open when this class loads, which would free them.
+     */
+    private static final class Hooks {
+        static final org.bytedeco.pytorch.VoidTensorHook ONE = permanent(new org.bytedeco.pytorch.VoidTensorHook() {
+            @Override
+            public void call(org.bytedeco.pytorch.TensorBase grad) {
+                Blas.call("openblas_set_num_threads", 1);
+            }
+        });
+        static final org.bytedeco.pytorch.VoidTensorHook RESTORE = permanent(new org.bytedeco.pytorch.VoidTensorHook() {
+            @Override
+            public void call(org.bytedeco.pytorch.TensorBase grad) {
+                int n = blasNormal;
+                if (n > 1) {
+                    Blas.call("openblas_set_num_threads", n);
+                }
+            }
+        });
+
+        private static <P extends org.bytedeco.javacpp.Pointer> P permanent(P p) {
+            p.retainReference();
+            org.bytedeco.javacpp.PointerScope scope = org.bytedeco.javacpp.PointerScope.getInnerScope();
+            if (scope != null) {
+                scope.detach(p);
+            }
+            return p;
+        }
     }
 
     /**
@@ -90,37 +181,35 @@ public final class Torch {
         }
     }
 
-    /** OpenBLAS's thread functions, found in the copy libtorch loaded (the javacpp cache), through JNA. */
+    /**
+     * OpenBLAS's thread functions in the copy of OpenBLAS that libtorch calls. Two copies are mapped, both loaded by
+     * path by JavaCPP and both with the soname {@code libopenblas.so.0}: the {@code openblas} preset's
+     * {@code libopenblas_nolapack.so.0}, loaded first, and {@code libopenblas.so.0}. libtorch's {@code sgemm_} binds
+     * to the first ({@code LD_DEBUG=bindings}), and so does JavaCPP's own symbol lookup ({@link Loader#addressof},
+     * which bytedeco's {@code blas_set_num_threads} uses): the functions are taken from there and called through
+     * JNA. (An earlier version looked the functions up in {@code libopenblas.so.0}: that set a pool no matmul used.)
+     */
     private static final class Blas {
-        private static final Object[] FUNCTIONS = find();   // {get, set} as com.sun.jna.Function, or null
+        private static final com.sun.jna.Function GET = function("openblas_get_num_threads");
+        static final com.sun.jna.Function SET = function("openblas_set_num_threads");
 
-        private static Object[] find() {
+        private static com.sun.jna.Function function(String name) {
             try {
-                String path = null;
-                for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
-                    if (line.endsWith("/libopenblas.so.0")) {
-                        path = line.substring(line.indexOf('/'));
-                        break;
-                    }
-                }
-                if (path == null) {
-                    return null;
-                }
-                com.sun.jna.NativeLibrary lib = com.sun.jna.NativeLibrary.getInstance(path);
-                return new Object[] {lib.getFunction("openblas_get_num_threads"), lib.getFunction("openblas_set_num_threads")};
+                org.bytedeco.javacpp.Pointer p = Loader.addressof(name);
+                return p == null || p.isNull() ? null : com.sun.jna.Function.getFunction(new com.sun.jna.Pointer(p.address()));
             } catch (Exception | LinkageError e) {
                 return null;
             }
         }
 
         static int call(String name, Integer arg) {
-            if (FUNCTIONS == null) {
+            if (GET == null || SET == null) {
                 return -1;
             }
             if (arg == null) {
-                return ((com.sun.jna.Function) FUNCTIONS[0]).invokeInt(new Object[0]);
+                return GET.invokeInt(new Object[0]);
             }
-            ((com.sun.jna.Function) FUNCTIONS[1]).invokeVoid(new Object[] {arg});
+            SET.invokeVoid(new Object[] {arg});
             return arg;
         }
     }

@@ -16,6 +16,7 @@ import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.llama.LlamaConfig;
 import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.nn.Scoped;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
@@ -86,13 +87,15 @@ public final class CalmBench {
     }
 
     /**
-     * libtorch intra-op threads used when {@code --threads} is not given, per mode (measured on the 2-core
-     * reference machine, bench/README.md): OpenBLAS keeps its own pool of one thread per core for the matmuls
-     * either way; a second libtorch thread (with OMP_WAIT_POLICY=PASSIVE, as the launcher sets) also spreads
-     * attention and elementwise work over both cores.
+     * libtorch intra-op threads used when {@code --threads} is not given, per mode, as measured on the 2-core
+     * reference machine (README, "Performance"): OpenBLAS keeps its own pool of one thread per core for the matmuls
+     * either way. Training and forward: 2, so attention and elementwise work also use both cores (with OpenBLAS's
+     * worker sleeping between matmuls, {@link dev.calm4j.Torch#NATIVE_ENV}); 1 thread was 10-30 % slower. Decode: 1
+     * (calm4j's library default), since one-row steps are too small to split and a second OpenMP thread only adds
+     * wake-ups (about 20 % fewer tokens/s).
      */
     public static int defaultThreads(String mode) {
-        return Runtime.getRuntime().availableProcessors() >= 2 ? 2 : 1;
+        return mode.equals("calm-decode") || Runtime.getRuntime().availableProcessors() < 2 ? 1 : 2;
     }
 
     /** OpenBLAS threads used when {@code --blas-threads} is not given, per mode (see {@link #defaultThreads}). */
@@ -133,7 +136,11 @@ public final class CalmBench {
         res.put("dtype", o.dtype());
         res.put("threads", org.bytedeco.pytorch.global.torch.get_num_threads());
         res.put("blas_threads", dev.calm4j.Torch.blasThreads());
-        res.put("omp_wait_policy", envOr("OMP_WAIT_POLICY", "default"));
+        for (String v : new String[] {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE"}) {
+            String val = dev.calm4j.Torch.nativeEnv(v);
+            res.put(v.toLowerCase(java.util.Locale.ROOT), val == null ? "unset" : val);
+        }
+        res.put("blas", blasCore());
         res.put("libtorch", "2.10.0 (org.bytedeco:pytorch 2.10.0-1.5.13)");
         res.put("java", System.getProperty("java.version"));
         res.put("cpu", cpuModel());
@@ -199,8 +206,9 @@ public final class CalmBench {
                 Tensor targets = batch.narrow(1, 1, o.seq()).reshape(-1);
                 start = System.nanoTime();
                 if (train) {
-                    Tensor logits = fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null);
-                    Tensor l = meanLoss(logits, targets);
+                    // The forward's Java handles (logits included) freed before backward, as TrainLoop does.
+                    Tensor l = Scoped.keep(() -> meanLoss(fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null),
+                            targets));
                     opt.zero_grad();
                     l.backward();
                     loss = l.item_double();
@@ -400,26 +408,51 @@ public final class CalmBench {
         return new LlamaModel(c, LlamaWeights.random(c, seed, 0.02, dtype), dtype);
     }
 
-    private static String envOr(String key, String dflt) {
-        String v = System.getenv(key);
-        return v == null ? dflt : v;
-    }
-
     private static double round1(double x) {
         return Math.round(x * 10) / 10.0;
     }
 
+    /** OpenBLAS's own description of itself (version, kernel chosen for this CPU), or "unknown". */
+    static String blasCore() {
+        try {
+            org.bytedeco.javacpp.Pointer p = org.bytedeco.javacpp.Loader.addressof("openblas_get_config");
+            return p == null || p.isNull() ? "unknown"
+                    : com.sun.jna.Function.getFunction(new com.sun.jna.Pointer(p.address())).invokeString(new Object[0], false);
+        } catch (RuntimeException | LinkageError e) {
+            return "unknown";
+        }
+    }
+
+    /** "model name x cores (family F, model M; which of avx2 / avx512f / avx512_bf16 / amx_tile the flags list)". */
     static String cpuModel() {
+        String name = null;
+        String family = "?";
+        String model = "?";
+        java.util.Set<String> flags = java.util.Set.of();
         try {
             for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/cpuinfo"))) {
-                if (line.startsWith("model name")) {
-                    return line.substring(line.indexOf(':') + 1).trim() + " x "
-                            + Runtime.getRuntime().availableProcessors();
+                String value = line.contains(":") ? line.substring(line.indexOf(':') + 1).trim() : "";
+                if (line.startsWith("model name") && name == null) {
+                    name = value;
+                } else if (line.startsWith("cpu family")) {
+                    family = value;
+                } else if (line.startsWith("model\t") || line.matches("model\\s+:.*")) {
+                    model = value;
+                } else if (line.startsWith("flags") && flags.isEmpty()) {
+                    flags = java.util.Set.of(value.split("\\s+"));
                 }
             }
         } catch (java.io.IOException | RuntimeException e) {
             // fall through
         }
-        return System.getProperty("os.arch") + " x " + Runtime.getRuntime().availableProcessors();
+        int cores = Runtime.getRuntime().availableProcessors();
+        if (name == null) {
+            return System.getProperty("os.arch") + " x " + cores;
+        }
+        List<String> isa = new ArrayList<>();
+        for (String f : new String[] {"avx2", "avx512f", "avx512_bf16", "amx_tile"}) {
+            isa.add(flags.contains(f) ? f : "no " + f);
+        }
+        return name + " x " + cores + " (family " + family + ", model " + model + "; " + String.join(", ", isa) + ")";
     }
 }

@@ -16,7 +16,7 @@ import static org.bytedeco.pytorch.global.torch.arange;
  *             needed (one query over a cache sees every key)
  * @param causal let the attention kernel apply the plain causal mask itself (fastest; only when past == 0)
  * @param cos rotary cos, {@code [B or 1, 1, t, headDim]}
- * @param sin rotary sin, same shape
+ * @param sin rotary sin with its first half negated ({@link dev.calm4j.nn.Rotary#apply}), same shape
  */
 public record AttentionContext(long past, long length, Tensor mask, boolean causal, Tensor cos, Tensor sin) {
 

@@ -11,6 +11,8 @@ import static org.bytedeco.pytorch.global.torch.silu;
 
 /** The handful of layer functions every model family shares. Pure functions of tensors; no state. */
 public final class Ops {
+    private static final boolean BACKWARD_GUARD = !"false".equals(System.getProperty("calm4j.sdpaBackwardGuard"));
+
     private Ops() {}
 
     /**
@@ -71,6 +73,9 @@ public final class Ops {
         Tensor vf = v;
         Tensor a = dev.calm4j.Torch.withSingleThreadedBlas(() -> scaled_dot_product_attention(qf, kf, vf,
                 mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, causal, new DoubleOptional(), gqa));
+        if (BACKWARD_GUARD) {
+            dev.calm4j.Torch.singleThreadedBlasInBackward(a, qf, kf, vf);
+        }
         return reduced ? a.to(dtype) : a;
     }
 

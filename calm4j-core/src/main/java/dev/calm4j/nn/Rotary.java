@@ -16,7 +16,7 @@ import static org.bytedeco.pytorch.global.torch.arange;
  */
 public final class Rotary implements AutoCloseable {
     private final Tensor cos;   // [maxPositions, headDim]
-    private final Tensor sin;   // [maxPositions, headDim]
+    private final Tensor sin;   // [maxPositions, headDim], first half negated (see apply)
     private final int maxPositions;
 
     public Rotary(int headDim, int maxPositions, double theta, RopeScaling scaling) {
@@ -27,20 +27,24 @@ public final class Rotary implements AutoCloseable {
         Tensor freqs = outer(pos, inv);                                    // [P, d/2], float32 like HF
         Tensor emb = cat(new org.bytedeco.pytorch.TensorVector(freqs, freqs), 1);   // [P, d]
         this.cos = emb.cos();
-        this.sin = emb.sin();
+        Tensor s = freqs.sin();
+        this.sin = cat(new org.bytedeco.pytorch.TensorVector(s.neg(), s), 1);          // [P, d], first half negated
     }
 
     public int maxPositions() {
         return maxPositions;
     }
 
-    /** cos/sin for positions {@code start..start+t-1}, shaped {@code [1, 1, t, d]} to broadcast over batch and heads. */
+    /**
+     * cos and signed sin (first half negated, see {@link #apply}) for positions {@code start..start+t-1}, shaped
+     * {@code [1, 1, t, d]} to broadcast over batch and heads.
+     */
     public Tensor[] range(long start, long t) {
         checkRange(start + t);
         return new Tensor[] {cos.narrow(0, start, t).unsqueeze(0).unsqueeze(0), sin.narrow(0, start, t).unsqueeze(0).unsqueeze(0)};
     }
 
-    /** cos/sin for per-row positions {@code [B, t]} (left-padded batches), shaped {@code [B, 1, t, d]}. */
+    /** cos and signed sin for per-row positions {@code [B, t]} (left-padded batches), shaped {@code [B, 1, t, d]}. */
     public Tensor[] gather(Tensor positions, long maxPosition) {
         checkRange(maxPosition + 1);
         long b = positions.size(0);
@@ -58,13 +62,16 @@ public final class Rotary implements AutoCloseable {
         }
     }
 
-    /** {@code x * cos + rotate_half(x) * sin}, with {@code rotate_half(x) = cat(-x2, x1)}; x is {@code [B, H, T, d]}. */
-    public static Tensor apply(Tensor x, Tensor cos, Tensor sin) {
+    /**
+     * {@code x * cos + rotate_half(x) * sin}, with {@code rotate_half(x) = cat(-x2, x1)}; x is {@code [B, H, T, d]}.
+     * {@code signedSin} is sin with its first half negated (as {@link #range} and {@link #gather} return it), so
+     * {@code rotate_half(x) * sin = cat(x2, x1) * signedSin}: three passes over x (multiply, swap the halves,
+     * multiply-add in place) instead of five (negate, concatenate, two multiplies, add).
+     */
+    public static Tensor apply(Tensor x, Tensor cos, Tensor signedSin) {
         long half = x.size(-1) / 2;
-        Tensor x1 = x.narrow(-1, 0, half);
-        Tensor x2 = x.narrow(-1, half, half);
-        Tensor rotated = cat(new org.bytedeco.pytorch.TensorVector(x2.neg(), x1), -1);
-        return x.mul(cos).add(rotated.mul(sin));
+        Tensor swapped = cat(new org.bytedeco.pytorch.TensorVector(x.narrow(-1, half, half), x.narrow(-1, 0, half)), -1);
+        return x.mul(cos).addcmul_(swapped, signedSin);
     }
 
     public Tensor cosTable() {

@@ -9,6 +9,7 @@ import dev.calm4j.data.Batcher;
 import dev.calm4j.data.Dataset;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
+import dev.calm4j.nn.Scoped;
 import me.tongfei.progressbar.ConsoleProgressBarConsumer;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
@@ -136,7 +137,7 @@ public final class TrainLoop {
                 double lossSum = 0;
                 for (Batch b : micro) {
                     try (PointerScope scope = new PointerScope()) {
-                        Tensor l = obj.lossSum(b);
+                        Tensor l = Scoped.keep(() -> obj.lossSum(b));   // forward's tensors freed before backward
                         lossSum += l.item_double();
                         l.div(new Scalar((double) targets)).backward();       // mean over all targets of the step
                     }

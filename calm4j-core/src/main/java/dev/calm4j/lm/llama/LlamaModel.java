@@ -5,6 +5,7 @@ import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.KvCache;
 import dev.calm4j.nn.Ops;
 import dev.calm4j.nn.Rotary;
+import dev.calm4j.nn.Scoped;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.ScalarOptional;
 import org.bytedeco.pytorch.Tensor;
@@ -107,6 +108,10 @@ public final class LlamaModel implements CausalLm {
 
     @Override
     public Tensor layer(int i, Tensor h, AttentionContext ctx, KvCache.Layer cache) {
+        return Scoped.keep(() -> block(i, h, ctx, cache));           // intermediates freed when the block returns
+    }
+
+    private Tensor block(int i, Tensor h, AttentionContext ctx, KvCache.Layer cache) {
         LlamaWeights.Block w = weights.block(i);
         double eps = config.rmsNormEps();
         int heads = config.numAttentionHeads();
@@ -136,7 +141,7 @@ public final class LlamaModel implements CausalLm {
 
     @Override
     public Tensor logits(Tensor h) {
-        return Ops.linear(Ops.rmsNorm(h, weights.norm(), config.rmsNormEps()), weights.lmHead(), null);   // [B, T, V]
+        return Scoped.keep(() -> Ops.linear(Ops.rmsNorm(h, weights.norm(), config.rmsNormEps()), weights.lmHead(), null));   // [B, T, V]
     }
 
     @Override
