@@ -46,6 +46,18 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--steps", paramLabel = "N", description = "bridge training steps per run")
     Integer steps;
 
+    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) learning rate")
+    Double lr;
+
+    @Option(names = "--batch", paramLabel = "N", description = "composition batch size")
+    Integer batch;
+
+    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads")
+    Integer heads;
+
+    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set")
+    Integer evalExamples;
+
     @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->0,3->1)")
     String connections;
 
@@ -74,12 +86,16 @@ class KvArithmeticCommand implements Callable<Integer> {
             c = c.quick();
         }
         c = new KvExperiment.Config(c.recipe(), c.modelsDir(), c.out(), seeds != null ? seeds : c.seeds(),
-                steps != null ? steps : c.composeSteps(), c.composeBatch(), c.composeLr(),
-                connections != null ? connections : c.connections(), c.heads(), c.compositionExamples(),
-                c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
+                steps != null ? steps : c.composeSteps(), batch != null ? batch : c.composeBatch(),
+                lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
+                heads != null ? heads : c.heads(), c.compositionExamples(),
+                evalExamples != null ? evalExamples : c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
                 numMathMix != null ? numMathMix : c.numMathMix());
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");
+        }
+        if (c.composeBatch() <= 0 || c.heads() <= 0 || c.evalExamples() <= 0 || !(c.composeLr() > 0)) {
+            throw new Calm4jException("--batch, --heads, --eval-examples and --lr must be > 0");
         }
         if (c.seeds().isEmpty()) {
             throw new Calm4jException("--seeds is empty");

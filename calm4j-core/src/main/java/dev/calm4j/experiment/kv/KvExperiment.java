@@ -57,8 +57,8 @@ public final class KvExperiment {
                          boolean controls, boolean retrain, int probeSteps, double numMathMix) {
 
         public static Config defaults(Path modelsDir, Path out) {
-            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 600, 64, 3e-3, "3->0,3->1", 4,
-                    3000, 400, true, false, 300, 0.0);
+            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 300, 64, 3e-3, "3->0,3->1", 4,
+                    3000, 200, true, false, 300, 0.0);
         }
 
         /** Minutes-scale: one seed, fewer steps and examples; checks the claim's direction, not its size. */

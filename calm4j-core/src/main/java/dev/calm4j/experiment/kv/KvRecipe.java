@@ -29,7 +29,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
-                128, 4, 32, 1000, 3, 0.01,
+                128, 4, 32, 1200, 3, 0.01,
                 128, 6, 16, 2000, 1, 0.3, 0.1, 0.5,
                 256, 3e-3);
     }

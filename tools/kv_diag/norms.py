@@ -1,0 +1,18 @@
+import sys, json, torch, numpy as np
+import os; sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import make_golden as mg, make_calm_golden as cg
+ALPHA = "abcdefghijklmnopqrstuvwxyz0123456789+-="
+def tok(s): return [1] + [4 + ALPHA.index(c) for c in s]   # specials: pad,bos,eos? check
+def load(d):
+    c = json.load(open(d + '/config.json'))
+    s = {"heads": c["num_attention_heads"], "kv_heads": c["num_key_value_heads"], "head_dim": c.get("head_dim") or c["hidden_size"]//c["num_attention_heads"],
+         "layers": c["num_hidden_layers"], "eps": c["rms_norm_eps"], "theta": c.get("rope_theta", 10000.0), "rope_type": "default", "rope": None}
+    W = mg.read_safetensors(d + '/model.safetensors')
+    if "lm_head.weight" not in W: W["lm_head.weight"] = W["model.embed_tokens.weight"]
+    return s, W
+if __name__ == "__main__":
+    for d in sys.argv[1:]:
+        s, W = load(d)
+        for p in ["abc+de=", "123+45="]:
+            outs, _ = cg.llama_run(s, W, [tok(p)], dtype=torch.float32)
+            print(d, p, [" ".join(f"{float(o[0,t].norm()/o.shape[-1]**0.5):.1f}" for t in range(len(p)+1)) for o in outs])
