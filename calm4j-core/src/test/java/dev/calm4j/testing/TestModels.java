@@ -81,19 +81,6 @@ public final class TestModels {
         return m;
     }
 
-    /** Where shared/ is (surefire sets calm4j.shared; a clean clone has it beside the repo). */
-    public static Path shared() {
-        String p = System.getProperty("calm4j.shared");
-        Path dir = p != null ? Path.of(p) : Path.of("../shared");
-        if (!Files.isDirectory(dir)) {
-            dir = Path.of("../../shared");
-        }
-        if (!Files.isDirectory(dir)) {
-            fail("shared/ not found (looked at " + p + ", ../shared, ../../shared); the repo must sit beside it");
-        }
-        return dir;
-    }
-
     public static CausalLm load(Path dir) {
         return LmFamilies.load(dir);
     }
