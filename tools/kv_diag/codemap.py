@@ -21,7 +21,7 @@ def rows(pool, n):
     return torch.stack(X), torch.stack(Y), V
 X, Y, _ = rows(tr, 1000); Xt, Yt, Vt = rows(te, 200)
 X1 = torch.cat([X, torch.ones(len(X), 1)], 1); Xt1 = torch.cat([Xt, torch.ones(len(Xt), 1)], 1)
-for lam in (1e-2, 1, 10, 100):
+for lam in [float(x) for x in (sys.argv[4].split(",") if len(sys.argv) > 4 else ["1e-2", "1", "10", "100"])]:
     W = torch.linalg.solve(X1.T @ X1 + lam * torch.eye(129), X1.T @ Y)
     P = Xt1 @ W
     r2 = 1 - ((P - Yt) ** 2).sum() / ((Yt - Yt.mean(0)) ** 2).sum()

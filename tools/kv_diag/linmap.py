@@ -24,7 +24,7 @@ for _ in range(int(sys.argv[6]) if len(sys.argv) > 6 else 1500):
     _, _, x, y, _ = feats(*expr(tr)); X.append(x); Y.append(y)
 X = torch.cat(X); Y = torch.cat(Y)
 X1 = torch.cat([X, torch.ones(len(X), 1)], 1)
-lam = 1e-2
+lam = float(sys.argv[7]) if len(sys.argv) > 7 else 1e-2
 Wm = torch.linalg.solve(X1.T @ X1 + lam * torch.eye(X1.shape[1]), X1.T @ Y)
 print("train R2", float(1 - ((X1 @ Wm - Y) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum()))
 def greedy(ids, hook=None, maxn=6):
