@@ -21,7 +21,12 @@ public final class Losses {
 
     /** Sum of cross-entropy over the batch's labelled positions; logits {@code [B, T, V]} in any float dtype. */
     public static Tensor sum(Tensor logits, Batch b) {
-        Tensor labels = Tensors.longs(b.labels(), (long) b.rows() * b.length());
+        return sum(logits, b.labels());
+    }
+
+    /** The same over flat labels ({@code B * T}, {@link Batch#IGNORE_INDEX} where unlabelled), for a subset of rows. */
+    public static Tensor sum(Tensor logits, long[] flatLabels) {
+        Tensor labels = Tensors.longs(flatLabels, flatLabels.length);
         Tensor flat = logits.reshape(-1, logits.size(-1));
         if (flat.scalar_type().intern() != ScalarType.Float && flat.scalar_type().intern() != ScalarType.Double) {
             flat = flat.to(ScalarType.Float);                      // the loss itself always in fp32

@@ -64,9 +64,13 @@ class CalmInvariantsTest {
 
     /** Makes the bridges non-trivial (as if trained): W_O and the rest get random values. */
     static void perturb(CalmModel m, double std) {
+        // Seeded: with the global generator the values (and so the logits' scale) depended on which tests ran first.
+        org.bytedeco.pytorch.Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(1234);
         try (NoGradGuard ng = new NoGradGuard()) {
             for (Tensor t : m.bridgeTensors().values()) {
-                t.add_(randn(Tensors.shape(t)).mul(new org.bytedeco.pytorch.Scalar(std)));
+                t.add_(randn(Tensors.shape(t), new org.bytedeco.pytorch.GeneratorOptional(g),
+                        new org.bytedeco.pytorch.TensorOptions(org.bytedeco.pytorch.global.torch.ScalarType.Float))
+                        .mul(new org.bytedeco.pytorch.Scalar(std)));
             }
         }
     }

@@ -159,9 +159,7 @@ final class DigitAuxObjective implements Objective {
                 for (int i = auxLayer + 1; i < model.numLayers(); i++) {
                     hk = model.layer(i, hk, ctx, null);
                 }
-                Tensor logits = model.logits(hk);
-                loss = loss.add(cross_entropy_loss(logits.reshape(-1, logits.size(-1)), Tensors.longs(lab, lab.length),
-                        new TensorOptional(), 2, Batch.IGNORE_INDEX, 0.0));
+                loss = loss.add(Losses.sum(model.logits(hk), lab));
             }
             Batch tb = Batch.of(tw.examples(), 0);
             Tensor tids = Losses.inputs(tb);
