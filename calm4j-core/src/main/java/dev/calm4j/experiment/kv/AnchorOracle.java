@@ -23,11 +23,20 @@ final class AnchorOracle {
 
     /** Exact-match count of the oracle-injected greedy answers over {@code exprs}. */
     static int correct(CausalLm mB, int layer, List<KvTask.Expr> exprs, int maxNew) {
+        return correct(mB, layer, exprs, maxNew, null);
+    }
+
+    /**
+     * As above, but when {@code code} ({@code [30, D]}, m_B's learned operand code, see {@link DigitAuxObjective}) is
+     * given, what is added at each operator is that code of the operand's true value instead of m_B's numeric state:
+     * the interface m_B was trained to read, and what a bridge has to write.
+     */
+    static int correct(CausalLm mB, int layer, List<KvTask.Expr> exprs, int maxNew, Tensor code) {
         int ok = 0;
         try (NoGradGuard ng = new NoGradGuard()) {
             for (KvTask.Expr e : exprs) {
                 try (PointerScope scope = new PointerScope()) {
-                    if (answer(mB, layer, e, maxNew).equals(Integer.toString(e.result()))) {
+                    if (answer(mB, layer, e, maxNew, code).equals(Integer.toString(e.result()))) {
                         ok++;
                     }
                 }
@@ -36,12 +45,22 @@ final class AnchorOracle {
         return ok;
     }
 
-    private static String answer(CausalLm m, int layer, KvTask.Expr e, int maxNew) {
+    private static String answer(CausalLm m, int layer, KvTask.Expr e, int maxNew, Tensor code) {
         List<Long> numeric = ids(e.valueText() + "=");
         List<Long> keys = ids(e.keyText() + "=");
         long[] numOps = operatorPositions(numeric);
         long[] keyOps = operatorPositions(keys);
-        Tensor injected = statesAt(m, numeric, layer).index_select(0, Tensors.longs(numOps, numOps.length));   // [n, D]
+        Tensor injected;                                                                                    // [n, D]
+        if (code == null) {
+            injected = statesAt(m, numeric, layer).index_select(0, Tensors.longs(numOps, numOps.length));
+        } else {
+            long[][] digits = new long[e.values().length][];
+            for (int i = 0; i < digits.length; i++) {
+                int v = e.values()[i];
+                digits[i] = new long[] {(v / 100) % 10, (v / 10) % 10, v % 10};
+            }
+            injected = DigitAuxObjective.encode(code, digits);
+        }
         StringBuilder out = new StringBuilder();
         List<Long> seq = new ArrayList<>(keys);
         for (int s = 0; s < maxNew; s++) {

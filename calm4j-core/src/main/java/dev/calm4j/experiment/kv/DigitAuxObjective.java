@@ -51,6 +51,12 @@ final class DigitAuxObjective implements Objective {
     private final Path tokenizer;
     private final double twinProb;
     private final java.util.Random twinRng;
+    private final Tensor code;                                // [30, D] learned operand code, or null (states twins)
+    private final double codeNoise;
+    private final Generator noiseGen;
+
+    /** File (beside the saved model) that holds the learned operand code, for the anchor-side oracle. */
+    static final String CODE_FILE = "operand_code.safetensors";
 
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer) {
@@ -70,6 +76,21 @@ final class DigitAuxObjective implements Objective {
      */
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer, double twinProb) {
+        this(model, auxLayer, weight, operandValue, seed, tokenizer, twinProb, false, 0);
+    }
+
+    /**
+     * @param twinCode when true the twins' operators get, instead of the real rows' states, a <em>learned linear
+     *     code</em> of the operand's digits, {@code C[hundreds] + C[10 + tens] + C[20 + units]} ({@code C} a trainable
+     *     {@code [30, D]} table trained with the model and saved beside it as {@value #CODE_FILE}), plus Gaussian noise
+     *     on each digit's row of {@code codeNoise} times its place's spread (see {@link #encode(Tensor, long[][], double, Generator)}). Why: a bridge's value path is linear in the augment's states, and
+     *     a linear map from m_A's states generalises across keys to a linear digit code but not to m_B's own
+     *     (nonlinear) operator states (tools/kv_diag, linmap vs codemap). A fixed N(0, 1) code swamped the operator's
+     *     identity after RMSNorm (m_B fell to 16 % on NUM-MATH); a learned one starts small and finds its own scale.
+     *     The noise makes the blocks above tolerate a bridge's imperfect copy of the code.
+     */
+    DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
+                      long seed, Path tokenizer, double twinProb, boolean twinCode, double codeNoise) {
         this.twinProb = twinProb;
         this.twinRng = new java.util.Random(seed + 7);
         this.model = model;
@@ -84,6 +105,44 @@ final class DigitAuxObjective implements Objective {
                     .mul(new Scalar(0.02));
             headB[i] = zeros(new long[] {10}, new TensorOptions(ScalarType.Float));
         }
+        this.code = twinCode
+                ? randn(new long[] {30, d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02))
+                : null;
+        this.codeNoise = codeNoise;
+        this.noiseGen = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed + 13);
+    }
+
+    /** {@code C[h] + C[10 + t] + C[20 + u]} for each operand value: {@code [n, D]}. */
+    static Tensor encode(Tensor code, long[][] digits) {
+        return encode(code, digits, 0, null);
+    }
+
+    /**
+     * As {@link #encode(Tensor, long[][])}, with Gaussian noise on each digit's row of {@code noise} times its place's
+     * <em>spread</em> (the RMS of the place's 10 rows about their mean). Relative to the spread, because that is what
+     * tells digits apart: noise relative to the whole code drowned the units (a first m_B read the true code on 10 %
+     * of held-out keys), and noise relative to each row's RMS let the rows share a large common part and differ by
+     * little, so m_B learnt a rough magnitude and its answers were off by a few units (15 %).
+     */
+    static Tensor encode(Tensor code, long[][] digits, double noise, Generator gen) {
+        long[] idx = new long[digits.length * 3];
+        for (int k = 0; k < digits.length; k++) {
+            for (int j = 0; j < 3; j++) {
+                idx[k * 3 + j] = j * 10L + digits[k][j];
+            }
+        }
+        Tensor rows = code.index_select(0, Tensors.longs(idx, idx.length));                         // [3n, D]
+        if (noise > 0) {
+            // Per place, the RMS of its 10 rows about their mean: the part that tells digits apart.
+            Tensor places = code.detach().view(3, 10, code.size(1));
+            Tensor spread = places.sub(places.mean(new long[] {1}, true, new org.bytedeco.pytorch.ScalarTypeOptional()))
+                    .pow(new Scalar(2)).mean(new long[] {1, 2}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).sqrt(); // [3]
+            Tensor perRow = spread.repeat(new long[] {digits.length}).view(digits.length * 3L, 1);         // [3n, 1]
+            rows = rows.add(randn(rows.sizes().vec().get(), new GeneratorOptional(gen),
+                    new TensorOptions(ScalarType.Float)).mul(perRow).mul(new Scalar(noise)));
+        }
+        return rows.view(digits.length, 3, code.size(1)).sum(new long[] {1}, false,
+                new org.bytedeco.pytorch.ScalarTypeOptional());
     }
 
     @Override
@@ -92,6 +151,9 @@ final class DigitAuxObjective implements Objective {
         for (int i = 0; i < 3; i++) {
             p.put("aux.digit" + i + ".weight", headW[i]);
             p.put("aux.digit" + i + ".bias", headB[i]);
+        }
+        if (code != null) {
+            p.put("aux.code", code);
         }
         return p;
     }
@@ -173,7 +235,12 @@ final class DigitAuxObjective implements Objective {
                     for (int k = 0; k < dst.length; k++) {
                         dst[k] = tw.dstRow()[k] * (long) tb.length() + tw.dstPos()[k];
                     }
-                    Tensor from = aux.reshape(-1, d).index_select(0, Tensors.longs(tw.src(), tw.src().length));
+                    Tensor from;
+                    if (code == null) {
+                        from = aux.reshape(-1, d).index_select(0, Tensors.longs(tw.src(), tw.src().length));
+                    } else {
+                        from = encode(code, tw.digits(), codeNoise, noiseGen);
+                    }
                     g = g.reshape(-1, d).index_add(0, Tensors.longs(dst, dst.length), from).view(g.sizes());
                 }
             }
@@ -200,12 +267,13 @@ final class DigitAuxObjective implements Objective {
      * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
      * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}.
      */
-    private record Twins(List<dev.calm4j.data.Example> examples, long[] src, int[] dstRow, int[] dstPos, int[] keep) {}
+    private record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] dstRow, int[] dstPos, int[] keep) {}
 
     private Twins twins(Batch b) {
         int t = b.length();
         List<dev.calm4j.data.Example> ex = new ArrayList<>();
         List<Long> src = new ArrayList<>();
+        List<long[]> digits = new ArrayList<>();
         List<Integer> dstRow = new ArrayList<>();
         List<Integer> dstPos = new ArrayList<>();
         long eq = KvTask.id('=');
@@ -249,6 +317,15 @@ final class DigitAuxObjective implements Objective {
                     continue;
                 }
                 if (c > 0 && c <= eqAt && KvTask.isOperator(id) && KvTask.isDigit(ids[c - 1])) {
+                    int s0 = c;
+                    while (s0 > 0 && KvTask.isDigit(ids[s0 - 1])) {
+                        s0--;
+                    }
+                    int v = 0;
+                    for (int k = s0; k < c; k++) {
+                        v = v * 10 + (KvTask.ch(ids[k]) - '0');
+                    }
+                    digits.add(new long[] {(v / 100) % 10, (v / 10) % 10, v % 10});
                     src.add((long) r * t + c);
                     dstRow.add(ex.size());
                     dstPos.add(out.size());
@@ -265,7 +342,7 @@ final class DigitAuxObjective implements Objective {
         if (ex.isEmpty()) {
             return null;
         }
-        return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(),
+        return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(), digits.toArray(new long[0][]),
                 dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray(),
                 keep.stream().mapToInt(Integer::intValue).toArray());
     }
@@ -273,6 +350,11 @@ final class DigitAuxObjective implements Objective {
     @Override
     public void save(Path dir, ObjectNode provenance) {
         LmFamilies.save(model, dir);
+        if (code != null) {
+            dev.calm4j.io.Safetensors.write(dir.resolve(CODE_FILE), Map.of("code", code.detach().contiguous()),
+                    Map.of("what", "m_B's learned operand-digit code [30, D]: rows 0-9 hundreds, 10-19 tens, 20-29 units; "
+                            + "training scaffolding, read only by the anchor-side oracle diagnostic"));
+        }
         if (tokenizer != null) {
             try {
                 Files.copy(tokenizer, dir.resolve("tokenizer.json"), StandardCopyOption.REPLACE_EXISTING);

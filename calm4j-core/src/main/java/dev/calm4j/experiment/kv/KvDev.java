@@ -34,6 +34,8 @@ public final class KvDev {
                 Integer.getInteger("kv.bHeadDim", d.anchorHeadDim()), Integer.getInteger("kv.bSteps", d.anchorSteps()),
                 Integer.getInteger("kv.bAux", d.anchorAuxLayer()), dbl("kv.bAuxW", d.anchorAuxWeight()),
                 dbl("kv.bWd", d.anchorWeightDecay()), dbl("kv.bTwin", d.anchorTwinFraction()),
+                Boolean.parseBoolean(System.getProperty("kv.bCode", Boolean.toString(d.anchorTwinCode()))),
+                dbl("kv.bNoise", d.anchorTwinNoise()),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);

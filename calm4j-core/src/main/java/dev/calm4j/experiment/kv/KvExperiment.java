@@ -16,6 +16,8 @@ import dev.calm4j.eval.Accuracy;
 import dev.calm4j.eval.EvalModel;
 import dev.calm4j.eval.Evaluator;
 import dev.calm4j.io.AtomicFiles;
+import dev.calm4j.io.Safetensors;
+import org.bytedeco.pytorch.Tensor;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.lm.llama.LlamaConfig;
@@ -57,8 +59,8 @@ public final class KvExperiment {
                          boolean controls, boolean retrain, int probeSteps, double numMathMix) {
 
         public static Config defaults(Path modelsDir, Path out) {
-            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 300, 64, 3e-3, "3->0,3->1", 4,
-                    3000, 200, true, false, 300, 0.0);
+            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 300, 64, 3e-3, "3->1", 4,
+                    3000, 200, true, false, 300, 0.25);
         }
 
         /** Minutes-scale: one seed, fewer steps and examples; checks the claim's direction, not its size. */
@@ -184,12 +186,20 @@ public final class KvExperiment {
             // The anchor side: with the true operands added where the bridges write, does m_B do the arithmetic?
             int oracleLayer = cfg.recipe().anchorAuxLayer();
             List<KvTask.Expr> oracleSet = d.heldOutKeyExprs().subList(0, Math.min(200, d.heldOutKeyExprs().size()));
-            int oracleOk = AnchorOracle.correct(mB, oracleLayer, oracleSet, 6);
+            Path codeFile = bDir.resolve(DigitAuxObjective.CODE_FILE);
+            Tensor code = null;
+            if (Files.isRegularFile(codeFile)) {
+                try (Safetensors st = Safetensors.open(codeFile)) {
+                    code = st.load("code");
+                }
+            }
+            int oracleOk = AnchorOracle.correct(mB, oracleLayer, oracleSet, 6, code);
             Accuracy oracle = new Accuracy(oracleOk, oracleSet.size());
-            results.putObject("anchor_oracle").put("layer", oracleLayer).put("accuracy", oracle.value())
+            results.putObject("anchor_oracle").put("layer", oracleLayer).put("injected", code == null ? "m_B's numeric operator states" : "m_B's learned operand code")
+                    .put("accuracy", oracle.value())
                     .put("n", oracle.n()).putArray("ci95").add(oracle.ci95()[0]).add(oracle.ci95()[1]);
-            log.printf("  m_B with the true operand states added at the operators after block %d: %.1f%% of held-out-key "
-                    + "KV-MATH (n=%d)%n", oracleLayer, 100 * oracle.value(), oracle.n());
+            log.printf("  m_B with the true operands' %s added at the operators after block %d: %.1f%% of held-out-key "
+                    + "KV-MATH (n=%d)%n", code == null ? "states" : "code", oracleLayer, 100 * oracle.value(), oracle.n());
             Dataset dc = Dataset.of(d.composition(), "KV-MATH over the composition keys (D_C)");
             CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.connections()));
             long bridgeParams = 0;

@@ -25,12 +25,13 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                        double augmentWeightDecay,
                        int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
+                       boolean anchorTwinCode, double anchorTwinNoise,
                        int batch, double lr) {
 
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
                 128, 4, 32, 1200, 3, 0.01,
-                128, 6, 16, 2000, 1, 0.3, 0.1, 0.5,
+                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5,
                 256, 3e-3);
     }
 
@@ -38,7 +39,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
                 32, 2, 16, 40, 1, 0.01,
-                32, 3, 16, 40, 1, 0.3, 0.1, 0.5,
+                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5,
                 16, 3e-3);
     }
 
@@ -113,7 +114,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         LlamaConfig c = anchorConfig(t);
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
-                    taskSeed + 21, tokenizer, anchorTwinFraction);
+                    taskSeed + 21, tokenizer, anchorTwinFraction, anchorTwinCode, anchorTwinNoise);
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);

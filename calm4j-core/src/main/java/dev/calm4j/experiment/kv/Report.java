@@ -101,8 +101,8 @@ final class Report {
         JsonNode o = results.path("anchor_oracle");
         if (!o.isMissingNode()) {
             r.append(String.format("%n## Anchor check: does m_B do the arithmetic when the values are written where bridges write?%n%n"
-                    + "On held-out-key KV-MATH text, an oracle adds m_B's own state for the numeric expression at each "
-                    + "operator after an operand, at the output of block %d: **%.1f %%** exact match [%.1f–%.1f] (n=%d). "
+                    + "On held-out-key KV-MATH text, an oracle adds " + o.path("injected").asText("m_B's numeric operator states")
+                    + " for the true operands at each operator after an operand, at the output of block %d: **%.1f %%** exact match [%.1f–%.1f] (n=%d). "
                     + "That is the ceiling for bridges into that block; an anchor that reads operands from their digits "
                     + "scores ~0 here, whatever the bridges learn.%n", o.get("layer").asInt(), 100 * o.get("accuracy").asDouble(),
                     100 * o.get("ci95").get(0).asDouble(), 100 * o.get("ci95").get(1).asDouble(), o.get("n").asInt()));
@@ -116,9 +116,16 @@ final class Report {
                 + "writes them, and nothing about a held-out key is readable at the key (DESIGN.md §4.1). m_B is "
                 + "pretrained on NUM-MATH with the same operand-digit aux loss at block " + k.anchorAuxLayer() + ", and "
                 + "with operand-blind twins: a fraction " + k.anchorTwinFraction() + " of the rows is rewritten with random "
-                + "letter strings in place of the numbers, and above block " + k.anchorAuxLayer() + " those rows get the "
-                + "real rows' operator states added at their operators, so m_B learns to do the arithmetic from values "
-                + "added at the operators with letters in between: what a bridge into that block can give it. At "
+                + "letter strings in place of the numbers, and above block " + k.anchorAuxLayer() + " those rows get "
+                + (k.anchorTwinCode()
+                    ? "a learned linear code of each operand's digits added at the operator after it (a [30, D] table "
+                        + "trained with m_B, one row per place and digit, Gaussian noise on each row of " + k.anchorTwinNoise()
+                        + " times its place's spread, the RMS of the place's 10 rows about their mean; saved as `m_B/operand_code.safetensors` for the anchor "
+                        + "check), "
+                    : "the real rows' operator states added at their operators, ")
+                + "so m_B learns to do the arithmetic from values added at the operators with letters in between: what "
+                + "a bridge into that block can give it, and, for the code, something a bridge's linear value path can "
+                + "write from m_A's states for keys it never saw. At "
                 + "inference both read the paper's text; the aux heads are discarded.\n");
         JsonNode mm = results.get("models");
         double calmKeys = mm.path("calm").path("kv_math_heldout_keys").path("accuracy").asDouble(Double.NaN);
@@ -131,25 +138,31 @@ final class Report {
                 + "are in the README):%n%n", 100 * calmKeys, 100 * (calmNum - bNum), met ? "met" : "not met"));
         r.append(""
                 + "1. m_A has the values: the probe reads a held-out key's three digits from m_A's last block at the "
-                + "operator after it (a softmax read-out per digit, fitted on composition keys only).\n"
-                + "2. m_B can use them: the anchor check shows m_B doing held-out-key KV-MATH when m_B's own numeric "
-                + "operator states are added where a bridge into block " + k.anchorAuxLayer() + " writes (without the "
-                + "twins this was ~0-6 %: a small m_B reads operands from their digits, not from the operators).\n"
-                + "3. The missing link is the map between them. A bridge's value path is linear in m_A's states; a ridge "
-                + "regression from m_A's operator states to m_B's numeric operator states, fitted on the composition keys "
-                + "(100 keys: 100 distinct values per operand), explains 72 % of the variance on them and none on "
-                + "held-out keys, and m_B given the regression's output scores 0 % "
-                + "(`tools/kv_diag/linmap.py`); regressing onto a fixed random code of the digits instead "
-                + "generalises to held-out keys only with strong ridge regularisation (lambda 1e4: R^2 0.65, the nearest code is the "
-                + "right value for 90 % of held-out keys; `tools/kv_diag/codemap.py`), while the same regularisation on the map "
-                + "to m_B's states reaches R^2 0.43 and still 0 % once injected. A softmax read-out "
-                + "generalises (item 1); a linear write of m_B's states does not, and gradient descent on the bridges "
-                + "finds the same: D_C's training loss stays near 1.4-1.5 nats per answer token (`loss.png`) for 300-600 steps, "
-                + "learning rates 3e-3 and 1e-2, connections 3->1 or 3->0,3->1; 1,500 steps at 1e-3 (3->1) reach 1.25 nats "
-                + "and still 0.5 % on held-out keys.\n\n"
-                + "Next steps we see: an anchor whose operator interface is a linear code of the digits and robust to noise (twins "
-                + "fed a noisy code of the values instead of m_B's own states: the code map above generalises), more composition keys per value digit, or bridges "
-                + "with a non-linear value path (a departure from the paper's, to be reported as a variant).\n");
+                + "operator after it (a softmax read-out per digit, fitted on composition keys only). Without the "
+                + "value-digit aux loss nothing is readable there (DESIGN.md §4.1).\n"
+                + "2. m_B must be able to take operands where a bridge writes them. A small m_B reads operands from "
+                + "their digits: adding its own numeric operator states at the operators of key text gives ~0-6 %. "
+                + "Operand-blind twins fed those states raise that to 70.5 %, but a bridge's value path is linear in "
+                + "m_A's states, and a ridge map from m_A's operator states to m_B's states, fitted on the 100 "
+                + "composition keys, does not generalise (held-out R^2 < 0; 0 % once injected; `tools/kv_diag/linmap.py`); "
+                + "bridges trained against that m_B stalled at 1.25-1.5 nats per answer token and 0.2-0.5 % on "
+                + "held-out keys (300-1,500 steps, lr 1e-3 to 1e-2, connections 3->1, 2->1, 3->0,3->1).\n"
+                + "3. A linear code of the digits is what a linear map from m_A does reach: ridge onto a random digit "
+                + "code generalises (lambda 1e4: held-out R^2 0.65, nearest code right for 90 % of held-out keys; "
+                + "`tools/kv_diag/codemap.py`). So this m_B's twins get a learned linear code of the operand's digits "
+                + "instead of its states. Its noise matters: a fixed N(0, 1) code with noise swamped the operator "
+                + "(NUM-MATH 16 %); a learned code with noise relative to the whole code, or to each row, let m_B "
+                + "learn a rough magnitude (the true code gave answers off by a few units: 10-15 % of held-out keys); "
+                + "noise relative to each place's spread across its 10 digits is the recipe here, and the anchor check "
+                + "above is that m_B reading the true code (`tools/kv_diag/codeinject.py` also injects the ridge map "
+                + "from m_A, the ceiling of a linear bridge with perfect attention).\n"
+                + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
+                + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
+                + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
+                + "key's value.\n\n"
+                + "What we would try next: more composition steps or keys per value digit, a deeper anchor (more "
+                + "blocks above the one bridges write into), and bridges with a non-linear value path reported as a "
+                + "variant.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();

@@ -16,6 +16,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.Set;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -66,6 +67,31 @@ class KvPipelineTest {
     }
 
     @Test
+    void operandCodeIsASumOfDigitRowsWithNoisePerRow() {
+        org.bytedeco.pytorch.Tensor code = org.bytedeco.pytorch.global.torch.arange(new org.bytedeco.pytorch.Scalar(30 * 4))
+                .to(org.bytedeco.pytorch.global.torch.ScalarType.Float).view(30, 4);
+        long[][] digits = {{1, 2, 3}, {0, 0, 9}};
+        float[] got = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits));
+        for (int k = 0; k < 2; k++) {
+            for (int c = 0; c < 4; c++) {
+                float want = (digits[k][0] * 4 + c) + ((10 + digits[k][1]) * 4 + c) + ((20 + digits[k][2]) * 4 + c);
+                assertEquals(want, got[k * 4 + c], 1e-4);
+            }
+        }
+        // Noise of a fraction of each row's RMS: seeded, so reproducible, and small against the rows themselves.
+        float[] n1 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, 0.01,
+                org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
+        float[] n2 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, 0.01,
+                org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
+        assertArrayEquals(n1, n2);
+        double diff = 0;
+        for (int i = 0; i < got.length; i++) {
+            diff = Math.max(diff, Math.abs(n1[i] - got[i]));
+        }
+        assertTrue(diff > 0 && diff < 0.01 * 3 * 5 * 120, "noise " + diff);
+    }
+
+    @Test
     void tinyEndToEnd() throws Exception {
         KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"),
                 List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, true, true, 20, 0.25);
@@ -84,6 +110,8 @@ class KvPipelineTest {
             assertTrue(Files.exists(c.out().resolve(f)), f);
         }
         assertTrue(Files.exists(c.modelsDir().resolve("m_A/model.safetensors")));
+        assertTrue(Files.exists(c.modelsDir().resolve("m_B/" + DigitAuxObjective.CODE_FILE)), "the anchor's learned operand code");
+        assertTrue(r.get("anchor_oracle").get("injected").asText().contains("code"), r.get("anchor_oracle").toString());
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
         // A second run reuses the models trained for this recipe; another recipe is refused.
         KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"),
