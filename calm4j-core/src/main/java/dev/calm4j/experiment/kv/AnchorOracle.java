@@ -54,12 +54,8 @@ final class AnchorOracle {
         if (code == null) {
             injected = statesAt(m, numeric, layer).index_select(0, Tensors.longs(numOps, numOps.length));
         } else {
-            long[][] digits = new long[e.values().length][];
-            for (int i = 0; i < digits.length; i++) {
-                int v = e.values()[i];
-                digits[i] = new long[] {(v / 100) % 10, (v / 10) % 10, v % 10};
-            }
-            injected = DigitAuxObjective.encode(code, digits);
+            injected = DigitAuxObjective.encode(code, java.util.Arrays.stream(e.values()).mapToObj(DigitAuxObjective::digits)
+                    .toArray(long[][]::new));
         }
         StringBuilder out = new StringBuilder();
         List<Long> seq = new ArrayList<>(keys);

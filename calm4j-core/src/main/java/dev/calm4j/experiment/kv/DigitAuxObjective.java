@@ -112,6 +112,11 @@ final class DigitAuxObjective implements Objective {
         this.noiseGen = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed + 13);
     }
 
+    /** An operand value's hundreds, tens and units digits (what the aux heads predict and the code encodes). */
+    static long[] digits(int v) {
+        return new long[] {(v / 100) % 10, (v / 10) % 10, v % 10};
+    }
+
     /** {@code C[h] + C[10 + t] + C[20 + u]} for each operand value: {@code [n, D]}. */
     static Tensor encode(Tensor code, long[][] digits) {
         return encode(code, digits, 0, null);
@@ -184,7 +189,7 @@ final class DigitAuxObjective implements Objective {
                     continue;
                 }
                 pos.add((long) r * t + c);
-                dig.add(new long[] {v / 100, (v / 10) % 10, v % 10});
+                dig.add(digits(v));
             }
         }
         return new AuxLabels(pos.stream().mapToLong(Long::longValue).toArray(), dig.toArray(new long[0][]));
@@ -317,15 +322,11 @@ final class DigitAuxObjective implements Objective {
                     continue;
                 }
                 if (c > 0 && c <= eqAt && KvTask.isOperator(id) && KvTask.isDigit(ids[c - 1])) {
-                    int s0 = c;
-                    while (s0 > 0 && KvTask.isDigit(ids[s0 - 1])) {
-                        s0--;
+                    int v = 0;                                         // the number just before this operator
+                    for (int k = c - 1, place = 1; k >= 0 && KvTask.isDigit(ids[k]); k--, place *= 10) {
+                        v += (KvTask.ch(ids[k]) - '0') * place;
                     }
-                    int v = 0;
-                    for (int k = s0; k < c; k++) {
-                        v = v * 10 + (KvTask.ch(ids[k]) - '0');
-                    }
-                    digits.add(new long[] {(v / 100) % 10, (v / 10) % 10, v % 10});
+                    digits.add(digits(v));
                     src.add((long) r * t + c);
                     dstRow.add(ex.size());
                     dstPos.add(out.size());

@@ -17,7 +17,6 @@ import dev.calm4j.eval.EvalModel;
 import dev.calm4j.eval.Evaluator;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
-import org.bytedeco.pytorch.Tensor;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.lm.llama.LlamaConfig;
@@ -28,6 +27,7 @@ import dev.calm4j.train.Lora;
 import dev.calm4j.train.LoraObjective;
 import dev.calm4j.train.TrainConfig;
 import dev.calm4j.train.TrainLoop;
+import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.io.IOException;

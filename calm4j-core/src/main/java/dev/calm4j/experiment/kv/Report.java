@@ -160,9 +160,11 @@ final class Report {
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "What we would try next: more composition steps or keys per value digit, a deeper anchor (more "
-                + "blocks above the one bridges write into), and bridges with a non-linear value path reported as a "
-                + "variant.\n");
+                + "What we would try next: a code whose places are held apart (the learned code became a magnitude: "
+                + "the shipped one's units rows differ by ~0.02 per dimension against ~0.4 for hundreds, because nothing "
+                + "stops a place from shrinking), by fixed-norm rows or an aux loss reading the digits back from it; "
+                + "a deeper anchor above the block bridges write into; a longer m_B training for NUM-MATH >= 90 %; and "
+                + "bridges with a non-linear value path reported as a variant.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();
