@@ -27,7 +27,7 @@ final class AnchorOracle {
     }
 
     /**
-     * As above, but when {@code code} ({@code [30, D]}, m_B's learned operand code, see {@link DigitAuxObjective}) is
+     * As above, but when {@code code} ({@code [30, D]}, m_B's operand code, see {@link DigitAuxObjective}) is
      * given, what is added at each operator is that code of the operand's true value instead of m_B's numeric state:
      * the interface m_B was trained to read, and what a bridge has to write.
      */

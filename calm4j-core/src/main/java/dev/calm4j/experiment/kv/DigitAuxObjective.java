@@ -51,7 +51,10 @@ final class DigitAuxObjective implements Objective {
     private final Path tokenizer;
     private final double twinProb;
     private final java.util.Random twinRng;
-    private final Tensor code;                                // [30, D] learned operand code, or null (states twins)
+    private final Tensor code;                                // [30, D] operand code, or null (states twins)
+    private final boolean codeFixed;                          // a fixed orthogonal code (not trained)
+    private final int codeRamp;                               // training calls over which a fixed code's scale ramps up
+    private int calls;                                        // training calls so far (for the ramp)
     private final double codeNoise;
     private final Generator noiseGen;
 
@@ -91,6 +94,27 @@ final class DigitAuxObjective implements Objective {
      */
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer, double twinProb, boolean twinCode, double codeNoise) {
+        this(model, auxLayer, weight, operandValue, seed, tokenizer, twinProb, twinCode, codeNoise, 0, 0);
+    }
+
+    /**
+     * @param codeNorm when positive (and {@code twinCode}), the code is not learned but <em>fixed</em>: 30 orthogonal
+     *     rows of norm {@code codeNorm} ({@link #fixedCode}), and each twin operand's code gets isotropic Gaussian noise
+     *     of a level drawn per operand from {@code U(0, codeNoise)} times the rows' per-coordinate scale. Why: a learned
+     *     code shrank its units place to a tenth of its hundreds (weight decay rewards a small place, and nothing
+     *     keeps places apart), so m_B read a magnitude and was off by a few units. Orthogonal rows of one norm keep
+     *     every place and digit equally far apart, by construction.
+     * @param codeRamp a fixed code (and its noise) is scaled by {@code min(1, call / codeRamp)} over the first
+     *     {@code codeRamp} training calls of {@link #lossSum}. Why: at initialisation the residual stream's norm is
+     *     ~0.2, so a code of norm 3-4 from the first step swamps the twins' operators, and the shared blocks learnt
+     *     the code path at the expense of the digits (an m_B trained so scored 12 % on NUM-MATH, the same collapse as
+     *     a fixed N(0, 1) code's 16 %); the learned code that kept NUM-MATH at 78 % had started at norm 0.2 and grown.
+     *     A resumed run restarts the ramp.
+     */
+    DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
+                      long seed, Path tokenizer, double twinProb, boolean twinCode, double codeNoise, double codeNorm,
+                      int codeRamp) {
+        this.codeRamp = codeRamp;
         this.twinProb = twinProb;
         this.twinRng = new java.util.Random(seed + 7);
         this.model = model;
@@ -105,11 +129,67 @@ final class DigitAuxObjective implements Objective {
                     .mul(new Scalar(0.02));
             headB[i] = zeros(new long[] {10}, new TensorOptions(ScalarType.Float));
         }
-        this.code = twinCode
-                ? randn(new long[] {30, d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02))
-                : null;
+        this.codeFixed = twinCode && codeNorm > 0;
+        this.code = !twinCode ? null
+                : codeFixed ? fixedCode(d, codeNorm, seed + 17)
+                : randn(new long[] {30, d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
         this.codeNoise = codeNoise;
         this.noiseGen = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed + 13);
+    }
+
+    /**
+     * 30 orthonormal rows (Gram-Schmidt on seeded Gaussian rows, in double precision) scaled to {@code norm}: rows 0-9
+     * hundreds, 10-19 tens, 20-29 units. Written by hand because it is 30 x D once, and a seeded {@link java.util.Random}
+     * makes it the same on every machine.
+     */
+    static Tensor fixedCode(int d, double norm, long seed) {
+        if (d < 30) {
+            throw new IllegalArgumentException("a fixed operand code needs hidden size >= 30, got " + d);
+        }
+        java.util.Random r = new java.util.Random(seed);
+        double[][] q = new double[30][d];
+        for (int i = 0; i < 30; i++) {
+            for (int j = 0; j < d; j++) {
+                q[i][j] = r.nextGaussian();
+            }
+            for (int k = 0; k < i; k++) {
+                double dot = 0;
+                for (int j = 0; j < d; j++) {
+                    dot += q[i][j] * q[k][j];
+                }
+                for (int j = 0; j < d; j++) {
+                    q[i][j] -= dot * q[k][j];
+                }
+            }
+            double n = 0;
+            for (int j = 0; j < d; j++) {
+                n += q[i][j] * q[i][j];
+            }
+            n = Math.sqrt(n);
+            for (int j = 0; j < d; j++) {
+                q[i][j] /= n;
+            }
+        }
+        float[] flat = new float[30 * d];
+        for (int i = 0; i < 30; i++) {
+            for (int j = 0; j < d; j++) {
+                flat[i * d + j] = (float) (q[i][j] * norm);
+            }
+        }
+        return Tensors.floats(flat, 30, d);
+    }
+
+    /** A fixed code's twin: {@code encode(code, digits)} plus isotropic noise of a random level per operand. */
+    private Tensor encodeFixed(long[][] digits) {
+        Tensor clean = encode(code, digits);                                                     // [n, D]
+        double perCoord = code.select(0, 0).norm().item_double() / Math.sqrt(code.size(1));
+        float[] level = new float[digits.length];
+        for (int k = 0; k < level.length; k++) {
+            level[k] = (float) (twinRng.nextDouble() * codeNoise * perCoord);
+        }
+        Tensor noise = randn(clean.sizes().vec().get(), new GeneratorOptional(noiseGen), new TensorOptions(ScalarType.Float));
+        double ramp = codeRamp <= 0 ? 1 : Math.min(1.0, (double) calls / codeRamp);
+        return clean.add(noise.mul(Tensors.floats(level, level.length, 1))).mul(new Scalar(ramp));
     }
 
     /** An operand value's hundreds, tens and units digits (what the aux heads predict and the code encodes). */
@@ -157,7 +237,7 @@ final class DigitAuxObjective implements Objective {
             p.put("aux.digit" + i + ".weight", headW[i]);
             p.put("aux.digit" + i + ".bias", headB[i]);
         }
-        if (code != null) {
+        if (code != null && !codeFixed) {
             p.put("aux.code", code);
         }
         return p;
@@ -197,6 +277,9 @@ final class DigitAuxObjective implements Objective {
 
     @Override
     public Tensor lossSum(Batch b) {
+        if (org.bytedeco.pytorch.GradMode.is_enabled()) {
+            calls++;
+        }
         Tensor ids = Losses.inputs(b);
         AttentionContext ctx = model.context(0, ids.size(1), null);
         Tensor h = model.embed(ids);
@@ -243,6 +326,8 @@ final class DigitAuxObjective implements Objective {
                     Tensor from;
                     if (code == null) {
                         from = aux.reshape(-1, d).index_select(0, Tensors.longs(tw.src(), tw.src().length));
+                    } else if (codeFixed) {
+                        from = encodeFixed(tw.digits());
                     } else {
                         from = encode(code, tw.digits(), codeNoise, noiseGen);
                     }
@@ -353,7 +438,7 @@ final class DigitAuxObjective implements Objective {
         LmFamilies.save(model, dir);
         if (code != null) {
             dev.calm4j.io.Safetensors.write(dir.resolve(CODE_FILE), Map.of("code", code.detach().contiguous()),
-                    Map.of("what", "m_B's learned operand-digit code [30, D]: rows 0-9 hundreds, 10-19 tens, 20-29 units; "
+                    Map.of("what", "m_B's " + (codeFixed ? "fixed orthogonal" : "learned") + " operand-digit code [30, D]: rows 0-9 hundreds, 10-19 tens, 20-29 units; "
                             + "training scaffolding, read only by the anchor-side oracle diagnostic"));
         }
         if (tokenizer != null) {

@@ -15,7 +15,10 @@ import java.util.List;
 import java.util.Random;
 import java.util.Set;
 
-/** Development driver: java ... KvDev OUT_DIR [augment|anchor|both] (recipe overrides via -Dkv.* properties). */
+/**
+ * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
+ * {@code -Dkv.bInit=DIR} continues training from a saved m_B with a fixed code instead of starting from scratch).
+ */
 public final class KvDev {
     private static double dbl(String property, double fallback) {
         return Double.parseDouble(System.getProperty(property, Double.toString(fallback)));
@@ -35,7 +38,7 @@ public final class KvDev {
                 Integer.getInteger("kv.bAux", d.anchorAuxLayer()), dbl("kv.bAuxW", d.anchorAuxWeight()),
                 dbl("kv.bWd", d.anchorWeightDecay()), dbl("kv.bTwin", d.anchorTwinFraction()),
                 Boolean.parseBoolean(System.getProperty("kv.bCode", Boolean.toString(d.anchorTwinCode()))),
-                dbl("kv.bNoise", d.anchorTwinNoise()),
+                dbl("kv.bNoise", d.anchorTwinNoise()), dbl("kv.bNorm", d.anchorTwinCodeNorm()),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);
@@ -65,7 +68,8 @@ public final class KvDev {
             }
         }
         if (!which.equals("augment")) {
-            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out);
+            String init = System.getProperty("kv.bInit");
+            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, init == null ? null : Path.of(init));
             System.out.printf("m_B trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_B"))) {
                 System.out.println("m_B NUM-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(num, "num"), 100, Set.of(2), null).accuracy());

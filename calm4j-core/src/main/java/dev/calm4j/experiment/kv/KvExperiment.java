@@ -60,7 +60,7 @@ public final class KvExperiment {
 
         public static Config defaults(Path modelsDir, Path out) {
             return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 300, 64, 3e-3, "3->1", 4,
-                    3000, 200, true, false, 300, 0.25);
+                    3000, 200, true, false, 300, 0.5);
         }
 
         /** Minutes-scale: one seed, fewer steps and examples; checks the claim's direction, not its size. */
@@ -195,7 +195,7 @@ public final class KvExperiment {
             }
             int oracleOk = AnchorOracle.correct(mB, oracleLayer, oracleSet, 6, code);
             Accuracy oracle = new Accuracy(oracleOk, oracleSet.size());
-            results.putObject("anchor_oracle").put("layer", oracleLayer).put("injected", code == null ? "m_B's numeric operator states" : "m_B's learned operand code")
+            results.putObject("anchor_oracle").put("layer", oracleLayer).put("injected", code == null ? "m_B's numeric operator states" : "m_B's operand code")
                     .put("accuracy", oracle.value())
                     .put("n", oracle.n()).putArray("ci95").add(oracle.ci95()[0]).add(oracle.ci95()[1]);
             log.printf("  m_B with the true operands' %s added at the operators after block %d: %.1f%% of held-out-key "

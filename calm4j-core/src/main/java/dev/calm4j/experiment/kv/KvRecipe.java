@@ -25,13 +25,13 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                        double augmentWeightDecay,
                        int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
-                       boolean anchorTwinCode, double anchorTwinNoise,
+                       boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm,
                        int batch, double lr) {
 
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
                 128, 4, 32, 1200, 3, 0.01,
-                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5,
+                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0,
                 256, 3e-3);
     }
 
@@ -39,7 +39,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
                 32, 2, 16, 40, 1, 0.01,
-                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5,
+                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0,
                 16, 3e-3);
     }
 
@@ -111,10 +111,21 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** Trains m_B on NUM-MATH (with an operand-digit aux loss at an early layer) into {@code dir}. */
     public TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
+        return trainAnchor(t, dir, tokenizer, progress, log, null);
+    }
+
+    /**
+     * As above; with {@code init} (a saved m_B of this recipe's shape, with a fixed code) training continues from it,
+     * with the code at full scale from the first step. For development runs (KvDev's {@code -Dkv.bInit}): does
+     * longer training teach m_B to read the code's units?
+     */
+    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, Path init) {
         LlamaConfig c = anchorConfig(t);
-        try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
+        try (LlamaModel m = init != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(init, ScalarType.Float)
+                : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
-                    taskSeed + 21, tokenizer, anchorTwinFraction, anchorTwinCode, anchorTwinNoise);
+                    taskSeed + 21, tokenizer, anchorTwinFraction, anchorTwinCode, anchorTwinNoise, anchorTwinCodeNorm,
+                    init != null ? 0 : anchorSteps / 2);
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);

@@ -117,7 +117,12 @@ final class Report {
                 + "pretrained on NUM-MATH with the same operand-digit aux loss at block " + k.anchorAuxLayer() + ", and "
                 + "with operand-blind twins: a fraction " + k.anchorTwinFraction() + " of the rows is rewritten with random "
                 + "letter strings in place of the numbers, and above block " + k.anchorAuxLayer() + " those rows get "
-                + (k.anchorTwinCode()
+                + (k.anchorTwinCode() && k.anchorTwinCodeNorm() > 0
+                    ? "a fixed linear code of each operand's digits added at the operator after it (30 orthogonal rows "
+                        + "of norm " + k.anchorTwinCodeNorm() + ", one per place and digit, so no place can shrink; isotropic "
+                        + "Gaussian noise of a level drawn per operand up to " + k.anchorTwinNoise() + " times the rows' "
+                        + "per-coordinate scale; saved as `m_B/operand_code.safetensors` for the anchor check), "
+                    : k.anchorTwinCode()
                     ? "a learned linear code of each operand's digits added at the operator after it (a [30, D] table "
                         + "trained with m_B, one row per place and digit, Gaussian noise on each row of " + k.anchorTwinNoise()
                         + " times its place's spread, the RMS of the place's 10 rows about their mean; saved as `m_B/operand_code.safetensors` for the anchor "
@@ -155,16 +160,23 @@ final class Report {
                 + "learn a rough magnitude (the true code gave answers off by a few units: 10-15 % of held-out keys); "
                 + "noise relative to each place's spread across its 10 digits is the recipe here, and the anchor check "
                 + "above is that m_B reading the true code (`tools/kv_diag/codeinject.py` also injects the ridge map "
-                + "from m_A, the ceiling of a linear bridge with perfect attention).\n"
+                + "from m_A, the ceiling of a linear bridge with perfect attention). Per digit (`tools/kv_diag/oracledigits.py`), "
+                + "that m_B reading the true code gets the hundreds right 97.5 % of the time, the tens 67.5 % and the units "
+                + "10 %, i.e. chance, while on the same sums written as digits it gets the units 85 %. A fixed code of "
+                + "30 orthogonal rows of one norm (`anchorTwinCodeNorm`, so no place can shrink) did no better: units 9.5 % "
+                + "(and NUM-MATH fell to 12 %, or 42 % with the code's scale ramped up over the first half of training; 1,000 "
+                + "more steps took that m_B to 66.7 % and its units from the code to only 15 %). "
+                + "The anchor never learnt to take the units from the code, whatever the code's geometry; the learned "
+                + "code's small units rows were the consequence (an unused place shrinks under weight decay), not the cause.\n"
                 + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "What we would try next: a code whose places are held apart (the learned code became a magnitude: "
-                + "the shipped one's units rows differ by ~0.02 per dimension against ~0.4 for hundreds, because nothing "
-                + "stops a place from shrinking), by fixed-norm rows or an aux loss reading the digits back from it; "
-                + "a deeper anchor above the block bridges write into; a longer m_B training for NUM-MATH >= 90 %; and "
-                + "bridges with a non-linear value path reported as a variant.\n");
+                + "What we would try next: make the units reachable where the answer's units are written (the code of "
+                + "each place injected at its own position, e.g. the last three characters of a key, so the anchor can "
+                + "attend to a place as it attends to a digit); an aux loss on the twins' answer units; longer m_B "
+                + "training (every m_B here stopped at 2,500 steps, ~36 min, with NUM-MATH at 78 % at best); a deeper "
+                + "anchor above the block bridges write into; and bridges with a non-linear value path as a variant.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();

@@ -18,6 +18,7 @@ import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The experiment's recipe and pipeline at tiny scale: data, pretraining from scratch, composition, controls, report. */
@@ -89,6 +90,44 @@ class KvPipelineTest {
             diff = Math.max(diff, Math.abs(n1[i] - got[i]));
         }
         assertTrue(diff > 0 && diff < 0.01 * 3 * 5 * 120, "noise " + diff);
+    }
+
+    @Test
+    void fixedOperandCodeHasOrthogonalRowsOfOneNorm() {
+        float[] c = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(48, 4.0, 9));
+        for (int i = 0; i < 30; i++) {
+            for (int j = 0; j <= i; j++) {
+                double dot = 0;
+                for (int k = 0; k < 48; k++) {
+                    dot += (double) c[i * 48 + k] * c[j * 48 + k];
+                }
+                assertEquals(i == j ? 16.0 : 0.0, dot, 1e-4, "rows " + i + ", " + j);
+            }
+        }
+        assertArrayEquals(c, dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(48, 4.0, 9)), "seeded");
+        assertThrows(IllegalArgumentException.class, () -> DigitAuxObjective.fixedCode(16, 4.0, 9));
+    }
+
+    @Test
+    void fixedCodeTwinsTrainTheModelNotTheCodeAndSaveIt() throws Exception {
+        KvRecipe k = KvRecipe.tiny();
+        KvTask t = k.task();
+        var c = k.anchorConfig(t);
+        try (var m = new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
+                org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float)) {
+            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 1.0, 4.0, 2);
+            assertTrue(obj.parameters().keySet().stream().noneMatch(n -> n.contains("code")), "a fixed code is not trained");
+            var b = dev.calm4j.data.Batch.of(k.anchorData(t).subList(0, 8), 0);
+            for (int i = 0; i < 3; i++) {                      // the ramp's first, middle and full scale
+                double loss = obj.lossSum(b).item_double();
+                assertTrue(Double.isFinite(loss) && loss > 0, "loss " + loss);
+            }
+            obj.save(tmp.resolve("m"), null);
+            try (var st = dev.calm4j.io.Safetensors.open(tmp.resolve("m").resolve(DigitAuxObjective.CODE_FILE))) {
+                float[] saved = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
+                assertArrayEquals(dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(c.hiddenSize(), 4.0, 5 + 17)), saved);
+            }
+        }
     }
 
     @Test
