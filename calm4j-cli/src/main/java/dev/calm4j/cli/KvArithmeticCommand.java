@@ -61,7 +61,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->1: into the block whose output m_B reads operands from)")
     String connections;
 
-    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 0.5: without them the bridges break the anchor's own arithmetic)")
+    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 1.0, as many as KV-MATH: without them the bridges break the anchor's own arithmetic)")
     Double numMathMix;
 
     @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")

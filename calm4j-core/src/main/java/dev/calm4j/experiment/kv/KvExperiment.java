@@ -60,7 +60,7 @@ public final class KvExperiment {
 
         public static Config defaults(Path modelsDir, Path out) {
             return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 300, 64, 3e-3, "3->1", 4,
-                    3000, 200, true, false, 300, 0.5);
+                    3000, 200, true, false, 300, 1.0);
         }
 
         /** Minutes-scale: one seed, fewer steps and examples; checks the claim's direction, not its size. */

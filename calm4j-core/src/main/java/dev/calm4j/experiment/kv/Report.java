@@ -77,11 +77,13 @@ final class Report {
         r.append(String.format("%d keys of 2–6 letters, values a permutation of 1..%d, expressions of %d keys with + and −, "
                 + "character-level tokens in natural digit order. m_A: Llama d%d × %d layers; m_B: Llama d%d × %d layers. "
                 + "Bridges %s (augment layer -> anchor layer, 0-based), %d heads, %d parameters; trained %d steps × batch %d "
-                + "on %d KV-MATH examples over the 20 %% composition keys (D_C). Seeds %s. Accuracy is greedy exact match "
+                + "on %d KV-MATH examples over the 20 %% composition keys plus %d NUM-MATH examples (D_C; no example "
+                + "shows a key's value). Seeds %s. Accuracy is greedy exact match "
                 + "(the answer and EOS), mean over seeds, with the 95 %% Wilson interval of the pooled examples.\n\n",
                 k.keys(), k.keys(), k.operands(), k.augmentHidden(), k.augmentLayers(), k.anchorHidden(), k.anchorLayers(),
                 cfg.connections(), cfg.heads(), results.path("bridge_parameters").asLong(), cfg.composeSteps(),
-                cfg.composeBatch(), cfg.compositionExamples(), cfg.seeds()));
+                cfg.composeBatch(), cfg.compositionExamples(), Math.round(cfg.numMathMix() * cfg.compositionExamples()),
+                cfg.seeds()));
         r.append("## Table 1 layout (accuracy %)\n\n").append(table(results)).append('\n');
         r.append("The paper evaluates KV-MATH on expressions not in D_C; it does not split keys. Our headline cell is the "
                 + "harder one: every key of the expression is outside the composition keys.\n\n");
