@@ -167,17 +167,17 @@ final class Report {
                 + "10 %, i.e. chance, while on the same sums written as digits it gets the units 85 %. A fixed code of "
                 + "30 orthogonal rows of one norm (`anchorTwinCodeNorm`, so no place can shrink) did no better: units 9.5 % "
                 + "(and NUM-MATH fell to 12 %, or 42 % with the code's scale ramped up over the first half of training; 1,000 "
-                + "more steps took that m_B to 66.7 % and its units from the code to only 15 %). "
+                + "more steps took that m_B to 66.7 % and its units from the code to 15 %, 1,000 more with 80 % twins "
+                + "back to 10.5 %). "
                 + "The anchor never learnt to take the units from the code, whatever the code's geometry; the learned "
                 + "code's small units rows were the consequence (an unused place shrinks under weight decay), not the cause.\n"
                 + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "What we would try next: make the units reachable where the answer's units are written (the code of "
-                + "each place injected at its own position, e.g. the last three characters of a key, so the anchor can "
-                + "attend to a place as it attends to a digit); an aux loss on the twins' answer units; longer m_B "
-                + "training (every m_B here stopped at 2,500 steps, ~36 min, with NUM-MATH at 78 % at best); a deeper "
+                + "What we would try next: an aux loss on the twins' answer units (longer "
+                + "training alone is not it: 2,000 more steps on the fixed-code m_B sharpened the magnitude and left the "
+                + "units at chance); a deeper "
                 + "anchor above the block bridges write into; and bridges with a non-linear value path as a variant.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
