@@ -54,6 +54,7 @@ final class DigitAuxObjective implements Objective {
     private final Tensor code;                                // [30, D] operand code, or null (states twins)
     private final boolean codeFixed;                          // a fixed orthogonal code (not trained)
     private final int codeRamp;                               // training calls over which a fixed code's scale ramps up
+    private final double codeScale;                           // a fixed code's per-coordinate scale, norm / sqrt(D)
     private int calls;                                        // training calls so far (for the ramp)
     private final double codeNoise;
     private final Generator noiseGen;
@@ -63,7 +64,7 @@ final class DigitAuxObjective implements Objective {
 
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer) {
-        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0);
+        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0, false, 0, 0, 0);
     }
 
     /**
@@ -76,13 +77,6 @@ final class DigitAuxObjective implements Objective {
      *     The blocks above must then do the arithmetic from the operators alone, with letters in between: exactly
      *     what a bridge that writes a key's value at the operator after it will ask of them. The letters are random
      *     (no key's value is ever shown), so m_B learns nothing about keys.
-     */
-    DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
-                      long seed, Path tokenizer, double twinProb) {
-        this(model, auxLayer, weight, operandValue, seed, tokenizer, twinProb, false, 0);
-    }
-
-    /**
      * @param twinCode when true the twins' operators get, instead of the real rows' states, a <em>learned linear
      *     code</em> of the operand's digits, {@code C[hundreds] + C[10 + tens] + C[20 + units]} ({@code C} a trainable
      *     {@code [30, D]} table trained with the model and saved beside it as {@value #CODE_FILE}), plus Gaussian noise
@@ -91,13 +85,6 @@ final class DigitAuxObjective implements Objective {
      *     (nonlinear) operator states (tools/kv_diag, linmap vs codemap). A fixed N(0, 1) code swamped the operator's
      *     identity after RMSNorm (m_B fell to 16 % on NUM-MATH); a learned one starts small and finds its own scale.
      *     The noise makes the blocks above tolerate a bridge's imperfect copy of the code.
-     */
-    DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
-                      long seed, Path tokenizer, double twinProb, boolean twinCode, double codeNoise) {
-        this(model, auxLayer, weight, operandValue, seed, tokenizer, twinProb, twinCode, codeNoise, 0, 0);
-    }
-
-    /**
      * @param codeNorm when positive (and {@code twinCode}), the code is not learned but <em>fixed</em>: 30 orthogonal
      *     rows of norm {@code codeNorm} ({@link #fixedCode}), and each twin operand's code gets isotropic Gaussian noise
      *     of a level drawn per operand from {@code U(0, codeNoise)} times the rows' per-coordinate scale. Why: a learned
@@ -130,6 +117,7 @@ final class DigitAuxObjective implements Objective {
             headB[i] = zeros(new long[] {10}, new TensorOptions(ScalarType.Float));
         }
         this.codeFixed = twinCode && codeNorm > 0;
+        this.codeScale = codeNorm / Math.sqrt(d);
         this.code = !twinCode ? null
                 : codeFixed ? fixedCode(d, codeNorm, seed + 17)
                 : randn(new long[] {30, d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
@@ -182,10 +170,9 @@ final class DigitAuxObjective implements Objective {
     /** A fixed code's twin: {@code encode(code, digits)} plus isotropic noise of a random level per operand. */
     private Tensor encodeFixed(long[][] digits) {
         Tensor clean = encode(code, digits);                                                     // [n, D]
-        double perCoord = code.select(0, 0).norm().item_double() / Math.sqrt(code.size(1));
         float[] level = new float[digits.length];
         for (int k = 0; k < level.length; k++) {
-            level[k] = (float) (twinRng.nextDouble() * codeNoise * perCoord);
+            level[k] = (float) (twinRng.nextDouble() * codeNoise * codeScale);
         }
         Tensor noise = randn(clean.sizes().vec().get(), new GeneratorOptional(noiseGen), new TensorOptions(ScalarType.Float));
         double ramp = codeRamp <= 0 ? 1 : Math.min(1.0, (double) calls / codeRamp);
