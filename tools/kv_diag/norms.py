@@ -10,6 +10,28 @@ def load(d):
     W = mg.read_safetensors(d + '/model.safetensors')
     if "lm_head.weight" not in W: W["lm_head.weight"] = W["model.embed_tokens.weight"]
     return s, W
+def digit_feats(v, d=None, ln=None):
+    """One-hot hundreds, tens, units (30) and length (3) of a value 1..999, or of given digits d and length ln."""
+    f = torch.zeros(33)
+    d = d if d is not None else [int(c) for c in f"{v:03d}"]
+    for p in range(3): f[p * 10 + d[p]] = 1
+    f[30 + (ln if ln is not None else len(str(v))) - 1] = 1
+    return f
+def greedy_added(s, W, ids, layer, positions, vecs, maxn=6):
+    """Greedy continuation of ids by a model (cg.llama_run) with vecs[r] added to block layer's output at positions[r]."""
+    import make_calm_golden as cg
+    def hook(j, h):
+        if j == layer:
+            h = h.clone()
+            for r, p in enumerate(positions): h[0, p] = h[0, p] + vecs[r]
+        return h
+    ids = list(ids)
+    for _ in range(maxn):
+        _, lg = cg.llama_run(s, W, [ids], hook, dtype=torch.float32)
+        nxt = int(lg[0, -1].argmax())
+        if nxt == 2: break
+        ids.append(nxt)
+    return ids
 if __name__ == "__main__":
     for d in sys.argv[1:]:
         s, W = load(d)

@@ -16,7 +16,7 @@ import torch
 res = {'true code injected': [0] * 5, 'digits (NUM-MATH)': [0] * 5}
 for a, b, op, kv, kp, x in g['tests'][:n]:
     ans = a['value'] + b['value'] if op == '+' else a['value'] - b['value']
-    outs = {'true code injected': g['run'](g['tok'](kv), kp, torch.stack([g['code'](a['value']), g['code'](b['value'])])),
+    outs = {'true code injected': g['run'](g['tok'](kv), *g['oracle']([a['value'], b['value']], kp)),
             'digits (NUM-MATH)': g['run'](g['tok'](f"{a['value']}{op}{b['value']}="), [], None)}
     for k, o in outs.items():
         try:

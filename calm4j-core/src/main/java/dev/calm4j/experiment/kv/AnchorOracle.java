@@ -51,12 +51,19 @@ final class AnchorOracle {
         long[] numOps = operatorPositions(numeric);
         long[] keyOps = operatorPositions(keys);
         Tensor injected;                                                                                    // [n, D]
+        boolean gathered = code != null && code.size(0) > 30;
         if (code == null) {
             injected = statesAt(m, numeric, layer).index_select(0, Tensors.longs(numOps, numOps.length));
         } else {
+            // A code of 30 rows per operand slot is a gathered one: every operand's code at the '=' and after it.
+            int[] slots = gathered ? java.util.stream.IntStream.range(0, e.values().length).toArray() : null;
             injected = DigitAuxObjective.encode(code, java.util.Arrays.stream(e.values()).mapToObj(DigitAuxObjective::digits)
-                    .toArray(long[][]::new));
+                    .toArray(long[][]::new), slots, 0, null);
+            if (gathered) {
+                injected = injected.sum(new long[] {0}, true, new org.bytedeco.pytorch.ScalarTypeOptional());   // [1, D]
+            }
         }
+        long eqAt = keyOps[keyOps.length - 1];
         StringBuilder out = new StringBuilder();
         List<Long> seq = new ArrayList<>(keys);
         for (int s = 0; s < maxNew; s++) {
@@ -67,7 +74,13 @@ final class AnchorOracle {
                 h = m.layer(i, h, ctx, null);
                 if (i == layer) {
                     long d = h.size(-1);
-                    h = h.reshape(-1, d).index_add(0, Tensors.longs(keyOps, keyOps.length), injected).view(h.sizes());
+                    long[] at = keyOps;
+                    Tensor add = injected;
+                    if (gathered) {                                     // at the '=' and every position after it
+                        at = java.util.stream.LongStream.range(eqAt, seq.size()).toArray();
+                        add = injected.repeat(new long[] {at.length, 1});
+                    }
+                    h = h.reshape(-1, d).index_add(0, Tensors.longs(at, at.length), add).view(h.sizes());
                 }
             }
             long next = Tensors.toLongs(m.logits(h).select(1, seq.size() - 1).argmax())[0];

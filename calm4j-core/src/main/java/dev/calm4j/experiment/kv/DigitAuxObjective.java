@@ -56,6 +56,7 @@ final class DigitAuxObjective implements Objective {
     private final int codeRamp;                               // training calls over which a fixed code's scale ramps up
     private final double codeScale;                           // a fixed code's per-coordinate scale, norm / sqrt(D)
     private int calls;                                        // training calls so far (for the ramp)
+    private final int gatherSlots;                            // > 0: every operand's code at the row's '=', one table per slot
     private final double codeNoise;
     private final Generator noiseGen;
 
@@ -64,7 +65,7 @@ final class DigitAuxObjective implements Objective {
 
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer) {
-        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0, false, 0, 0, 0);
+        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0, false, 0, 0, 0, 0);
     }
 
     /**
@@ -80,7 +81,7 @@ final class DigitAuxObjective implements Objective {
      * @param twinCode when true the twins' operators get, instead of the real rows' states, a <em>learned linear
      *     code</em> of the operand's digits, {@code C[hundreds] + C[10 + tens] + C[20 + units]} ({@code C} a trainable
      *     {@code [30, D]} table trained with the model and saved beside it as {@value #CODE_FILE}), plus Gaussian noise
-     *     on each digit's row of {@code codeNoise} times its place's spread (see {@link #encode(Tensor, long[][], double, Generator)}). Why: a bridge's value path is linear in the augment's states, and
+     *     on each digit's row of {@code codeNoise} times its place's spread (see {@link #encode(Tensor, long[][], int[], double, Generator)}). Why: a bridge's value path is linear in the augment's states, and
      *     a linear map from m_A's states generalises across keys to a linear digit code but not to m_B's own
      *     (nonlinear) operator states (tools/kv_diag, linmap vs codemap). A fixed N(0, 1) code swamped the operator's
      *     identity after RMSNorm (m_B fell to 16 % on NUM-MATH); a learned one starts small and finds its own scale.
@@ -97,10 +98,22 @@ final class DigitAuxObjective implements Objective {
      *     the code path at the expense of the digits (an m_B trained so scored 12 % on NUM-MATH, the same collapse as
      *     a fixed N(0, 1) code's 16 %); the learned code that kept NUM-MATH at 78 % had started at norm 0.2 and grown.
      *     A resumed run restarts the ramp.
+     * @param gatherSlots when positive (with a learned {@code twinCode}), the twins get every operand's code at the
+     *     row's {@code =} <em>and at every position after it</em> instead of at the operator after each operand,
+     *     operand {@code j} from its own table (rows {@code 30 j .. 30 j + 29} of a {@code [30 gatherSlots, D]} code).
+     *     Why: with the codes at the operators, each answer position has to fetch both operands' digits through
+     *     attention heads of 16 dimensions, and m_B learnt only what travels easily, an approximate magnitude (answers
+     *     within 10, units at chance); here every answer position holds both operands locally, in separate subspaces.
+     *     A bridge can write that: at {@code =} and after it, its heads can attend to both of m_A's operators, each
+     *     through its own output map.
      */
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer, double twinProb, boolean twinCode, double codeNoise, double codeNorm,
-                      int codeRamp) {
+                      int codeRamp, int gatherSlots) {
+        if (gatherSlots > 0 && (!twinCode || codeNorm > 0)) {
+            throw new IllegalArgumentException("gathered operand codes need the learned code (twinCode, codeNorm 0)");
+        }
+        this.gatherSlots = gatherSlots;
         this.codeRamp = codeRamp;
         this.twinProb = twinProb;
         this.twinRng = new java.util.Random(seed + 7);
@@ -120,7 +133,7 @@ final class DigitAuxObjective implements Objective {
         this.codeScale = codeNorm / Math.sqrt(d);
         this.code = !twinCode ? null
                 : codeFixed ? fixedCode(d, codeNorm, seed + 17)
-                : randn(new long[] {30, d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
+                : randn(new long[] {30L * Math.max(1, gatherSlots), d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
         this.codeNoise = codeNoise;
         this.noiseGen = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed + 13);
     }
@@ -186,7 +199,7 @@ final class DigitAuxObjective implements Objective {
 
     /** {@code C[h] + C[10 + t] + C[20 + u]} for each operand value: {@code [n, D]}. */
     static Tensor encode(Tensor code, long[][] digits) {
-        return encode(code, digits, 0, null);
+        return encode(code, digits, null, 0, null);
     }
 
     /**
@@ -196,20 +209,23 @@ final class DigitAuxObjective implements Objective {
      * of held-out keys), and noise relative to each row's RMS let the rows share a large common part and differ by
      * little, so m_B learnt a rough magnitude and its answers were off by a few units (15 %).
      */
-    static Tensor encode(Tensor code, long[][] digits, double noise, Generator gen) {
+    static Tensor encode(Tensor code, long[][] digits, int[] slots, double noise, Generator gen) {
         long[] idx = new long[digits.length * 3];
+        long[] place = new long[idx.length];
         for (int k = 0; k < digits.length; k++) {
             for (int j = 0; j < 3; j++) {
-                idx[k * 3 + j] = j * 10L + digits[k][j];
+                int slot = slots == null ? 0 : slots[k];
+                idx[k * 3 + j] = slot * 30L + j * 10L + digits[k][j];
+                place[k * 3 + j] = slot * 3L + j;
             }
         }
         Tensor rows = code.index_select(0, Tensors.longs(idx, idx.length));                         // [3n, D]
         if (noise > 0) {
-            // Per place, the RMS of its 10 rows about their mean: the part that tells digits apart.
-            Tensor places = code.detach().view(3, 10, code.size(1));
+            // Per place (of each slot), the RMS of its 10 rows about their mean: the part that tells digits apart.
+            Tensor places = code.detach().view(-1, 10, code.size(1));
             Tensor spread = places.sub(places.mean(new long[] {1}, true, new org.bytedeco.pytorch.ScalarTypeOptional()))
-                    .pow(new Scalar(2)).mean(new long[] {1, 2}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).sqrt(); // [3]
-            Tensor perRow = spread.repeat(new long[] {digits.length}).view(digits.length * 3L, 1);         // [3n, 1]
+                    .pow(new Scalar(2)).mean(new long[] {1, 2}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).sqrt(); // [3 slots]
+            Tensor perRow = spread.index_select(0, Tensors.longs(place, place.length)).view(digits.length * 3L, 1); // [3n, 1]
             rows = rows.add(randn(rows.sizes().vec().get(), new GeneratorOptional(gen),
                     new TensorOptions(ScalarType.Float)).mul(perRow).mul(new Scalar(noise)));
         }
@@ -316,7 +332,7 @@ final class DigitAuxObjective implements Objective {
                     } else if (codeFixed) {
                         from = encodeFixed(tw.digits());
                     } else {
-                        from = encode(code, tw.digits(), codeNoise, noiseGen);
+                        from = encode(code, tw.digits(), gatherSlots > 0 ? tw.slots() : null, codeNoise, noiseGen);
                     }
                     g = g.reshape(-1, d).index_add(0, Tensors.longs(dst, dst.length), from).view(g.sizes());
                 }
@@ -344,15 +360,16 @@ final class DigitAuxObjective implements Objective {
      * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
      * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}.
      */
-    private record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] dstRow, int[] dstPos, int[] keep) {}
+    record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] slots, int[] dstRow, int[] dstPos, int[] keep) {}
 
-    private Twins twins(Batch b) {
+    Twins twins(Batch b) {
         int t = b.length();
         List<dev.calm4j.data.Example> ex = new ArrayList<>();
         List<Long> src = new ArrayList<>();
         List<long[]> digits = new ArrayList<>();
         List<Integer> dstRow = new ArrayList<>();
         List<Integer> dstPos = new ArrayList<>();
+        List<Integer> slots = new ArrayList<>();
         long eq = KvTask.id('=');
         List<Integer> keep = new ArrayList<>();
         for (int r = 0; r < b.rows(); r++) {
@@ -381,6 +398,9 @@ final class DigitAuxObjective implements Objective {
             }
             List<Long> out = new ArrayList<>();
             List<Boolean> target = new ArrayList<>();
+            int firstOperand = dstPos.size();
+            int slot = 0;
+            int eqPos = -1;
             for (int c = 0; c <= n; c++) {
                 long id = ids[c];
                 if (c < eqAt && KvTask.isDigit(id)) {
@@ -402,9 +422,29 @@ final class DigitAuxObjective implements Objective {
                     src.add((long) r * t + c);
                     dstRow.add(ex.size());
                     dstPos.add(out.size());
+                    slots.add(gatherSlots > 0 ? Math.min(slot, gatherSlots - 1) : 0);
+                    slot++;
+                }
+                if (c == eqAt) {
+                    eqPos = out.size();
                 }
                 out.add(id);
                 target.add(c > 0 && b.labels()[r * t + c - 1] != Batch.IGNORE_INDEX);
+            }
+            if (gatherSlots > 0) {        // every operand's code at the '=' and at each input position after it
+                int operands = dstPos.size() - firstOperand;
+                for (int k = firstOperand; k < firstOperand + operands; k++) {
+                    dstPos.set(k, eqPos);
+                }
+                for (int p = eqPos + 1; p <= out.size() - 2; p++) {
+                    for (int k = firstOperand; k < firstOperand + operands; k++) {
+                        digits.add(digits.get(k));
+                        slots.add(slots.get(k));
+                        src.add(src.get(k));
+                        dstRow.add(dstRow.get(k));
+                        dstPos.add(p);
+                    }
+                }
             }
             boolean[] tg = new boolean[target.size()];
             for (int k = 0; k < tg.length; k++) {
@@ -416,7 +456,7 @@ final class DigitAuxObjective implements Objective {
             return null;
         }
         return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(), digits.toArray(new long[0][]),
-                dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray(),
+                slots.stream().mapToInt(Integer::intValue).toArray(), dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray(),
                 keep.stream().mapToInt(Integer::intValue).toArray());
     }
 

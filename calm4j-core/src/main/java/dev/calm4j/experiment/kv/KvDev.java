@@ -39,6 +39,7 @@ public final class KvDev {
                 dbl("kv.bWd", d.anchorWeightDecay()), dbl("kv.bTwin", d.anchorTwinFraction()),
                 Boolean.parseBoolean(System.getProperty("kv.bCode", Boolean.toString(d.anchorTwinCode()))),
                 dbl("kv.bNoise", d.anchorTwinNoise()), dbl("kv.bNorm", d.anchorTwinCodeNorm()),
+                Boolean.parseBoolean(System.getProperty("kv.bGather", Boolean.toString(d.anchorTwinGather()))),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);

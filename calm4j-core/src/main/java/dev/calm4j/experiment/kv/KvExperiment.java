@@ -195,7 +195,9 @@ public final class KvExperiment {
             }
             int oracleOk = AnchorOracle.correct(mB, oracleLayer, oracleSet, 6, code);
             Accuracy oracle = new Accuracy(oracleOk, oracleSet.size());
+            boolean gathered = code != null && code.size(0) > 30;
             results.putObject("anchor_oracle").put("layer", oracleLayer).put("injected", code == null ? "m_B's numeric operator states" : "m_B's operand code")
+                    .put("where", gathered ? "at the = and at every position after it" : "at each operator after an operand")
                     .put("accuracy", oracle.value())
                     .put("n", oracle.n()).putArray("ci95").add(oracle.ci95()[0]).add(oracle.ci95()[1]);
             log.printf("  m_B with the true operands' %s added at the operators after block %d: %.1f%% of held-out-key "

@@ -25,13 +25,13 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                        double augmentWeightDecay,
                        int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
-                       boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm,
+                       boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
                        int batch, double lr) {
 
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
                 128, 4, 32, 1200, 3, 0.01,
-                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0,
+                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0, false,
                 256, 3e-3);
     }
 
@@ -39,7 +39,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
                 32, 2, 16, 40, 1, 0.01,
-                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0,
+                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0, false,
                 16, 3e-3);
     }
 
@@ -125,7 +125,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                 : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
                     taskSeed + 21, tokenizer, anchorTwinFraction, anchorTwinCode, anchorTwinNoise, anchorTwinCodeNorm,
-                    init != null ? 0 : anchorSteps / 2);
+                    init != null ? 0 : anchorSteps / 2, anchorTwinGather ? operands : 0);
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);

@@ -104,7 +104,7 @@ final class Report {
         if (!o.isMissingNode()) {
             r.append(String.format("%n## Anchor check: does m_B do the arithmetic when the values are written where bridges write?%n%n"
                     + "On held-out-key KV-MATH text, an oracle adds " + o.path("injected").asText("m_B's numeric operator states")
-                    + " for the true operands at each operator after an operand, at the output of block %d: **%.1f %%** exact match [%.1f–%.1f] (n=%d). "
+                    + " for the true operands " + o.path("where").asText("at each operator after an operand") + ", at the output of block %d: **%.1f %%** exact match [%.1f–%.1f] (n=%d). "
                     + "That is the ceiling for bridges into that block; an anchor that reads operands from their digits "
                     + "scores ~0 here, whatever the bridges learn.%n", o.get("layer").asInt(), 100 * o.get("accuracy").asDouble(),
                     100 * o.get("ci95").get(0).asDouble(), 100 * o.get("ci95").get(1).asDouble(), o.get("n").asInt()));
@@ -124,6 +124,11 @@ final class Report {
                         + "of norm " + k.anchorTwinCodeNorm() + ", one per place and digit, so no place can shrink; isotropic "
                         + "Gaussian noise of a level drawn per operand up to " + k.anchorTwinNoise() + " times the rows' "
                         + "per-coordinate scale; saved as `m_B/operand_code.safetensors` for the anchor check), "
+                    : k.anchorTwinCode() && k.anchorTwinGather()
+                    ? "a learned linear code of every operand's digits added at the `=` and at every position after it "
+                        + "(one [30, D] table per operand slot, trained with m_B, one row per place and digit; Gaussian "
+                        + "noise on each row of " + k.anchorTwinNoise() + " times its place's spread; saved as "
+                        + "`m_B/operand_code.safetensors` for the anchor check, which adds it the same way), "
                     : k.anchorTwinCode()
                     ? "a learned linear code of each operand's digits added at the operator after it (a [30, D] table "
                         + "trained with m_B, one row per place and digit, Gaussian noise on each row of " + k.anchorTwinNoise()
@@ -170,14 +175,21 @@ final class Report {
                 + "more steps took that m_B to 66.7 % and its units from the code to 15 %, 1,000 more with 80 % twins "
                 + "back to 10.5 %). "
                 + "The anchor never learnt to take the units from the code, whatever the code's geometry; the learned "
-                + "code's small units rows were the consequence (an unused place shrinks under weight decay), not the cause.\n"
+                + "code's small units rows were the consequence (an unused place shrinks under weight decay), not the cause. "
+                + "Where the code goes did not matter either: after block 0 instead of 1 (NUM-MATH fell to 13.7 %), both "
+                + "operands' codes at the `=` from a table per operand (units 11 %), or at the `=` and every answer "
+                + "position after it, so no attention has to fetch them (`anchorTwinGather`; units 9 %, NUM-MATH 44 %). "
+                + "A toy d128 x 6 transformer trained only on sums given as such a code (`tools/kv_diag/codetoy.py`) "
+                + "does learn the units, but late: at chance for 900 steps of batch 256, then 24 % at 1,200 and 44 % at "
+                + "1,500 (every other digit already right). m_B's code path sees half the rows, with the learning rate "
+                + "decaying, and never reaches that phase in 2,500 steps.\n"
                 + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "What we would try next: an aux loss on the twins' answer units (longer "
-                + "training alone is not it: 2,000 more steps on the fixed-code m_B sharpened the magnitude and left the "
-                + "units at chance); a deeper "
+                + "What we would try next: give m_B's code path the steps its late units phase needs (a twins-only "
+                + "phase first, then the mix; or more steps at a flat learning rate), which the toy says is several "
+                + "thousand steps of code rows and so needs a faster training step to fit the retrain budget; a deeper "
                 + "anchor above the block bridges write into; and bridges with a non-linear value path as a variant.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 

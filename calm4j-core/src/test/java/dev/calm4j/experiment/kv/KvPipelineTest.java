@@ -80,9 +80,9 @@ class KvPipelineTest {
             }
         }
         // Noise of a fraction of each row's RMS: seeded, so reproducible, and small against the rows themselves.
-        float[] n1 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, 0.01,
+        float[] n1 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, null, 0.01,
                 org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
-        float[] n2 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, 0.01,
+        float[] n2 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, null, 0.01,
                 org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
         assertArrayEquals(n1, n2);
         double diff = 0;
@@ -115,7 +115,7 @@ class KvPipelineTest {
         var c = k.anchorConfig(t);
         try (var m = new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
                 org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float)) {
-            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 1.0, 4.0, 2);
+            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 1.0, 4.0, 2, 0);
             assertTrue(obj.parameters().keySet().stream().noneMatch(n -> n.contains("code")), "a fixed code is not trained");
             var b = dev.calm4j.data.Batch.of(k.anchorData(t).subList(0, 8), 0);
             for (int i = 0; i < 3; i++) {                      // the ramp's first, middle and full scale
@@ -127,6 +127,49 @@ class KvPipelineTest {
                 float[] saved = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
                 assertArrayEquals(dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(c.hiddenSize(), 4.0, 5 + 17)), saved);
             }
+        }
+    }
+
+    @Test
+    void gatheredTwinsPutEveryOperandsCodeFromTheEqualsOnFromItsOwnSlot() throws Exception {
+        KvRecipe k = KvRecipe.tiny();
+        KvTask t = k.task();
+        var c = k.anchorConfig(t);
+        try (var m = new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
+                org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float)) {
+            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 2);
+            var e = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
+            var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e)), 0);
+            var tw = obj.twins(b);
+            assertEquals(1, tw.examples().size());
+            long[] ids = tw.examples().get(0).ids();
+            int eq = -1;
+            for (int i = 0; i < ids.length; i++) {
+                if (ids[i] == KvTask.id('=')) {
+                    eq = i;
+                }
+                if (i < eq || eq < 0) {
+                    assertTrue(!KvTask.isDigit(ids[i]), "the twin's operands are letters");
+                }
+            }
+            // "123-45=78": both operands' codes at the '=' and at the two answer inputs after it ('7', '8')
+            assertEquals(ids.length - 1 - 3, eq, "'=', 7, 8, EOS");
+            assertArrayEquals(new int[] {eq, eq, eq + 1, eq + 1, eq + 2, eq + 2}, tw.dstPos());
+            assertArrayEquals(new int[] {0, 1, 0, 1, 0, 1}, tw.slots());
+            for (int j = 0; j < 6; j += 2) {
+                assertArrayEquals(new long[] {1, 2, 3}, tw.digits()[j]);
+                assertArrayEquals(new long[] {0, 4, 5}, tw.digits()[j + 1]);
+            }
+            // Slot j reads rows 30 j + 10 place + digit.
+            org.bytedeco.pytorch.Tensor code = org.bytedeco.pytorch.global.torch.arange(new org.bytedeco.pytorch.Scalar(60 * 2))
+                    .to(org.bytedeco.pytorch.global.torch.ScalarType.Float).view(60, 2);
+            float[] got = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, tw.digits(), tw.slots(), 0, null));
+            assertEquals((1 + 12 + 23) * 2, got[0], 1e-4);
+            assertEquals((30 + 44 + 55) * 2, got[2], 1e-4);
+            assertEquals(60 * c.hiddenSize(), obj.parameters().get("aux.code").numel(), "a learned table per slot");
+            assertTrue(Double.isFinite(obj.lossSum(b).item_double()));
+            assertThrows(IllegalArgumentException.class, () -> new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null,
+                    1.0, true, 0.5, 4.0, 0, 2), "a fixed code cannot be gathered");
         }
     }
 
