@@ -2,7 +2,7 @@
 # for the oracle? Fit on composition keys, test injection on held-out keys.
 import sys, json, random, torch
 import os; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from norms import load, tok, ALPHA
+from norms import load, tok, ALPHA, greedy_added
 import make_calm_golden as cg
 mdir, data, LA, LB, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 sA, WA = load(mdir + '/m_A'); sB, WB = load(mdir + '/m_B')
@@ -27,14 +27,6 @@ X1 = torch.cat([X, torch.ones(len(X), 1)], 1)
 lam = float(sys.argv[7]) if len(sys.argv) > 7 else 1e-2
 Wm = torch.linalg.solve(X1.T @ X1 + lam * torch.eye(X1.shape[1]), X1.T @ Y)
 print("train R2", float(1 - ((X1 @ Wm - Y) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum()))
-def greedy(ids, hook=None, maxn=6):
-    ids = list(ids)
-    for _ in range(maxn):
-        _, lg = cg.llama_run(sB, WB, [ids], hook, dtype=torch.float32)
-        nxt = int(lg[0, -1].argmax())
-        if nxt == 2: break
-        ids.append(nxt)
-    return "".join(ALPHA[i-4] if i >= 4 else "?" for i in ids[len(ids) - (len(ids)):])
 ok_lin = ok_or = 0; r2n = r2d = 0
 for i in range(n):
     a, b, op = expr(te)
@@ -44,18 +36,7 @@ for i in range(n):
     ans = str(a['value'] + b['value'] if op == '+' else a['value'] - b['value'])
     kid = tok(kv)
     for inj, tag in ((pred, 'lin'), (y, 'or')):
-        def hook(j, h, inj=inj):
-            if j == LB:
-                h = h.clone()
-                for r, p in enumerate(kp): h[0, p] = h[0, p] + inj[r]
-            return h
-        out = greedy(kid, hook)[len(kid):] if False else None
-        ids = list(kid)
-        for _ in range(6):
-            _, lg = cg.llama_run(sB, WB, [ids], hook, dtype=torch.float32)
-            nxt = int(lg[0, -1].argmax())
-            if nxt == 2: break
-            ids.append(nxt)
+        ids = greedy_added(sB, WB, kid, LB, kp, inj)
         got = "".join(ALPHA[t-4] for t in ids[len(kid):])
         if tag == 'lin': ok_lin += got == ans
         else: ok_or += got == ans

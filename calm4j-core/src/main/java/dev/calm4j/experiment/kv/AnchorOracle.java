@@ -51,11 +51,10 @@ final class AnchorOracle {
         long[] numOps = operatorPositions(numeric);
         long[] keyOps = operatorPositions(keys);
         Tensor injected;                                                                                    // [n, D]
-        boolean gathered = code != null && code.size(0) > 30;
+        boolean gathered = code != null && DigitAuxObjective.gathered(code);
         if (code == null) {
             injected = statesAt(m, numeric, layer).index_select(0, Tensors.longs(numOps, numOps.length));
         } else {
-            // A code of 30 rows per operand slot is a gathered one: every operand's code at the '=' and after it.
             int[] slots = gathered ? java.util.stream.IntStream.range(0, e.values().length).toArray() : null;
             injected = DigitAuxObjective.encode(code, java.util.Arrays.stream(e.values()).mapToObj(DigitAuxObjective::digits)
                     .toArray(long[][]::new), slots, 0, null);

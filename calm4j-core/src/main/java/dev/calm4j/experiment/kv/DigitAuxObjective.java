@@ -56,7 +56,7 @@ final class DigitAuxObjective implements Objective {
     private final int codeRamp;                               // training calls over which a fixed code's scale ramps up
     private final double codeScale;                           // a fixed code's per-coordinate scale, norm / sqrt(D)
     private int calls;                                        // training calls so far (for the ramp)
-    private final int gatherSlots;                            // > 0: every operand's code at the row's '=', one table per slot
+    private final int gatherSlots;                            // > 0: every operand's code from the row's '=' on, one table per slot
     private final double codeNoise;
     private final Generator noiseGen;
 
@@ -190,6 +190,11 @@ final class DigitAuxObjective implements Objective {
         Tensor noise = randn(clean.sizes().vec().get(), new GeneratorOptional(noiseGen), new TensorOptions(ScalarType.Float));
         double ramp = codeRamp <= 0 ? 1 : Math.min(1.0, (double) calls / codeRamp);
         return clean.add(noise.mul(Tensors.floats(level, level.length, 1))).mul(new Scalar(ramp));
+    }
+
+    /** Whether a saved code is a gathered one (30 rows per operand slot, added from the '=' on; see the constructor). */
+    static boolean gathered(Tensor code) {
+        return code.size(0) > 30;
     }
 
     /** An operand value's hundreds, tens and units digits (what the aux heads predict and the code encodes). */

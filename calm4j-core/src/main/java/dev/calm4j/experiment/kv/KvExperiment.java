@@ -195,13 +195,14 @@ public final class KvExperiment {
             }
             int oracleOk = AnchorOracle.correct(mB, oracleLayer, oracleSet, 6, code);
             Accuracy oracle = new Accuracy(oracleOk, oracleSet.size());
-            boolean gathered = code != null && code.size(0) > 30;
+            String where = code != null && DigitAuxObjective.gathered(code) ? "at the = and at every position after it"
+                    : "at each operator after an operand";
             results.putObject("anchor_oracle").put("layer", oracleLayer).put("injected", code == null ? "m_B's numeric operator states" : "m_B's operand code")
-                    .put("where", gathered ? "at the = and at every position after it" : "at each operator after an operand")
+                    .put("where", where)
                     .put("accuracy", oracle.value())
                     .put("n", oracle.n()).putArray("ci95").add(oracle.ci95()[0]).add(oracle.ci95()[1]);
-            log.printf("  m_B with the true operands' %s added at the operators after block %d: %.1f%% of held-out-key "
-                    + "KV-MATH (n=%d)%n", code == null ? "states" : "code", oracleLayer, 100 * oracle.value(), oracle.n());
+            log.printf("  m_B with the true operands' %s added %s after block %d: %.1f%% of held-out-key "
+                    + "KV-MATH (n=%d)%n", code == null ? "states" : "code", where, oracleLayer, 100 * oracle.value(), oracle.n());
             Dataset dc = Dataset.of(d.composition(), "KV-MATH over the composition keys (D_C)");
             CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.connections()));
             long bridgeParams = 0;

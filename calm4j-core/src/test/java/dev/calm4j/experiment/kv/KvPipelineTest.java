@@ -108,13 +108,18 @@ class KvPipelineTest {
         assertThrows(IllegalArgumentException.class, () -> DigitAuxObjective.fixedCode(16, 4.0, 9));
     }
 
+    /** A random m_B of the tiny recipe's shape. */
+    private static dev.calm4j.lm.llama.LlamaModel tinyAnchor(dev.calm4j.lm.llama.LlamaConfig c) {
+        return new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
+                org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float);
+    }
+
     @Test
     void fixedCodeTwinsTrainTheModelNotTheCodeAndSaveIt() throws Exception {
         KvRecipe k = KvRecipe.tiny();
         KvTask t = k.task();
         var c = k.anchorConfig(t);
-        try (var m = new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
-                org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float)) {
+        try (var m = tinyAnchor(c)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 1.0, 4.0, 2, 0);
             assertTrue(obj.parameters().keySet().stream().noneMatch(n -> n.contains("code")), "a fixed code is not trained");
             var b = dev.calm4j.data.Batch.of(k.anchorData(t).subList(0, 8), 0);
@@ -135,8 +140,7 @@ class KvPipelineTest {
         KvRecipe k = KvRecipe.tiny();
         KvTask t = k.task();
         var c = k.anchorConfig(t);
-        try (var m = new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
-                org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float)) {
+        try (var m = tinyAnchor(c)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 2);
             var e = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
             var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e)), 0);
