@@ -56,6 +56,15 @@ class BenchCommandTest {
                     "rss_first_mb", "rss_last_mb", "threads");
             assertEquals(16, j.get("tokens_per_step").asLong());
             assertTrue(Double.isFinite(j.get("loss_last").asDouble()));
+            // The phases are medians of disjoint parts of each step: each no more than the slowest step.
+            JsonNode ph = j.get("phase_ms");
+            assertTrue(ph.get("forward").asDouble() > 0, mode + ": " + ph);
+            boolean trains = !mode.equals("calm-forward");
+            assertEquals(trains, ph.get("backward").asDouble() > 0, mode + ": " + ph);
+            assertEquals(trains, ph.get("optimizer").asDouble() > 0, mode + ": " + ph);
+            for (String p : new String[] {"forward", "backward", "optimizer"}) {
+                assertTrue(ph.get(p).asDouble() <= j.get("step_ms_max").asDouble(), mode + " " + p + ": " + ph);
+            }
         }
     }
 

@@ -187,6 +187,9 @@ public final class CalmBench {
         org.bytedeco.pytorch.Generator gen = org.bytedeco.pytorch.global.torch.createCPUGenerator(o.seed() + 1);
         int vocab = anchorCfg.vocabSize();
         double[] times = new double[o.steps()];
+        // Where a timed step's time goes: forward (with the loss), backward, optimizer step; CPU ops are synchronous,
+        // so wall-clock stamps between the phases attribute the time exactly.
+        double[][] phases = new double[3][o.steps()];
         double lossFirst = Double.NaN;
         double lossLast = Double.NaN;
         ArrayNode rssTrace = JSON.createArrayNode();
@@ -199,6 +202,7 @@ public final class CalmBench {
             }
             double loss;
             long start;
+            long forwardEnd;
             try (PointerScope scope = new PointerScope()) {
                 Tensor batch = randint(vocab, new long[] {o.batch(), o.seq() + 1}, new GeneratorOptional(gen),
                         new TensorOptions(ScalarType.Long));
@@ -209,6 +213,7 @@ public final class CalmBench {
                     // The forward's Java handles (logits included) freed before backward, as TrainLoop does.
                     Tensor l = Scoped.keep(() -> meanLoss(fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null),
                             targets));
+                    forwardEnd = System.nanoTime();
                     opt.zero_grad();
                     l.backward();
                     loss = l.item_double();
@@ -216,12 +221,16 @@ public final class CalmBench {
                     try (NoGradGuard ng = new NoGradGuard()) {
                         loss = meanLoss(calm.forward(ids, null, null, null), targets).item_double();
                     }
+                    forwardEnd = System.nanoTime();
                 }
             }
+            long backwardEnd = train ? System.nanoTime() : forwardEnd;   // with the step's tensors released
             if (train) {
                 opt.step();
             }
-            double secs = (System.nanoTime() - start) / 1e9;
+            long stepEnd = System.nanoTime();
+            long end = train ? stepEnd : backwardEnd;                // forward-only: no optimizer phase
+            double secs = (stepEnd - start) / 1e9;
             if (s == 0) {
                 lossFirst = loss;
             }
@@ -229,6 +238,9 @@ public final class CalmBench {
             if (s >= o.warmup()) {
                 int k = s - o.warmup();
                 times[k] = secs;
+                phases[0][k] = (forwardEnd - start) / 1e9;
+                phases[1][k] = (backwardEnd - forwardEnd) / 1e9;
+                phases[2][k] = (end - backwardEnd) / 1e9;
                 if (k == 0) {
                     rssFirst = ProcStats.rssMb();
                 }
@@ -258,6 +270,13 @@ public final class CalmBench {
         res.put("step_ms_min", 1e3 * sorted[0]);
         res.put("step_ms_max", 1e3 * sorted[sorted.length - 1]);
         res.put("step_s_median", GemmPeak.median(sorted));            // the peer's names
+        ObjectNode phaseMs = res.putObject("phase_ms");                // medians; the peer's bench/profile_torch.py prints the same
+        String[] phaseNames = {"forward", "backward", "optimizer"};
+        for (int i = 0; i < 3; i++) {
+            double[] p = phases[i].clone();
+            Arrays.sort(p);
+            phaseMs.put(phaseNames[i], 1e3 * GemmPeak.median(p));
+        }
         res.put("flops_per_step", flopsPerStep);
         ObjectNode breakdown = res.putObject("flops_breakdown");
         flops.forEach((k, v) -> {

@@ -180,6 +180,23 @@ final class DigitAuxObjective implements Objective {
         return Tensors.floats(flat, 30, d);
     }
 
+    /** Development runs that continue a saved m_B: its learned code (saved beside it) replaces the fresh one. */
+    void continueCode(Path file) {
+        if (code == null || codeFixed) {
+            throw new IllegalStateException("only a learned operand code can be continued");
+        }
+        try (dev.calm4j.io.Safetensors st = dev.calm4j.io.Safetensors.open(file)) {
+            Tensor saved = st.load("code");
+            if (saved.dim() != 2 || saved.size(0) != code.size(0) || saved.size(1) != code.size(1)) {
+                throw new IllegalArgumentException(file + ": code " + java.util.Arrays.toString(saved.sizes().vec().get())
+                        + ", expected [" + code.size(0) + ", " + code.size(1) + "]");
+            }
+            try (org.bytedeco.pytorch.NoGradGuard ng = new org.bytedeco.pytorch.NoGradGuard()) {
+                code.copy_(saved);
+            }
+        }
+    }
+
     /** A fixed code's twin: {@code encode(code, digits)} plus isotropic noise of a random level per operand. */
     private Tensor encodeFixed(long[][] digits) {
         Tensor clean = encode(code, digits);                                                     // [n, D]

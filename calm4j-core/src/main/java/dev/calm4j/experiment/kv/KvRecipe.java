@@ -115,8 +115,8 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     }
 
     /**
-     * As above; with {@code init} (a saved m_B of this recipe's shape, with a fixed code) training continues from it,
-     * with the code at full scale from the first step. For development runs (KvDev's {@code -Dkv.bInit}): does
+     * As above; with {@code init} (a saved m_B of this recipe's shape) training continues from it: a fixed code at
+     * full scale from the first step, a learned code from the table saved beside it. For development runs (KvDev's {@code -Dkv.bInit}): does
      * longer training teach m_B to read the code's units?
      */
     TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, Path init) {
@@ -126,6 +126,9 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
                     taskSeed + 21, tokenizer, anchorTwinFraction, anchorTwinCode, anchorTwinNoise, anchorTwinCodeNorm,
                     init != null ? 0 : anchorSteps / 2, anchorTwinGather ? operands : 0);
+            if (init != null && anchorTwinCode && anchorTwinCodeNorm == 0) {
+                obj.continueCode(init.resolve(DigitAuxObjective.CODE_FILE));   // the learned code trains on too
+            }
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);

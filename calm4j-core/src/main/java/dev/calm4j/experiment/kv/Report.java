@@ -183,15 +183,19 @@ final class Report {
                 + "does learn the units, but late: at chance for 900 steps of batch 256, then 24 % at 1,200 and 44 % at "
                 + "1,500 (every other digit already right); on the sums written as digits the same toy is at 91.5 % after "
                 + "900 steps. m_B's code path sees half the rows, with the learning rate "
-                + "decaying, and never reaches that phase in 2,500 steps.\n"
+                + "decaying, and never reaches that phase in 2,500 steps; but an m_B trained on code rows only (2,000 "
+                + "steps) reads the true code no better (units 13 %), while the toy with m_B's rotary positions and "
+                + "2-6 placeholders per operand learns as before (54.5 % at 1,500 steps): the mix and the positions "
+                + "are not what holds m_B back.\n"
                 + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "What we would try next: give m_B's code path the steps its late units phase needs (a twins-only "
-                + "phase first, then the mix; or more steps at a flat learning rate), which the toy says is several "
-                + "thousand steps of code rows and so needs a faster training step to fit the retrain budget; a deeper "
-                + "anchor above the block bridges write into; and bridges with a non-linear value path as a variant.\n");
+                + "What we would try next: find which of m_B's differences from the toy (the code's noise, the aux "
+                + "loss on blocks 0-1, letters for placeholders) keeps its code path from the late units phase, then "
+                + "give that path the steps it needs, which needs a faster training step to fit the retrain budget; a "
+                + "deeper anchor above the block bridges write into; and bridges with a non-linear value path as a "
+                + "variant.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();

@@ -18,6 +18,7 @@ import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -132,6 +133,24 @@ class KvPipelineTest {
                 float[] saved = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
                 assertArrayEquals(dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(c.hiddenSize(), 4.0, 5 + 17)), saved);
             }
+        }
+    }
+
+    @Test
+    void aContinuedRunTrainsOnFromTheSavedLearnedCode() throws Exception {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+            DigitAuxObjective first = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 2);
+            first.save(tmp.resolve("cont"), null);
+            float[] saved = dev.calm4j.nn.Tensors.toFloats(first.parameters().get("aux.code"));
+            DigitAuxObjective next = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 99, null, 1.0, true, 0.5, 0, 0, 2);
+            assertFalse(java.util.Arrays.equals(saved, dev.calm4j.nn.Tensors.toFloats(next.parameters().get("aux.code"))),
+                    "another seed, another fresh table");
+            next.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE));
+            assertArrayEquals(saved, dev.calm4j.nn.Tensors.toFloats(next.parameters().get("aux.code")));
+            DigitAuxObjective oneSlot = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 0);
+            var e = assertThrows(IllegalArgumentException.class,
+                    () -> oneSlot.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE)));
+            assertTrue(e.getMessage().contains("expected [30, "), e.getMessage());
         }
     }
 
