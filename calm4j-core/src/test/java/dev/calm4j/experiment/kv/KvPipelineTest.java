@@ -139,19 +139,24 @@ class KvPipelineTest {
     @Test
     void aContinuedRunTrainsOnFromTheSavedLearnedCode() throws Exception {
         try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
-            DigitAuxObjective first = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 2);
+            DigitAuxObjective first = learnedTwins(m, 5, 2);
             first.save(tmp.resolve("cont"), null);
             float[] saved = dev.calm4j.nn.Tensors.toFloats(first.parameters().get("aux.code"));
-            DigitAuxObjective next = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 99, null, 1.0, true, 0.5, 0, 0, 2);
+            DigitAuxObjective next = learnedTwins(m, 99, 2);
             assertFalse(java.util.Arrays.equals(saved, dev.calm4j.nn.Tensors.toFloats(next.parameters().get("aux.code"))),
                     "another seed, another fresh table");
             next.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE));
             assertArrayEquals(saved, dev.calm4j.nn.Tensors.toFloats(next.parameters().get("aux.code")));
-            DigitAuxObjective oneSlot = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 0);
+            DigitAuxObjective oneSlot = learnedTwins(m, 5, 0);
             var e = assertThrows(IllegalArgumentException.class,
                     () -> oneSlot.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE)));
             assertTrue(e.getMessage().contains("expected [30, "), e.getMessage());
         }
+    }
+
+    /** Twins only, with a learned code of noise 0.5, from {@code slots} tables (0: one code at each operator). */
+    private static DigitAuxObjective learnedTwins(dev.calm4j.lm.llama.LlamaModel m, long seed, int slots) {
+        return new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, seed, null, 1.0, true, 0.5, 0, 0, slots);
     }
 
     @Test
