@@ -59,6 +59,9 @@ final class DigitAuxObjective implements Objective {
     private final int gatherSlots;                            // > 0: every operand's code from the row's '=' on, one table per slot
     private final double codeNoise;
     private final Generator noiseGen;
+    private double digitNoise;                                // > 0: a learned code's noise in digit space (see digitNoise)
+    private int digitNoiseRamp;
+    private double hintWeight;                                // > 0: twins' states pulled towards their real rows' (see hint)
 
     /** File (beside the saved model) that holds the learned operand code, for the anchor-side oracle. */
     static final String CODE_FILE = "operand_code.safetensors";
@@ -178,6 +181,64 @@ final class DigitAuxObjective implements Objective {
             }
         }
         return Tensors.floats(flat, 30, d);
+    }
+
+    /**
+     * Development runs: replaces a learned code's row noise by noise <em>in digit space</em>: each twin operand's
+     * place gets {@code sum_d q_d C[place, d]} with {@code q = onehot(digit) + level * N(0, I_10)}, the level drawn per
+     * operand from {@code U(0, sigma)} and {@code sigma} ramped up over {@code rampCalls} training calls. Why: a ridge
+     * (or any linear) map fitted onto the code predicts vectors in the span of the code's rows, so a bridge's error is
+     * a wrong mixture of the place's digit rows, not the isotropic noise of {@link #encode}, which lies mostly outside
+     * that span and teaches the blocks above to ignore what a bridge never gets wrong.
+     */
+    DigitAuxObjective digitNoise(double sigma, int rampCalls) {
+        if (code == null || codeFixed) {
+            throw new IllegalStateException("digit-space noise needs the learned operand code");
+        }
+        this.digitNoise = sigma;
+        this.digitNoiseRamp = rampCalls;
+        return this;
+    }
+
+    /**
+     * Development runs: adds a <em>hint</em> loss that pulls each twin's states, at its {@code =} and every position
+     * after it and at the output of every block above {@code auxLayer}, towards its real row's states there (the
+     * same answer, read from the digits; detached, so the digit path is the teacher):
+     * {@code weight * sum ||twin - real||^2 / ||real||^2}. Why: the answer tokens alone are a thin signal, and m_B's
+     * code path learnt the units late or never (tools/kv_diag/oracledigits.py), while its digit path, through the very
+     * same blocks, does learn them; if the twin's states match the real row's after block {@code auxLayer + 1}, the
+     * blocks above do the arithmetic they already know.
+     */
+    DigitAuxObjective hint(double weight) {
+        if (twinProb <= 0) {
+            throw new IllegalStateException("a hint loss needs twins");
+        }
+        this.hintWeight = weight;
+        return this;
+    }
+
+    /** {@link #encode} with digit-space noise: every place's row is a noisy mixture of that place's 10 rows. */
+    static Tensor encodeMixed(Tensor code, long[][] digits, int[] slots, double[] level, Generator gen) {
+        int n = digits.length;
+        long d = code.size(1);
+        long[] place = new long[n * 3];
+        float[] q = new float[n * 30];
+        for (int k = 0; k < n; k++) {
+            for (int j = 0; j < 3; j++) {
+                int slot = slots == null ? 0 : slots[k];
+                place[k * 3 + j] = slot * 3L + j;
+                q[(k * 3 + j) * 10 + (int) digits[k][j]] = 1f;
+            }
+        }
+        float[] lv = new float[n * 3];
+        for (int k = 0; k < n * 3; k++) {
+            lv[k] = (float) level[k / 3];
+        }
+        Tensor mix = Tensors.floats(q, n * 3, 10).add(randn(new long[] {n * 3L, 10}, new GeneratorOptional(gen),
+                new TensorOptions(ScalarType.Float)).mul(Tensors.floats(lv, n * 3, 1)));                  // [3n, 10]
+        Tensor tables = code.view(-1, 10, d).index_select(0, Tensors.longs(place, place.length));       // [3n, 10, D]
+        Tensor rows = mix.unsqueeze(1).bmm(tables).squeeze(1);                                            // [3n, D]
+        return rows.view(n, 3, d).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
     }
 
     /** Development runs that continue a saved m_B: its learned code (saved beside it) replaces the fresh one. */
@@ -337,11 +398,34 @@ final class DigitAuxObjective implements Objective {
                 loss = loss.add(Losses.sum(model.logits(hk), lab));
             }
             Batch tb = Batch.of(tw.examples(), 0);
+            Tensor[] teacher = new Tensor[model.numLayers()];       // the real rows' states at the hint positions
+            Tensor hintDst = null;
+            if (hintWeight > 0 && tw.hintSrc().length > 0) {
+                long[] dstFlat = new long[tw.hintRow().length];
+                for (int k = 0; k < dstFlat.length; k++) {
+                    dstFlat[k] = tw.hintRow()[k] * (long) tb.length() + tw.hintPos()[k];
+                }
+                hintDst = Tensors.longs(dstFlat, dstFlat.length);
+                Tensor srcIdx = Tensors.longs(tw.hintSrc(), tw.hintSrc().length);
+                try (org.bytedeco.pytorch.NoGradGuard ng = new org.bytedeco.pytorch.NoGradGuard()) {
+                    Tensor hr = aux.detach();
+                    for (int i = auxLayer + 1; i < model.numLayers(); i++) {
+                        hr = model.layer(i, hr, ctx, null);
+                        teacher[i] = hr.reshape(-1, hr.size(-1)).index_select(0, srcIdx);   // [P, D]
+                    }
+                }
+            }
             Tensor tids = Losses.inputs(tb);
             AttentionContext tctx = model.context(0, tids.size(1), null);
             Tensor g = model.embed(tids);
             for (int i = 0; i < model.numLayers(); i++) {
                 g = model.layer(i, g, tctx, null);
+                if (hintDst != null && teacher[i] != null) {           // sum over positions of ||twin - real||^2 / ||real||^2
+                    Tensor sel = g.reshape(-1, g.size(-1)).index_select(0, hintDst);
+                    Tensor sq = sel.sub(teacher[i]).pow(new Scalar(2)).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
+                    Tensor ref = teacher[i].pow(new Scalar(2)).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).clamp_min(new Scalar(1e-6));
+                    loss = loss.add(sq.div(ref).sum().mul(new Scalar(hintWeight)));
+                }
                 if (i == auxLayer) {                                   // the real rows' operator states, added in
                     long d = g.size(-1);
                     long[] dst = new long[tw.src().length];
@@ -353,6 +437,13 @@ final class DigitAuxObjective implements Objective {
                         from = aux.reshape(-1, d).index_select(0, Tensors.longs(tw.src(), tw.src().length));
                     } else if (codeFixed) {
                         from = encodeFixed(tw.digits());
+                    } else if (digitNoise > 0) {
+                        double sigma = digitNoise * (digitNoiseRamp <= 0 ? 1 : Math.min(1.0, (double) calls / digitNoiseRamp));
+                        double[] level = new double[tw.digits().length];
+                        for (int k = 0; k < level.length; k++) {
+                            level[k] = twinRng.nextDouble() * sigma;
+                        }
+                        from = encodeMixed(code, tw.digits(), gatherSlots > 0 ? tw.slots() : null, level, noiseGen);
                     } else {
                         from = encode(code, tw.digits(), gatherSlots > 0 ? tw.slots() : null, codeNoise, noiseGen);
                     }
@@ -382,7 +473,13 @@ final class DigitAuxObjective implements Objective {
      * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
      * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}.
      */
-    record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] slots, int[] dstRow, int[] dstPos, int[] keep) {}
+    /**
+     * Twins of a batch's rows. {@code hintSrc[k]} (a flat index {@code row * T + position} into the real batch) and
+     * {@code hintDst[k]} (the same into the twin batch, of its own length) pair each twin's {@code =} and every input
+     * position after it with its real row's.
+     */
+    record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] slots, int[] dstRow, int[] dstPos, int[] keep,
+                 long[] hintSrc, int[] hintRow, int[] hintPos) {}
 
     Twins twins(Batch b) {
         int t = b.length();
@@ -394,6 +491,9 @@ final class DigitAuxObjective implements Objective {
         List<Integer> slots = new ArrayList<>();
         long eq = KvTask.id('=');
         List<Integer> keep = new ArrayList<>();
+        List<Long> hintSrc = new ArrayList<>();
+        List<Integer> hintRow = new ArrayList<>();
+        List<Integer> hintPos = new ArrayList<>();
         for (int r = 0; r < b.rows(); r++) {
             if (twinRng.nextDouble() >= twinProb) {
                 keep.add(r);
@@ -453,6 +553,11 @@ final class DigitAuxObjective implements Objective {
                 out.add(id);
                 target.add(c > 0 && b.labels()[r * t + c - 1] != Batch.IGNORE_INDEX);
             }
+            for (int p = eqPos; p <= out.size() - 2; p++) {      // '=' and each input position after it, in both rows
+                hintSrc.add((long) r * t + eqAt + (p - eqPos));
+                hintRow.add(ex.size());
+                hintPos.add(p);
+            }
             if (gatherSlots > 0) {        // every operand's code at the '=' and at each input position after it
                 int operands = dstPos.size() - firstOperand;
                 for (int k = firstOperand; k < firstOperand + operands; k++) {
@@ -479,7 +584,8 @@ final class DigitAuxObjective implements Objective {
         }
         return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(), digits.toArray(new long[0][]),
                 slots.stream().mapToInt(Integer::intValue).toArray(), dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray(),
-                keep.stream().mapToInt(Integer::intValue).toArray());
+                keep.stream().mapToInt(Integer::intValue).toArray(), hintSrc.stream().mapToLong(Long::longValue).toArray(),
+                hintRow.stream().mapToInt(Integer::intValue).toArray(), hintPos.stream().mapToInt(Integer::intValue).toArray());
     }
 
     @Override

@@ -17,7 +17,9 @@ import java.util.Set;
 
 /**
  * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
- * {@code -Dkv.bInit=DIR} continues training from a saved m_B with a fixed code instead of starting from scratch).
+ * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
+ * {@code -Dkv.bDigitNoise=S -Dkv.bNoiseRamp=STEPS} give a learned code digit-space noise, ramped in;
+ * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows').
  */
 public final class KvDev {
     private static double dbl(String property, double fallback) {
@@ -70,7 +72,8 @@ public final class KvDev {
         }
         if (!which.equals("augment")) {
             String init = System.getProperty("kv.bInit");
-            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, init == null ? null : Path.of(init));
+            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, init == null ? null : Path.of(init),
+                    dbl("kv.bDigitNoise", 0), Integer.getInteger("kv.bNoiseRamp", 0), dbl("kv.bHint", 0));
             System.out.printf("m_B trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_B"))) {
                 System.out.println("m_B NUM-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(num, "num"), 100, Set.of(2), null).accuracy());

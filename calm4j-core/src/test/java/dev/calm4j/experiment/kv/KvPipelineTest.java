@@ -94,6 +94,45 @@ class KvPipelineTest {
     }
 
     @Test
+    void digitSpaceNoiseMixesOnlyTheOperandsOwnPlaceRows() {
+        int d = 64;
+        org.bytedeco.pytorch.Tensor code = DigitAuxObjective.fixedCode(d, 1.0, 3);          // orthonormal rows
+        float[] rows = dev.calm4j.nn.Tensors.toFloats(code);
+        long[][] digits = {{1, 2, 3}, {0, 0, 9}};
+        float[] clean = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits));
+        float[] level0 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encodeMixed(code, digits, null, new double[] {0, 0},
+                org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
+        assertArrayEquals(clean, level0, 1e-5f);
+        float[] noisy = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encodeMixed(code, digits, null, new double[] {0.3, 0},
+                org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
+        for (int k = 0; k < 2; k++) {
+            // coordinates on the 30 orthonormal rows: the one-hot digits plus noise; nothing outside their span
+            double[] coef = new double[30];
+            double outside = 0, noise = 0;
+            for (int i = 0; i < 30; i++) {
+                for (int c = 0; c < d; c++) {
+                    coef[i] += noisy[k * d + c] * rows[i * d + c];
+                }
+                double want = digits[k][i / 10] == i % 10 ? 1 : 0;
+                noise = Math.max(noise, Math.abs(coef[i] - want));
+            }
+            for (int c = 0; c < d; c++) {
+                double proj = 0;
+                for (int i = 0; i < 30; i++) {
+                    proj += coef[i] * rows[i * d + c];
+                }
+                outside = Math.max(outside, Math.abs(noisy[k * d + c] - proj));
+            }
+            assertTrue(outside < 1e-4, "operand " + k + " has " + outside + " outside its code's span");
+            if (k == 0) {
+                assertTrue(noise > 0.05 && noise < 0.3 * 6, "operand 0's digit-space noise " + noise);
+            } else {
+                assertEquals(0, noise, 1e-5, "operand 1 drew level 0");
+            }
+        }
+    }
+
+    @Test
     void fixedOperandCodeHasOrthogonalRowsOfOneNorm() {
         float[] c = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(48, 4.0, 9));
         for (int i = 0; i < 30; i++) {
@@ -151,6 +190,31 @@ class KvPipelineTest {
             var e = assertThrows(IllegalArgumentException.class,
                     () -> oneSlot.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE)));
             assertTrue(e.getMessage().contains("expected [30, "), e.getMessage());
+        }
+    }
+
+    @Test
+    void hintPairsEachTwinsAnswerPositionsWithItsRealRowsAndAddsAPositiveLoss() throws Exception {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+            var e1 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
+            var e2 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {7, 8}, new char[] {'+'});
+            var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e1), KvTask.numMath(e2)), 0);
+            var tw = learnedTwins(m, 5, 2).twins(b);
+            var tb = dev.calm4j.data.Batch.of(tw.examples(), 0);
+            // inputs from '=' on: "=78" and "=15", each paired with the same token of its real row
+            assertEquals(6, tw.hintSrc().length);
+            for (int k = 0; k < 6; k++) {
+                long real = b.inputs()[(int) tw.hintSrc()[k]];
+                long twin = tb.inputs()[tw.hintRow()[k] * tb.length() + tw.hintPos()[k]];
+                assertEquals(real, twin, "pair " + k);
+                assertEquals(k % 3 == 0 ? KvTask.id('=') : real, real);
+            }
+            assertEquals(b.length() + 4L, tw.hintSrc()[3], "row 1's '=' is its fifth input (BOS 7 + 8 =)");
+            double plain = learnedTwins(m, 5, 2).lossSum(b).item_double();
+            double hinted = learnedTwins(m, 5, 2).hint(0.5).lossSum(b).item_double();
+            assertTrue(hinted > plain + 1e-3, "hint term " + (hinted - plain));
+            assertThrows(IllegalStateException.class,
+                    () -> new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null).hint(1.0));
         }
     }
 
