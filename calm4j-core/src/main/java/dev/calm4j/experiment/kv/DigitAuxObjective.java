@@ -195,6 +195,9 @@ final class DigitAuxObjective implements Objective {
         if (code == null || codeFixed) {
             throw new IllegalStateException("digit-space noise needs the learned operand code");
         }
+        if (!(sigma >= 0) || rampCalls < 0) {
+            throw new IllegalArgumentException("digit-space noise: level " + sigma + " and ramp " + rampCalls + " must be >= 0");
+        }
         this.digitNoise = sigma;
         this.digitNoiseRamp = rampCalls;
         return this;
@@ -212,6 +215,9 @@ final class DigitAuxObjective implements Objective {
     DigitAuxObjective hint(double weight) {
         if (twinProb <= 0) {
             throw new IllegalStateException("a hint loss needs twins");
+        }
+        if (!(weight >= 0)) {
+            throw new IllegalArgumentException("hint weight " + weight + " must be >= 0");
         }
         this.hintWeight = weight;
         return this;
