@@ -223,22 +223,25 @@ final class DigitAuxObjective implements Objective {
         return this;
     }
 
+    /** For each operand {@code k} and place {@code j}, row {@code 3k + j}: its place's index {@code 3 slot + j}. */
+    private static long[] places(long[][] digits, int[] slots) {
+        long[] place = new long[digits.length * 3];
+        for (int i = 0; i < place.length; i++) {
+            place[i] = (slots == null ? 0 : slots[i / 3]) * 3L + i % 3;
+        }
+        return place;
+    }
+
     /** {@link #encode} with digit-space noise: every place's row is a noisy mixture of that place's 10 rows. */
     static Tensor encodeMixed(Tensor code, long[][] digits, int[] slots, double[] level, Generator gen) {
         int n = digits.length;
         long d = code.size(1);
-        long[] place = new long[n * 3];
+        long[] place = places(digits, slots);
         float[] q = new float[n * 30];
-        for (int k = 0; k < n; k++) {
-            for (int j = 0; j < 3; j++) {
-                int slot = slots == null ? 0 : slots[k];
-                place[k * 3 + j] = slot * 3L + j;
-                q[(k * 3 + j) * 10 + (int) digits[k][j]] = 1f;
-            }
-        }
         float[] lv = new float[n * 3];
-        for (int k = 0; k < n * 3; k++) {
-            lv[k] = (float) level[k / 3];
+        for (int i = 0; i < n * 3; i++) {
+            q[i * 10 + (int) digits[i / 3][i % 3]] = 1f;
+            lv[i] = (float) level[i / 3];
         }
         Tensor mix = Tensors.floats(q, n * 3, 10).add(randn(new long[] {n * 3L, 10}, new GeneratorOptional(gen),
                 new TensorOptions(ScalarType.Float)).mul(Tensors.floats(lv, n * 3, 1)));                  // [3n, 10]
@@ -299,14 +302,10 @@ final class DigitAuxObjective implements Objective {
      * little, so m_B learnt a rough magnitude and its answers were off by a few units (15 %).
      */
     static Tensor encode(Tensor code, long[][] digits, int[] slots, double noise, Generator gen) {
-        long[] idx = new long[digits.length * 3];
-        long[] place = new long[idx.length];
-        for (int k = 0; k < digits.length; k++) {
-            for (int j = 0; j < 3; j++) {
-                int slot = slots == null ? 0 : slots[k];
-                idx[k * 3 + j] = slot * 30L + j * 10L + digits[k][j];
-                place[k * 3 + j] = slot * 3L + j;
-            }
+        long[] place = places(digits, slots);
+        long[] idx = new long[place.length];
+        for (int i = 0; i < idx.length; i++) {
+            idx[i] = place[i] * 10 + digits[i / 3][i % 3];
         }
         Tensor rows = code.index_select(0, Tensors.longs(idx, idx.length));                         // [3n, D]
         if (noise > 0) {
@@ -477,12 +476,9 @@ final class DigitAuxObjective implements Objective {
 
     /**
      * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
-     * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}.
-     */
-    /**
-     * Twins of a batch's rows. {@code hintSrc[k]} (a flat index {@code row * T + position} into the real batch) and
-     * {@code hintDst[k]} (the same into the twin batch, of its own length) pair each twin's {@code =} and every input
-     * position after it with its real row's.
+     * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}; and, for the hint
+     * loss, real flat position {@code hintSrc[k]} paired with twin row {@code hintRow[k]}, position {@code hintPos[k]}:
+     * each twin's {@code =} and every input position after it, with its real row's.
      */
     record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] slots, int[] dstRow, int[] dstPos, int[] keep,
                  long[] hintSrc, int[] hintRow, int[] hintPos) {}
