@@ -62,6 +62,7 @@ final class DigitAuxObjective implements Objective {
     private double digitNoise;                                // > 0: a learned code's noise in digit space (see digitNoise)
     private int digitNoiseRamp;
     private double hintWeight;                                // > 0: twins' states pulled towards their real rows' (see hint)
+    private double placeNorm;                                 // > 0: a learned code used centred, each place at this norm (see placeNorm)
 
     /** File (beside the saved model) that holds the learned operand code, for the anchor-side oracle. */
     static final String CODE_FILE = "operand_code.safetensors";
@@ -221,6 +222,39 @@ final class DigitAuxObjective implements Objective {
         }
         this.hintWeight = weight;
         return this;
+    }
+
+    /**
+     * Development runs: the learned code is used (and saved) <em>normalised per place</em>: each place's ten rows
+     * minus their mean, scaled so that their RMS norm is {@code norm} ({@link #normalisePlaces}); the table itself
+     * still trains. Why: a free code shrank its units rows to a tenth of its hundreds' spread, so a bridge's error on
+     * the hundreds alone swamped the units and the reader it trained was exact-only (tools/kv_diag/mixnoise.py); with
+     * every place at one norm and no common offset, digit-space noise of one level costs every place the same margin.
+     */
+    DigitAuxObjective placeNorm(double norm) {
+        if (code == null || codeFixed) {
+            throw new IllegalStateException("a per-place norm needs the learned operand code");
+        }
+        if (!(norm >= 0) || Double.isInfinite(norm)) {
+            throw new IllegalArgumentException("per-place code norm " + norm + " must be finite and >= 0");
+        }
+        this.placeNorm = norm;
+        return this;
+    }
+
+    /** {@code code} [30 k, D] with each place's 10 rows centred and scaled to RMS row norm {@code norm}. */
+    static Tensor normalisePlaces(Tensor code, double norm) {
+        long d = code.size(1);
+        Tensor g = code.view(-1, 10, d);                                                              // [3k, 10, D]
+        Tensor c = g.sub(g.mean(new long[] {1}, true, new org.bytedeco.pytorch.ScalarTypeOptional()));
+        Tensor rms = c.pow(new Scalar(2)).sum(new long[] {1, 2}, true, new org.bytedeco.pytorch.ScalarTypeOptional())
+                .div(new Scalar(10.0)).add(new Scalar(1e-12)).sqrt();                                  // [3k, 1, 1]
+        return c.div(rms).mul(new Scalar(norm)).view(-1, d);
+    }
+
+    /** The code the twins get: the table itself, or its per-place normalisation. */
+    private Tensor usedCode() {
+        return placeNorm > 0 ? normalisePlaces(code, placeNorm) : code;
     }
 
     /** For each operand {@code k} and place {@code j}, row {@code 3k + j}: its place's index {@code 3 slot + j}. */
@@ -448,9 +482,9 @@ final class DigitAuxObjective implements Objective {
                         for (int k = 0; k < level.length; k++) {
                             level[k] = twinRng.nextDouble() * sigma;
                         }
-                        from = encodeMixed(code, tw.digits(), gatherSlots > 0 ? tw.slots() : null, level, noiseGen);
+                        from = encodeMixed(usedCode(), tw.digits(), gatherSlots > 0 ? tw.slots() : null, level, noiseGen);
                     } else {
-                        from = encode(code, tw.digits(), gatherSlots > 0 ? tw.slots() : null, codeNoise, noiseGen);
+                        from = encode(usedCode(), tw.digits(), gatherSlots > 0 ? tw.slots() : null, codeNoise, noiseGen);
                     }
                     g = g.reshape(-1, d).index_add(0, Tensors.longs(dst, dst.length), from).view(g.sizes());
                 }
@@ -594,7 +628,7 @@ final class DigitAuxObjective implements Objective {
     public void save(Path dir, ObjectNode provenance) {
         LmFamilies.save(model, dir);
         if (code != null) {
-            dev.calm4j.io.Safetensors.write(dir.resolve(CODE_FILE), Map.of("code", code.detach().contiguous()),
+            dev.calm4j.io.Safetensors.write(dir.resolve(CODE_FILE), Map.of("code", usedCode().detach().contiguous()),
                     Map.of("what", "m_B's " + (codeFixed ? "fixed orthogonal" : "learned") + " operand-digit code [30, D]: rows 0-9 hundreds, 10-19 tens, 20-29 units; "
                             + "training scaffolding, read only by the anchor-side oracle diagnostic"));
         }

@@ -120,17 +120,18 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * longer training teach m_B to read the code's units?
      */
     TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, Path init) {
-        return trainAnchor(t, dir, tokenizer, progress, log, init, 0, 0, 0);
+        return trainAnchor(t, dir, tokenizer, progress, log, init, 0, 0, 0, 0);
     }
 
     /**
      * As above; {@code digitNoise > 0} gives a learned code noise in digit space instead of on its rows
      * ({@link DigitAuxObjective#digitNoise}), ramped up over {@code noiseRamp} steps. For development runs (KvDev's
      * {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}); {@code hint > 0} adds {@link DigitAuxObjective#hint}'s loss
-     * ({@code -Dkv.bHint}).
+     * ({@code -Dkv.bHint}); {@code placeNorm > 0} uses the learned code normalised per place
+     * ({@link DigitAuxObjective#placeNorm}, {@code -Dkv.bPlaceNorm}).
      */
     TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, Path init,
-                                 double digitNoise, int noiseRamp, double hint) {
+                                 double digitNoise, int noiseRamp, double hint, double placeNorm) {
         LlamaConfig c = anchorConfig(t);
         try (LlamaModel m = init != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(init, ScalarType.Float)
                 : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
@@ -145,6 +146,9 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             }
             if (hint > 0) {
                 obj.hint(hint);
+            }
+            if (placeNorm > 0) {
+                obj.placeNorm(placeNorm);
             }
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),

@@ -218,6 +218,55 @@ class KvPipelineTest {
         }
     }
 
+    @Test
+    void aPerPlaceNormalisedCodeGivesEveryPlaceCentredRowsOfOneNormAndIsWhatIsSaved() throws Exception {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+            DigitAuxObjective obj = learnedTwins(m, 5, 2).placeNorm(2.5);
+            float[] raw = dev.calm4j.nn.Tensors.toFloats(obj.parameters().get("aux.code"));
+            obj.save(tmp.resolve("pn"), null);
+            float[] used;
+            try (var st = dev.calm4j.io.Safetensors.open(tmp.resolve("pn").resolve(DigitAuxObjective.CODE_FILE))) {
+                used = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
+            }
+            int d = used.length / 60;
+            for (int place = 0; place < 6; place++) {
+                double[] rawMean = new double[d];
+                double sq = 0, rawSq = 0;
+                for (int j = 0; j < d; j++) {
+                    double mean = 0;
+                    for (int r = 0; r < 10; r++) {
+                        int at = (place * 10 + r) * d + j;
+                        mean += used[at] / 10.0;
+                        rawMean[j] += raw[at] / 10.0;
+                        sq += used[at] * (double) used[at];
+                    }
+                    assertEquals(0, mean, 1e-5, "place " + place + " is centred");
+                    for (int r = 0; r < 10; r++) {
+                        double c = raw[(place * 10 + r) * d + j] - rawMean[j];
+                        rawSq += c * c;
+                    }
+                }
+                assertEquals(2.5, Math.sqrt(sq / 10), 1e-4, "place " + place + "'s RMS row norm");
+                double k = 2.5 / Math.sqrt(rawSq / 10);
+                for (int r = 0; r < 10; r++) {                    // the table's centred rows, rescaled
+                    for (int j = 0; j < d; j++) {
+                        int at = (place * 10 + r) * d + j;
+                        assertEquals(k * (raw[at] - rawMean[j]), used[at], 1e-4, "at " + at);
+                    }
+                }
+            }
+            var b = dev.calm4j.data.Batch.of(KvRecipe.tiny().anchorData(KvRecipe.tiny().task()).subList(0, 8), 0);
+            obj.parameters().get("aux.code").set_requires_grad(true);     // as TrainLoop does for every parameter
+            org.bytedeco.pytorch.Tensor loss = obj.lossSum(b);
+            loss.backward();
+            assertTrue(Double.isFinite(loss.item_double()));
+            assertTrue(obj.parameters().get("aux.code").grad().abs().sum().item_double() > 0, "the table still trains");
+            assertThrows(IllegalArgumentException.class, () -> learnedTwins(m, 5, 2).placeNorm(-1));
+            assertThrows(IllegalStateException.class,
+                    () -> new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null).placeNorm(1.0));
+        }
+    }
+
     /** Twins only, with a learned code of noise 0.5, from {@code slots} tables (0: one code at each operator). */
     private static DigitAuxObjective learnedTwins(dev.calm4j.lm.llama.LlamaModel m, long seed, int slots) {
         return new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, seed, null, 1.0, true, 0.5, 0, 0, slots);
