@@ -26,7 +26,6 @@ ZEROSUM = os.environ.get('ZEROSUM', '0') == '1'
 CENTER = os.environ.get('CENTER', '0') == '1'
 def digits(v): return [v // 100 % 10, (v // 10) % 10, v % 10]
 def mixed(vals, level):
-    out = torch.zeros(C.shape[1])
     vecs = []
     for j, v in enumerate(vals):
         s = j if G > 1 else 0

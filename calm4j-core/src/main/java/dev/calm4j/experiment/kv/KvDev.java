@@ -72,8 +72,9 @@ public final class KvDev {
         }
         if (!which.equals("augment")) {
             String init = System.getProperty("kv.bInit");
-            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, init == null ? null : Path.of(init),
-                    dbl("kv.bDigitNoise", 0), Integer.getInteger("kv.bNoiseRamp", 0), dbl("kv.bHint", 0), dbl("kv.bPlaceNorm", 0));
+            var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, new KvRecipe.AnchorDev(
+                    init == null ? null : Path.of(init), dbl("kv.bDigitNoise", 0), Integer.getInteger("kv.bNoiseRamp", 0),
+                    dbl("kv.bHint", 0), dbl("kv.bPlaceNorm", 0)));
             System.out.printf("m_B trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_B"))) {
                 System.out.println("m_B NUM-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(num, "num"), 100, Set.of(2), null).accuracy());

@@ -111,27 +111,28 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** Trains m_B on NUM-MATH (with an operand-digit aux loss at an early layer) into {@code dir}. */
     public TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
-        return trainAnchor(t, dir, tokenizer, progress, log, null);
+        return trainAnchor(t, dir, tokenizer, progress, log, AnchorDev.NONE);
     }
 
     /**
-     * As above; with {@code init} (a saved m_B of this recipe's shape) training continues from it: a fixed code at
-     * full scale from the first step, a learned code from the table saved beside it. For development runs (KvDev's {@code -Dkv.bInit}): does
-     * longer training teach m_B to read the code's units?
+     * Development options for m_B's training (KvDev's {@code -Dkv.b*} properties), off in the recipe.
+     *
+     * @param init a saved m_B of this recipe's shape to continue from ({@code -Dkv.bInit}): a fixed code at full scale
+     *     from the first step, a learned code from the table saved beside it; or null
+     * @param digitNoise {@code > 0}: a learned code's noise in digit space instead of on its rows
+     *     ({@link DigitAuxObjective#digitNoise}, {@code -Dkv.bDigitNoise}), ramped up over {@code noiseRamp} steps
+     *     ({@code -Dkv.bNoiseRamp})
+     * @param hint {@code > 0}: {@link DigitAuxObjective#hint}'s loss of this weight ({@code -Dkv.bHint})
+     * @param placeNorm {@code > 0}: the learned code normalised per place ({@link DigitAuxObjective#placeNorm},
+     *     {@code -Dkv.bPlaceNorm})
      */
-    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, Path init) {
-        return trainAnchor(t, dir, tokenizer, progress, log, init, 0, 0, 0, 0);
+    record AnchorDev(Path init, double digitNoise, int noiseRamp, double hint, double placeNorm) {
+        static final AnchorDev NONE = new AnchorDev(null, 0, 0, 0, 0);
     }
 
-    /**
-     * As above; {@code digitNoise > 0} gives a learned code noise in digit space instead of on its rows
-     * ({@link DigitAuxObjective#digitNoise}), ramped up over {@code noiseRamp} steps. For development runs (KvDev's
-     * {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}); {@code hint > 0} adds {@link DigitAuxObjective#hint}'s loss
-     * ({@code -Dkv.bHint}); {@code placeNorm > 0} uses the learned code normalised per place
-     * ({@link DigitAuxObjective#placeNorm}, {@code -Dkv.bPlaceNorm}).
-     */
-    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, Path init,
-                                 double digitNoise, int noiseRamp, double hint, double placeNorm) {
+    /** As above, with development options ({@link AnchorDev}). */
+    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
+        Path init = opts.init();
         LlamaConfig c = anchorConfig(t);
         try (LlamaModel m = init != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(init, ScalarType.Float)
                 : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
@@ -141,14 +142,14 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             if (init != null && anchorTwinCode && anchorTwinCodeNorm == 0) {
                 obj.continueCode(init.resolve(DigitAuxObjective.CODE_FILE));   // the learned code trains on too
             }
-            if (digitNoise > 0) {
-                obj.digitNoise(digitNoise, noiseRamp);
+            if (opts.digitNoise() > 0) {
+                obj.digitNoise(opts.digitNoise(), opts.noiseRamp());
             }
-            if (hint > 0) {
-                obj.hint(hint);
+            if (opts.hint() > 0) {
+                obj.hint(opts.hint());
             }
-            if (placeNorm > 0) {
-                obj.placeNorm(placeNorm);
+            if (opts.placeNorm() > 0) {
+                obj.placeNorm(opts.placeNorm());
             }
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),

@@ -217,9 +217,8 @@ final class Report {
                 + "What we would try next: make that tolerant reader the shipped m_B's code path (NUM-MATH rows beside the "
                 + "code rows, places at one norm, digit-space noise from the first step; it needs a faster training step "
                 + "to fit the retrain budget); find why bridges fit D_C's keys against it and not held-out keys (a bridge "
-                + "whose value path is trained towards the code first, as the probe's read-out is; regularising it; more "
-                + "composition keys); more keys (N_KV 1,000-2,000, so "
-                + "that a map is fitted on 200-400 keys); and, as a labelled variant, bridges with a per-place softmax in "
+                + "whose value path is trained towards the code first, as the probe's read-out is; regularising it); "
+                + "more keys (N_KV 1,000-2,000, so that a map is fitted on 200-400 keys); and, as a labelled variant, bridges with a per-place softmax in "
                 + "their value path.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
