@@ -58,6 +58,9 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set")
     Integer evalExamples;
 
+    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default 3000)")
+    Integer compositionExamples;
+
     @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->1: into the block whose output m_B reads operands from)")
     String connections;
 
@@ -88,14 +91,14 @@ class KvArithmeticCommand implements Callable<Integer> {
         c = new KvExperiment.Config(c.recipe(), c.modelsDir(), c.out(), seeds != null ? seeds : c.seeds(),
                 steps != null ? steps : c.composeSteps(), batch != null ? batch : c.composeBatch(),
                 lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
-                heads != null ? heads : c.heads(), c.compositionExamples(),
+                heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
                 evalExamples != null ? evalExamples : c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
                 numMathMix != null ? numMathMix : c.numMathMix());
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");
         }
-        if (c.composeBatch() <= 0 || c.heads() <= 0 || c.evalExamples() <= 0 || !(c.composeLr() > 0)) {
-            throw new Calm4jException("--batch, --heads, --eval-examples and --lr must be > 0");
+        if (c.composeBatch() <= 0 || c.heads() <= 0 || c.evalExamples() <= 0 || c.compositionExamples() <= 0 || !(c.composeLr() > 0)) {
+            throw new Calm4jException("--batch, --heads, --eval-examples, --composition-examples and --lr must be > 0");
         }
         if (c.seeds().isEmpty()) {
             throw new Calm4jException("--seeds is empty");

@@ -64,6 +64,17 @@ class KvDemoTest {
         assertTrue(res.get("wall_time_s").asDouble() > 0);
     }
 
+    @Test
+    void nonPositiveSizesAreRefusedBeforeAnythingRuns() throws Exception {
+        for (String flag : List.of("--composition-examples", "--heads", "--steps")) {
+            Path out = tmp.resolve("bad" + flag);
+            CliTest.Run r = CliTest.calm("demo", "--quick", "--no-progress", "--out", out.toString(), flag, "0");
+            assertTrue(r.code() != 0, flag + ": " + r.out());
+            assertTrue(r.err().contains(flag), flag + ": " + r.err());
+            assertTrue(!r.err().contains("Exception") && !Files.exists(out), flag + ": " + r.err());
+        }
+    }
+
     private static double acc(JsonNode m, String model, String dataset) {
         return m.get(model).get(dataset).get("accuracy").asDouble();
     }

@@ -19,7 +19,8 @@ import java.util.Set;
  * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
  * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
  * {@code -Dkv.bDigitNoise=S -Dkv.bNoiseRamp=STEPS} give a learned code digit-space noise, ramped in;
- * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows').
+ * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows');
+ * {@code -Dkv.aLinear=true} fits m_A's aux heads by squared error onto one-hot digits (a linearly readable value).
  */
 public final class KvDev {
     private static double dbl(String property, double fallback) {
@@ -63,7 +64,7 @@ public final class KvDev {
         }
         long t0 = System.nanoTime();
         if (!which.equals("anchor")) {
-            var res = r.trainAugment(t, out.resolve("m_A"), tok, false, System.out);
+            var res = r.trainAugment(t, out.resolve("m_A"), tok, false, System.out, Boolean.getBoolean("kv.aLinear"));
             System.out.printf("m_A trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_A"))) {
                 System.out.println("m_A KV-SUBS " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(subs, "subs"), 100, Set.of(2), null).accuracy());

@@ -99,10 +99,19 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** Trains m_A (lookups made readable at the key by the aux loss) into {@code dir}. */
     public TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
+        return trainAugment(t, dir, tokenizer, progress, log, false);
+    }
+
+    /**
+     * As above; {@code linearReadout} (a development option, KvDev's {@code -Dkv.aLinear}) fits the aux heads by squared
+     * error onto one-hot digits ({@link DigitAuxObjective#linearReadout}).
+     */
+    TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, boolean linearReadout) {
         LlamaConfig c = augmentConfig(t);
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 10, 0.02, ScalarType.Float), ScalarType.Float)) {
             var values = t.lookupTable();
-            DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer);
+            DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer)
+                    .linearReadout(linearReadout);
             Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
             return TrainLoop.run(obj, d, null, schedule(augmentSteps, augmentWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);

@@ -267,6 +267,47 @@ class KvPipelineTest {
         }
     }
 
+    @Test
+    void aLinearReadoutAddsTheSquaredErrorOfTheHeadsOntoOneHotDigits() throws Exception {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+            var e1 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
+            var e2 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {907, 8}, new char[] {'+'});
+            var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e1), KvTask.numMath(e2)), 0);
+            double lmOnly = new DigitAuxObjective(m, 1, 0.0, KvRecipe::parseNumber, 5, null).lossSum(b).item_double();
+            DigitAuxObjective lin = new DigitAuxObjective(m, 1, 0.7, KvRecipe::parseNumber, 5, null).linearReadout(true);
+            double withAux = lin.lossSum(b).item_double();
+            // by hand: block 1's states at each operand's operator, through the three heads, against one-hot digits
+            var l = DigitAuxObjective.labels(b, KvRecipe::parseNumber);
+            assertEquals(4, l.positions().length);
+            double expected = 0;
+            try (var ng = new org.bytedeco.pytorch.NoGradGuard()) {
+                var ids = dev.calm4j.nn.Tensors.longs(b.inputs(), b.rows(), b.length());
+                var ctx = m.context(0, b.length(), null);
+                var h = m.layer(1, m.layer(0, m.embed(ids), ctx, null), ctx, null);
+                float[] flat = dev.calm4j.nn.Tensors.toFloats(h.contiguous());
+                int d = m.hiddenSize();
+                for (int p = 0; p < 3; p++) {
+                    float[] w = dev.calm4j.nn.Tensors.toFloats(lin.parameters().get("aux.digit" + p + ".weight").contiguous());
+                    float[] bias = dev.calm4j.nn.Tensors.toFloats(lin.parameters().get("aux.digit" + p + ".bias"));
+                    for (int k = 0; k < l.positions().length; k++) {
+                        int at = (int) l.positions()[k];
+                        for (int o = 0; o < 10; o++) {
+                            double y = bias[o];
+                            for (int j = 0; j < d; j++) {
+                                y += w[o * d + j] * flat[at * d + j];
+                            }
+                            double err = y - (o == l.digits()[k][p] ? 1 : 0);
+                            expected += err * err;
+                        }
+                    }
+                }
+            }
+            assertEquals(lmOnly + 0.7 * expected, withAux, 1e-3 * (1 + Math.abs(withAux)));
+            double ce = new DigitAuxObjective(m, 1, 0.7, KvRecipe::parseNumber, 5, null).lossSum(b).item_double();
+            assertTrue(Math.abs(ce - withAux) > 1.0, "cross entropy is not the squared error: " + ce + " vs " + withAux);
+        }
+    }
+
     /** Twins only, with a learned code of noise 0.5, from {@code slots} tables (0: one code at each operator). */
     private static DigitAuxObjective learnedTwins(dev.calm4j.lm.llama.LlamaModel m, long seed, int slots) {
         return new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, seed, null, 1.0, true, 0.5, 0, 0, slots);
