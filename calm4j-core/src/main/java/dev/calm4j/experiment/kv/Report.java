@@ -221,7 +221,8 @@ final class Report {
                 + "and 95 % in the anchor check, and the full job with controls on that pair (1 seed, 8 heads, 3,000 "
                 + "steps, 12,000 + 12,000 D_C examples) gave CALM 34.0 % on held-out keys, 73.0 % on held-out expressions "
                 + "and 89.5 % on NUM-MATH (m_B 87.0 %), LoRA and CALM over a random m_A 0-1 %, m_A as an encoder 24.5 %. "
-                + "That m_B is a three-hour development chain, not yet the recipe.\n"
+                + "A second seed of CALM stopped at 0.38 nats on D_C (seed 1: 0.15) and 8.0 % on held-out keys: the "
+                + "bridges' optimisation is fragile across seeds. That m_B is a three-hour development chain, not yet the recipe.\n"
                 + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
@@ -229,7 +230,7 @@ final class Report {
                 + "What we would try next: make the linear read-out the recipe's m_A (it costs nothing: same steps); fold "
                 + "the development chain of the tolerant reader into the recipe's m_B (NUM-MATH rows beside the code rows, "
                 + "places at one norm, digit-space noise from the first step) within the retrain budget, which needs "
-                + "fewer steps or a faster one; a bridge schedule that fits the 15-minute job; a larger default D_C, since the bridges overfit its sums (35.5 % on unseen "
+                + "fewer steps or a faster one; a bridge schedule that fits the 15-minute job and trains reliably across seeds (warm-up, learning rate, heads); a larger default D_C, since the bridges overfit its sums (35.5 % on unseen "
                 + "sums of seen keys from 3,000, 79.5 % from 12,000); more keys (N_KV 1,000-2,000, so that a map is fitted "
                 + "on 200-400 keys).\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
