@@ -18,7 +18,7 @@ def digit_feats(v, d=None, ln=None):
     f[30 + (ln if ln is not None else len(str(v))) - 1] = 1
     return f
 def greedy_added(s, W, ids, layer, positions, vecs, maxn=6):
-    """Greedy continuation of ids by a model (cg.llama_run) with vecs[r] added to block layer's output at positions[r]."""
+    """Greedy continuation of ids by a model (cg.llama_run) with vecs[r] added to block layer's output at positions[r] (an index, or a slice such as slice(eq, None): every position from eq on)."""
     import make_calm_golden as cg
     def hook(j, h):
         if j == layer:

@@ -9,7 +9,7 @@
 # usage: oraclebridge.py MODELS_DIR(m_A, m_B) RUN_DATA_DIR STEPS [LR] [WD] [N_EVAL]
 import sys, json, random, torch, os
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from norms import load, tok, ALPHA
+from norms import load, tok, ALPHA, greedy_added
 import make_calm_golden as cg
 mdir, data, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 lr = float(sys.argv[4]) if len(sys.argv) > 4 else 1e-3
@@ -26,14 +26,9 @@ def rows(name):
         if r['prompt'][0].isalpha(): out.append((r['prompt'], r['completion']))
     return out
 train, hexpr, hkeys = rows('composition_train.jsonl'), rows('kv_math_heldout_expr.jsonl')[:neval], rows('kv_math_heldout_keys.jsonl')[:neval]
-def feats(prompt):
-    """m_A's layer-LA states at the two operators, concatenated [2 D_A]; and the '=' position in m_B's ids."""
-    ids = tok(prompt)
-    o, _ = cg.llama_run(sA, WA, [ids], None, dtype=torch.float32)
-    ops = [i for i, c in enumerate(prompt) if c in '+-=']
-    return torch.cat([o[LA][0, p + 1] for p in ops]), len(ids) - 1      # +1: the BOS shifts positions
 def feats_all(prompts, chunk=256):
-    """feats() for many prompts at once (right-padded: causal, so the padding changes nothing before it)."""
+    """m_A's layer-LA states at the two operators of each prompt, concatenated [n, 2 D_A] (right-padded batches:
+    causal, so the padding changes nothing before it)."""
     out = []
     for c in range(0, len(prompts), chunk):
         ps = prompts[c:c + chunk]; T = max(len(p) for p in ps) + 1
@@ -70,17 +65,9 @@ def exact(rs):
     ok = 0
     with torch.no_grad():
         for p, ans in rs:
-            x, eq = feats(p); vec = x @ W + b
-            def hook(j, h):
-                if j == LB:
-                    h = h.clone(); h[0, eq:] = h[0, eq:] + vec
-                return h
-            ids = tok(p)
-            for _ in range(6):
-                _, lg = cg.llama_run(sB, WB, [ids], hook, dtype=torch.float32)
-                nxt = int(lg[0, -1].argmax())
-                if nxt == 2: break
-                ids.append(nxt)
+            vec = feats_all([p])[0] @ W + b
+            eq = len(tok(p)) - 1                                            # the '=': the code from there on
+            ids = greedy_added(sB, WB, tok(p), LB, [slice(eq, None)], [vec])
             ok += "".join(ALPHA[t - 4] for t in ids[len(tok(p)):]) == ans
     return ok
 for name, rs in [("D_C (train)", train[:neval]), ("held-out expressions", hexpr), ("held-out keys", hkeys)]:
