@@ -67,6 +67,10 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 1.0, as many as KV-MATH: without them the bridges break the anchor's own arithmetic)")
     Double numMathMix;
 
+    @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "
+            + "these small models leave a core idle, so 2 at once take little longer than 1)")
+    Integer jobs;
+
     @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")
     boolean noControls;
 
@@ -93,7 +97,10 @@ class KvArithmeticCommand implements Callable<Integer> {
                 lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
                 heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
                 evalExamples != null ? evalExamples : c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
-                numMathMix != null ? numMathMix : c.numMathMix());
+                numMathMix != null ? numMathMix : c.numMathMix(), jobs != null ? Math.max(jobs, 1) : c.jobs());
+        if (jobs != null && jobs <= 0) {
+            throw new Calm4jException("--jobs must be > 0");
+        }
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");
         }

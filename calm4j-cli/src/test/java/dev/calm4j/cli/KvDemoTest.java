@@ -66,7 +66,7 @@ class KvDemoTest {
 
     @Test
     void nonPositiveSizesAreRefusedBeforeAnythingRuns() throws Exception {
-        for (String flag : List.of("--composition-examples", "--heads", "--steps")) {
+        for (String flag : List.of("--composition-examples", "--heads", "--steps", "--jobs")) {
             Path out = tmp.resolve("bad" + flag);
             CliTest.Run r = CliTest.calm("demo", "--quick", "--no-progress", "--out", out.toString(), flag, "0");
             assertTrue(r.code() != 0, flag + ": " + r.out());

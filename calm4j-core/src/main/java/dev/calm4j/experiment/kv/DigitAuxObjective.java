@@ -663,7 +663,26 @@ final class DigitAuxObjective implements Objective {
 
     @Override
     public String describe() {
-        return String.format("%s LM + operand-digit aux loss%s at layer %d (weight %.2f)", model.config().modelType(),
-                linearReadout ? " (linear read-out, squared error)" : "", auxLayer, weight);
+        StringBuilder twins = new StringBuilder();
+        if (twinProb > 0) {
+            twins.append(String.format(", operand-blind twins %.2f of rows with %s", twinProb,
+                    code == null ? "the real rows' states" : codeFixed ? "a fixed code" : "a learned code"));
+            if (gatherSlots > 0) {
+                twins.append(" gathered from the '='");
+            }
+            if (placeNorm > 0) {
+                twins.append(String.format(", places at norm %.2f", placeNorm));
+            }
+            if (digitNoise > 0) {
+                twins.append(String.format(", digit-space noise up to %.2f (ramp %d steps)", digitNoise, digitNoiseRamp));
+            } else if (code != null && codeNoise > 0) {
+                twins.append(String.format(", row noise %.2f", codeNoise));
+            }
+            if (hintWeight > 0) {
+                twins.append(String.format(", hint weight %.2f", hintWeight));
+            }
+        }
+        return String.format("%s LM + operand-digit aux loss%s at layer %d (weight %.2f)%s", model.config().modelType(),
+                linearReadout ? " (linear read-out, squared error)" : "", auxLayer, weight, twins);
     }
 }

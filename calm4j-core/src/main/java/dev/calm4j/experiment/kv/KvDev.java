@@ -18,9 +18,8 @@ import java.util.Set;
 /**
  * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
  * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
- * {@code -Dkv.bDigitNoise=S -Dkv.bNoiseRamp=STEPS} give a learned code digit-space noise, ramped in;
- * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows');
- * {@code -Dkv.aLinear=true} fits m_A's aux heads by squared error onto one-hot digits (a linearly readable value).
+ * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows'; every other {@code -Dkv.*} overrides one recipe
+ * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}).
  */
 public final class KvDev {
     private static double dbl(String property, double fallback) {
@@ -36,6 +35,7 @@ public final class KvDev {
                 Integer.getInteger("kv.aHidden", d.augmentHidden()), Integer.getInteger("kv.aLayers", d.augmentLayers()),
                 Integer.getInteger("kv.aHeadDim", d.augmentHeadDim()), Integer.getInteger("kv.aSteps", d.augmentSteps()),
                 Integer.getInteger("kv.aAux", d.augmentAuxLayer()), dbl("kv.aWd", d.augmentWeightDecay()),
+                Boolean.parseBoolean(System.getProperty("kv.aLinear", Boolean.toString(d.augmentLinearReadout()))),
                 Integer.getInteger("kv.bHidden", d.anchorHidden()), Integer.getInteger("kv.bLayers", d.anchorLayers()),
                 Integer.getInteger("kv.bHeadDim", d.anchorHeadDim()), Integer.getInteger("kv.bSteps", d.anchorSteps()),
                 Integer.getInteger("kv.bAux", d.anchorAuxLayer()), dbl("kv.bAuxW", d.anchorAuxWeight()),
@@ -43,6 +43,8 @@ public final class KvDev {
                 Boolean.parseBoolean(System.getProperty("kv.bCode", Boolean.toString(d.anchorTwinCode()))),
                 dbl("kv.bNoise", d.anchorTwinNoise()), dbl("kv.bNorm", d.anchorTwinCodeNorm()),
                 Boolean.parseBoolean(System.getProperty("kv.bGather", Boolean.toString(d.anchorTwinGather()))),
+                dbl("kv.bPlaceNorm", d.anchorPlaceNorm()), dbl("kv.bDigitNoise", d.anchorDigitNoise()),
+                Integer.getInteger("kv.bNoiseRamp", d.anchorNoiseRamp()),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);
@@ -64,7 +66,7 @@ public final class KvDev {
         }
         long t0 = System.nanoTime();
         if (!which.equals("anchor")) {
-            var res = r.trainAugment(t, out.resolve("m_A"), tok, false, System.out, Boolean.getBoolean("kv.aLinear"));
+            var res = r.trainAugment(t, out.resolve("m_A"), tok, false, System.out);
             System.out.printf("m_A trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_A"))) {
                 System.out.println("m_A KV-SUBS " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(subs, "subs"), 100, Set.of(2), null).accuracy());
@@ -74,8 +76,7 @@ public final class KvDev {
         if (!which.equals("augment")) {
             String init = System.getProperty("kv.bInit");
             var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, new KvRecipe.AnchorDev(
-                    init == null ? null : Path.of(init), dbl("kv.bDigitNoise", 0), Integer.getInteger("kv.bNoiseRamp", 0),
-                    dbl("kv.bHint", 0), dbl("kv.bPlaceNorm", 0)));
+                    init == null ? null : Path.of(init), dbl("kv.bHint", 0)));
             System.out.printf("m_B trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_B"))) {
                 System.out.println("m_B NUM-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(num, "num"), 100, Set.of(2), null).accuracy());

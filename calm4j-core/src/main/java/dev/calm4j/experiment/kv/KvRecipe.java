@@ -22,24 +22,48 @@ import java.util.Random;
  */
 public record KvRecipe(int keys, int operands, long taskSeed,
                        int augmentHidden, int augmentLayers, int augmentHeadDim, int augmentSteps, int augmentAuxLayer,
-                       double augmentWeightDecay,
+                       double augmentWeightDecay, boolean augmentLinearReadout,
                        int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
                        boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
+                       double anchorPlaceNorm, double anchorDigitNoise, int anchorNoiseRamp,
                        int batch, double lr) {
+
+    /**
+     * Validates what a stamp or a development override could get wrong before anything trains. {@code augmentLinearReadout}:
+     * m_A's aux heads fitted by squared error onto one-hot digits ({@link DigitAuxObjective#linearReadout}).
+     * {@code anchorPlaceNorm}, {@code anchorDigitNoise}, {@code anchorNoiseRamp}: m_B's learned code used per place at one
+     * norm ({@link DigitAuxObjective#placeNorm}) with digit-space noise ramped in ({@link DigitAuxObjective#digitNoise});
+     * 0 turns each off.
+     */
+    public KvRecipe {
+        if (keys < 2 || operands < 2 || augmentSteps < 1 || anchorSteps < 1 || batch < 1) {
+            throw new IllegalArgumentException("kv recipe: keys, operands >= 2 and steps, batch >= 1 expected, got keys "
+                    + keys + ", operands " + operands + ", steps " + augmentSteps + "/" + anchorSteps + ", batch " + batch);
+        }
+        if (!(lr > 0) || !(anchorPlaceNorm >= 0) || !(anchorDigitNoise >= 0) || anchorNoiseRamp < 0
+                || Double.isInfinite(anchorPlaceNorm) || Double.isInfinite(anchorDigitNoise)) {
+            throw new IllegalArgumentException("kv recipe: lr > 0 and finite place norm, digit noise, noise ramp >= 0 expected, got lr "
+                    + lr + ", place norm " + anchorPlaceNorm + ", digit noise " + anchorDigitNoise + ", ramp " + anchorNoiseRamp);
+        }
+        if ((anchorPlaceNorm > 0 || anchorDigitNoise > 0) && !(anchorTwinCode && anchorTwinCodeNorm == 0)) {
+            throw new IllegalArgumentException("kv recipe: anchorPlaceNorm and anchorDigitNoise need the learned operand code "
+                    + "(anchorTwinCode true, anchorTwinCodeNorm 0)");
+        }
+    }
 
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
-                128, 4, 32, 1200, 3, 0.01,
-                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0, false,
+                128, 4, 32, 1200, 3, 0.01, true,
+                128, 6, 16, 2500, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0, false, 0.0, 0.0, 0,
                 256, 3e-3);
     }
 
     /** A minutes-scale version for tests: a tiny task, few steps (checks the pipeline, not the accuracy). */
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
-                32, 2, 16, 40, 1, 0.01,
-                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0, false,
+                32, 2, 16, 40, 1, 0.01, true,
+                32, 3, 16, 40, 1, 0.3, 0.1, 0.5, true, 0.5, 0.0, false, 0.0, 0.0, 0,
                 16, 3e-3);
     }
 
@@ -99,19 +123,11 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** Trains m_A (lookups made readable at the key by the aux loss) into {@code dir}. */
     public TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
-        return trainAugment(t, dir, tokenizer, progress, log, false);
-    }
-
-    /**
-     * As above; {@code linearReadout} (a development option, KvDev's {@code -Dkv.aLinear}) fits the aux heads by squared
-     * error onto one-hot digits ({@link DigitAuxObjective#linearReadout}).
-     */
-    TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, boolean linearReadout) {
         LlamaConfig c = augmentConfig(t);
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 10, 0.02, ScalarType.Float), ScalarType.Float)) {
             var values = t.lookupTable();
             DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer)
-                    .linearReadout(linearReadout);
+                    .linearReadout(augmentLinearReadout);
             Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
             return TrainLoop.run(obj, d, null, schedule(augmentSteps, augmentWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);
@@ -128,15 +144,10 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      *
      * @param init a saved m_B of this recipe's shape to continue from ({@code -Dkv.bInit}): a fixed code at full scale
      *     from the first step, a learned code from the table saved beside it; or null
-     * @param digitNoise {@code > 0}: a learned code's noise in digit space instead of on its rows
-     *     ({@link DigitAuxObjective#digitNoise}, {@code -Dkv.bDigitNoise}), ramped up over {@code noiseRamp} steps
-     *     ({@code -Dkv.bNoiseRamp})
      * @param hint {@code > 0}: {@link DigitAuxObjective#hint}'s loss of this weight ({@code -Dkv.bHint})
-     * @param placeNorm {@code > 0}: the learned code normalised per place ({@link DigitAuxObjective#placeNorm},
-     *     {@code -Dkv.bPlaceNorm})
      */
-    record AnchorDev(Path init, double digitNoise, int noiseRamp, double hint, double placeNorm) {
-        static final AnchorDev NONE = new AnchorDev(null, 0, 0, 0, 0);
+    record AnchorDev(Path init, double hint) {
+        static final AnchorDev NONE = new AnchorDev(null, 0);
     }
 
     /** As above, with development options ({@link AnchorDev}). */
@@ -151,14 +162,14 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             if (init != null && anchorTwinCode && anchorTwinCodeNorm == 0) {
                 obj.continueCode(init.resolve(DigitAuxObjective.CODE_FILE));   // the learned code trains on too
             }
-            if (opts.digitNoise() > 0) {
-                obj.digitNoise(opts.digitNoise(), opts.noiseRamp());
+            if (anchorDigitNoise > 0) {
+                obj.digitNoise(anchorDigitNoise, anchorNoiseRamp);
             }
             if (opts.hint() > 0) {
                 obj.hint(opts.hint());
             }
-            if (opts.placeNorm() > 0) {
-                obj.placeNorm(opts.placeNorm());
+            if (anchorPlaceNorm > 0) {
+                obj.placeNorm(anchorPlaceNorm);
             }
             Dataset d = Dataset.of(anchorData(t), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(anchorSteps, anchorWeightDecay), dir.resolveSibling(dir.getFileName() + ".train"),

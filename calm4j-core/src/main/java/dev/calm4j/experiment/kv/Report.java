@@ -114,7 +114,13 @@ final class Report {
                 + "`accuracy.png`.%n", results.path("wall_time_s").asDouble()));
         r.append("\n## What the base models are\n\nm_A is pretrained by calm4j on KV-SUBS over all keys plus single-key "
                 + "lookups, with an auxiliary loss: at the operator after each key, linear heads on its last block "
-                + "predict the key's three value digits. Without it, a small m_A looks values up lazily, only where it "
+                + "predict the key's three value digits"
+                + (k.augmentLinearReadout()
+                    ? ", fitted by squared error onto the one-hot digits, so that the digits are a linear function of "
+                        + "the state (what a bridge's linear value path can carry to keys it never saw; with cross "
+                        + "entropy they were only separable, and bridges stayed at ~0 % on held-out keys)"
+                    : " (cross entropy)")
+                + ". Without it, a small m_A looks values up lazily, only where it "
                 + "writes them, and nothing about a held-out key is readable at the key (DESIGN.md §4.1). m_B is "
                 + "pretrained on NUM-MATH with the same operand-digit aux loss at block " + k.anchorAuxLayer() + ", and "
                 + "with operand-blind twins: a fraction " + k.anchorTwinFraction() + " of the rows is rewritten with random "
@@ -126,9 +132,14 @@ final class Report {
                         + "per-coordinate scale; saved as `m_B/operand_code.safetensors` for the anchor check), "
                     : k.anchorTwinCode() && k.anchorTwinGather()
                     ? "a learned linear code of every operand's digits added at the `=` and at every position after it "
-                        + "(one [30, D] table per operand slot, trained with m_B, one row per place and digit; Gaussian "
-                        + "noise on each row of " + k.anchorTwinNoise() + " times its place's spread; saved as "
-                        + "`m_B/operand_code.safetensors` for the anchor check, which adds it the same way), "
+                        + "(one [30, D] table per operand slot, trained with m_B, one row per place and digit"
+                        + (k.anchorPlaceNorm() > 0 ? ", used centred with each place at RMS norm " + k.anchorPlaceNorm()
+                            + " so that no place can shrink" : "")
+                        + (k.anchorDigitNoise() > 0 ? "; noise in digit space, each place a mixture of its ten rows with "
+                            + "weights one-hot + N(0, s^2), s drawn per operand up to " + k.anchorDigitNoise()
+                            + " (ramped in over " + k.anchorNoiseRamp() + " steps), the kind of error a linear bridge makes"
+                            : "; Gaussian noise on each row of " + k.anchorTwinNoise() + " times its place's spread")
+                        + "; saved as `m_B/operand_code.safetensors` for the anchor check, which adds it the same way), "
                     : k.anchorTwinCode()
                     ? "a learned linear code of each operand's digits added at the operator after it (a [30, D] table "
                         + "trained with m_B, one row per place and digit, Gaussian noise on each row of " + k.anchorTwinNoise()
@@ -228,12 +239,19 @@ final class Report {
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "What we would try next: make the linear read-out the recipe's m_A (it costs nothing: same steps); fold "
-                + "the development chain of the tolerant reader into the recipe's m_B (NUM-MATH rows beside the code rows, "
-                + "places at one norm, digit-space noise from the first step) within the retrain budget, which needs "
-                + "fewer steps or a faster one; a bridge schedule that fits the 15-minute job and trains reliably across seeds (warm-up, learning rate, heads); a larger default D_C, since the bridges overfit its sums (35.5 % on unseen "
-                + "sums of seen keys from 3,000, 79.5 % from 12,000); more keys (N_KV 1,000-2,000, so that a map is fitted "
-                + "on 200-400 keys).\n");
+                + "5. The linear read-out is the recipe's m_A since stop 15. The tolerant reader is not yet the recipe's "
+                + "m_B: trained from scratch with the chain's ingredients from the first step (twins 0.5, the gathered "
+                + "code with places at norm 1.2), m_B read 3.0 % of held-out-key sums from the true code with digit-space "
+                + "noise up to 0.25 ramped in over 1,000 of 2,000 steps (NUM-MATH 70.7 %), 14.5 % with no noise over "
+                + "3,000 steps (NUM-MATH 53.0 %: the code path took over the shared blocks), and 5.5 % with noise up to "
+                + "0.1 ramped over 3,000 steps (NUM-MATH 77.0 %); the shipped m_B (8.5 %, 71 %) stays.\n\n"
+                + "What we would try next: a staged m_B recipe that follows the chain (noiseless code-only steps first, "
+                + "then places at one norm with digit-space noise, then NUM-MATH rows beside the code rows) and makes it "
+                + "cheaper per step (a smaller batch, or the code-only stage on shorter rows), with the retrain's two "
+                + "models side by side (`--jobs 2`) so that m_B has the whole budget; then the bridge settings of the "
+                + "development runs (8 heads, lr 1e-3, 3,000 steps, 12,000 KV-MATH sums) as defaults, which needs the "
+                + "composition runs faster too (m_A's states for D_C computed once, since m_A is frozen); more keys "
+                + "(N_KV 1,000-2,000, so that a map is fitted on 200-400 keys).\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();

@@ -8,6 +8,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -356,9 +357,61 @@ class KvPipelineTest {
     }
 
     @Test
+    void theRecipesCodeOptionsReachMsBTraining() throws Exception {
+        // A tiny recipe with the gathered code used per place at one norm, and digit-space noise ramped in.
+        KvRecipe t = KvRecipe.tiny();
+        KvRecipe k = new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
+                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true,
+                t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), 10, t.anchorAuxLayer(), t.anchorAuxWeight(),
+                t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, t.batch(), t.lr());
+        KvTask task = k.task();
+        Path tok = tmp.resolve("options-tokenizer.json");
+        task.writeTokenizer(tok);
+        ByteArrayOutputStream log = new ByteArrayOutputStream();
+        k.trainAnchor(task, tmp.resolve("options").resolve("m_B"), tok, false, new PrintStream(log));
+        // its saved code has every place centred at RMS row norm 1.2
+        try (var st = dev.calm4j.io.Safetensors.open(tmp.resolve("options").resolve("m_B/" + DigitAuxObjective.CODE_FILE))) {
+            float[] code = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
+            int d = code.length / 60;                                      // 2 operand slots x 3 places x 10 digits
+            for (int place = 0; place < 6; place++) {
+                double sq = 0;
+                double[] mean = new double[d];
+                for (int i = place * 10 * d; i < (place + 1) * 10 * d; i++) {
+                    sq += code[i] * (double) code[i];
+                    mean[i % d] += code[i] / 10.0;
+                }
+                assertEquals(1.2, Math.sqrt(sq / 10), 1e-4, "place " + place);
+                for (double m : mean) {
+                    assertEquals(0, m, 1e-5, "place " + place + " is centred");
+                }
+            }
+        }
+        String described = log.toString();
+        assertTrue(described.contains("gathered") && described.contains("places at norm 1.20")
+                && described.contains("digit-space noise up to 0.25 (ramp 5 steps)"), described);
+    }
+
+    @Test
+    void theRecipeRefusesCodeOptionsWithoutTheLearnedCodeAndNonsenseValues() {
+        KvRecipe t = KvRecipe.tiny();
+        var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
+                t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
+                t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
+                t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, t.batch(), t.lr()));
+        assertTrue(e.getMessage().contains("anchorPlaceNorm"), e.getMessage());     // a fixed code (norm 2) has no places to norm
+        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
+                t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
+                t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
+                t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, t.batch(), t.lr()));
+        assertTrue(e.getMessage().contains("digit noise -0.25"), e.getMessage());
+    }
+
+    @Test
     void tinyEndToEnd() throws Exception {
         KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"),
-                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, true, true, 20, 0.25);
+                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, true, true, 20, 0.25, 2);   // 2 jobs: runs at once
         ObjectNode r = new KvExperiment(c, new PrintStream(OutputStream.nullOutputStream()), false).run();
         for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
             for (String d : KvExperiment.DATASETS) {
@@ -379,10 +432,10 @@ class KvPipelineTest {
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
         // A second run reuses the models trained for this recipe; another recipe is refused.
         KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10, 0.0);
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10, 0.0, 1);
         new KvExperiment(again, new PrintStream(OutputStream.nullOutputStream()), false).run();
         KvExperiment.Config other = new KvExperiment.Config(KvRecipe.defaults(), c.modelsDir(), tmp.resolve("run3"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10, 0.0);
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10, 0.0, 1);
         var e = org.junit.jupiter.api.Assertions.assertThrows(dev.calm4j.Calm4jException.class,
                 () -> new KvExperiment(other, new PrintStream(OutputStream.nullOutputStream()), false).run());
         assertTrue(e.getMessage().contains("--retrain"), e.getMessage());

@@ -1,0 +1,111 @@
+package dev.calm4j.train;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.Torch;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.Consumer;
+
+/**
+ * Runs independent trainings (or any jobs) {@code n} at a time, each on its own thread, and returns their results in
+ * the order given. Why: calm4j's own models at experiment scale are bound by per-op overhead, not FLOPs (one libtorch
+ * thread plus a BLAS pool leaves the second core mostly idle), so two runs at once finish in little more than the time
+ * of one. While more than one runs, OpenBLAS is set to one thread, so that the runs do not fight over its pool; it
+ * is restored afterwards. libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs
+ * that share only frozen, read-only models (the base models of an experiment) do not interact.
+ */
+public final class Parallel {
+    private Parallel() {}
+
+    /**
+     * @param onDone called (one call at a time) with each result as its job finishes, in finishing order
+     * @return every job's result, in the order of {@code jobs}
+     * @throws Calm4jException, or the job's own unchecked exception, from the first job (in order) that failed; the
+     *     jobs not yet started are cancelled and running ones are waited for
+     */
+    public static <T> List<T> run(List<? extends Callable<T>> jobs, int n, Consumer<? super T> onDone) {
+        if (n < 1) {
+            throw new IllegalArgumentException("jobs at once: expected >= 1, got " + n);
+        }
+        List<T> out = new ArrayList<>();
+        if (n == 1 || jobs.size() <= 1) {
+            for (Callable<T> j : jobs) {
+                T r = call(j);
+                onDone.accept(r);
+                out.add(r);
+            }
+            return out;
+        }
+        int blas = Torch.blasThreads();
+        Torch.setBlasThreads(1);
+        ExecutorService pool = Executors.newFixedThreadPool(Math.min(n, jobs.size()), r -> {
+            Thread t = new Thread(r, "calm4j-job");
+            t.setDaemon(true);
+            return t;
+        });
+        try {
+            List<Future<T>> futures = new ArrayList<>();
+            for (Callable<T> j : jobs) {
+                futures.add(pool.submit(() -> {
+                    T r = j.call();
+                    synchronized (Parallel.class) {
+                        onDone.accept(r);
+                    }
+                    return r;
+                }));
+            }
+            RuntimeException failure = null;
+            for (Future<T> f : futures) {
+                try {
+                    out.add(f.get());
+                } catch (ExecutionException e) {
+                    if (failure == null) {
+                        failure = unwrap(e.getCause());
+                        futures.forEach(g -> g.cancel(false));     // not started: skip; running: let finish
+                    }
+                } catch (java.util.concurrent.CancellationException e) {
+                    // a job skipped after an earlier failure
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new Calm4jException("interrupted while waiting for training runs");
+                }
+            }
+            if (failure != null) {
+                throw failure;
+            }
+            return out;
+        } finally {
+            pool.shutdown();
+            try {
+                pool.awaitTermination(1, java.util.concurrent.TimeUnit.DAYS);   // a running job finishes before BLAS is reset
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            Torch.setBlasThreads(blas);
+        }
+    }
+
+    private static <T> T call(Callable<T> j) {
+        try {
+            return j.call();
+        } catch (Exception e) {
+            throw unwrap(e);
+        }
+    }
+
+    private static RuntimeException unwrap(Throwable e) {
+        if (e instanceof RuntimeException r) {
+            return r;
+        }
+        if (e instanceof Error err) {
+            throw err;
+        }
+        return new Calm4jException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
+    }
+}
