@@ -68,7 +68,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     Double numMathMix;
 
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "
-            + "these small models leave a core idle, so 2 at once take little longer than 1)")
+            + "these small models leave a core partly idle; results can differ in the last digits with the BLAS thread count)")
     Integer jobs;
 
     @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")

@@ -252,7 +252,7 @@ final class DigitAuxObjective implements Objective {
      * trained against a reader that takes the true code stayed at 0.5 % on held-out keys. Cross entropy only asks the
      * digits to be separable and rewards ever larger margins; squared error asks the one-hot digits to be a linear
      * function of the state, and any linear code of the digits (m_B's included) is then one too (R^2 0.998; the
-     * bridges reach 16-45 %; README, stop 14).
+     * bridges reach 16-45 %; experiments/kv-arithmetic/HISTORY.md, stop 14).
      */
     DigitAuxObjective linearReadout(boolean on) {
         this.linearReadout = on;

@@ -63,8 +63,9 @@ public final class KvExperiment {
         /**
          * @param jobs training runs at once (the base models' two, or the composition's seeds x models), each on one
          *     thread with single-threaded BLAS. Why: these models are so small that a step is bound by per-op overhead,
-         *     not FLOPs, so one run leaves the second core mostly idle; two at once took m_A and m_B from 0.75 and 0.93
-         *     s/step alone to 0.66 and 0.70 s/step together (README, "Running several trainings at once").
+         *     not FLOPs, so one run leaves the second core partly idle: side by side, m_B ran at 0.77 s/step against
+         *     0.85 alone, so --retrain takes m_B's time, not the sum; the default job gains less (404 s against 419 s;
+         *     README, "Running several trainings at once").
          */
         public Config {
             if (jobs < 1) {
