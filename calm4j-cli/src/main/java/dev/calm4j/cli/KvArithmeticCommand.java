@@ -88,6 +88,9 @@ class KvArithmeticCommand implements Callable<Integer> {
         Path modelsDir = models != null ? models : home().resolve("experiments/kv-arithmetic/models");
         Path outDir = out != null ? out : Path.of("runs", "kv-arithmetic-"
                 + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")) + (quick ? "-quick" : ""));
+        if (jobs != null && jobs <= 0) {
+            throw new Calm4jException("--jobs must be > 0");
+        }
         KvExperiment.Config c = KvExperiment.Config.defaults(modelsDir, outDir);
         if (quick) {
             c = c.quick();
@@ -97,10 +100,7 @@ class KvArithmeticCommand implements Callable<Integer> {
                 lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
                 heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
                 evalExamples != null ? evalExamples : c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
-                numMathMix != null ? numMathMix : c.numMathMix(), jobs != null ? Math.max(jobs, 1) : c.jobs());
-        if (jobs != null && jobs <= 0) {
-            throw new Calm4jException("--jobs must be > 0");
-        }
+                numMathMix != null ? numMathMix : c.numMathMix(), jobs != null ? jobs : c.jobs());
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");
         }

@@ -16,8 +16,9 @@ import java.util.function.Consumer;
  * Runs independent trainings (or any jobs) {@code n} at a time, each on its own thread, and returns their results in
  * the order given. Why: calm4j's own models at experiment scale are bound by per-op overhead, not FLOPs (one libtorch
  * thread plus a BLAS pool leaves the second core partly idle), so two long runs side by side finish in about the time
- * of the longer one (the KV recipe's m_A and m_B: 32.8 min against ~50); short runs gain less (README, Performance). While more than one runs, OpenBLAS is set to one thread, so that the runs do not fight over its pool; it
- * is restored afterwards. libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs
+ * of the longer one (the KV recipe's m_A and m_B: 32.8 min against ~50); short runs gain less (README, Performance).
+ * While more than one runs, OpenBLAS is set to one thread, so that the runs do not fight over its pool; it is restored
+ * afterwards. libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs
  * that share only frozen, read-only models (the base models of an experiment) do not interact.
  */
 public final class Parallel {

@@ -163,7 +163,7 @@ public final class KvExperiment {
         Path tok = cfg.modelsDir().resolve("tokenizer.json");
         t.writeTokenizer(tok);
         boolean together = cfg.jobs() > 1;
-        boolean bars = progress && !together;           // two bars on one terminal line would garble each other
+        boolean bars = bars();
         PrintStream quiet = together ? new PrintStream(OutputStream.nullOutputStream()) : log;
         log.println("pretraining m_A (KV-SUBS over all keys + lookups, value-digit aux loss)" + (together ? " and m_B (NUM-MATH) at once" : "") + " ...");
         List<Callable<String>> jobs = List.of(
@@ -240,8 +240,10 @@ public final class KvExperiment {
             results.put("bridge_parameters", bridgeParams);
             // Every (seed, model) run is independent: they share only the frozen base models and D_C.
             List<Callable<Run>> runs = new ArrayList<>();
-            boolean bars = progress && cfg.jobs() == 1;    // two bars on one terminal line would garble each other
+            boolean bars = bars();
             int rank = Lora.rankMatching((LlamaModel) mB, LORA_TARGETS, bridgeParams);
+            Dataset dcEnc = Dataset.of(d.composition().stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList(),
+                    "D_C with the prompt as the augment's input");
             for (long seed : cfg.seeds()) {
                 TrainConfig tc = new TrainConfig(cfg.composeSteps(), cfg.composeBatch(), 1, cfg.composeLr(),
                         Math.max(1, cfg.composeSteps() / 20), 0.1, 0.0, 0.9, 0.999, 1e-8, 1.0, 0, 0,
@@ -251,7 +253,7 @@ public final class KvExperiment {
                     try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), seed)) {
                         var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir)), dc, null, tc,
                                 runDir.resolve("calm"), false, bars, quiet);
-                        return new Run("calm", seed, r, evalAll(EvalModel.of(calm), d), "CALM", 0);
+                        return new Run("calm", seed, r, evalAll(EvalModel.of(calm), d), "", 0);
                     }
                 });
                 if (!cfg.controls()) {
@@ -263,7 +265,7 @@ public final class KvExperiment {
                         var r = TrainLoop.run(new LoraObjective(base, bDir, lora), dc, null, tc, runDir.resolve("lora"),
                                 false, bars, quiet);
                         return new Run("lora", seed, r, evalAll(EvalModel.of(lora.apply(base)), d),
-                                String.format("LoRA r=%d (%,d params)", rank, lora.parameterCount()), lora.parameterCount());
+                                String.format(" r=%d (%,d params)", rank, lora.parameterCount()), lora.parameterCount());
                     }
                 });
                 runs.add(() -> {            // CALM with a random (untrained) m_A of the same shape
@@ -274,17 +276,15 @@ public final class KvExperiment {
                         try (CalmModel calm = CalmModel.create(mB, List.of(rnd), plan, Mode.SAME_SEQUENCE, cfg.heads(), seed)) {
                             var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(randomDir)), dc, null, tc,
                                     runDir.resolve("calm_random_augment"), false, bars, quiet);
-                            return new Run("calm_random_augment", seed, r, evalAll(EvalModel.of(calm), d), "CALM, random m_A", 0);
+                            return new Run("calm_random_augment", seed, r, evalAll(EvalModel.of(calm), d), "", 0);
                         }
                     }
                 });
                 runs.add(() -> {            // m_A as an encoder: it reads the prompt once (separate prompt), the anchor sees all of it
-                    Dataset dcEnc = Dataset.of(d.composition().stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList(),
-                            "D_C with the prompt as the augment's input");
                     try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.heads(), seed)) {
                         var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir)), dcEnc, null, tc,
                                 runDir.resolve("calm_encoder"), false, bars, quiet);
-                        return new Run("calm_encoder", seed, r, evalAll(EvalModel.of(calm), withPrompts(d)), "CALM, m_A as encoder", 0);
+                        return new Run("calm_encoder", seed, r, evalAll(EvalModel.of(calm), withPrompts(d)), "", 0);
                     }
                 });
             }
@@ -292,8 +292,8 @@ public final class KvExperiment {
                     cfg.seeds().size(), cfg.seeds().size() == 1 ? "" : "s",
                     cfg.controls() ? "CALM, LoRA, CALM with random m_A, CALM with m_A as encoder" : "CALM", dc.size(), plan,
                     Math.min(cfg.jobs(), runs.size()));
-            for (Run r : Parallel.run(runs, cfg.jobs(), r -> log.printf("  seed %d, %s: loss %.4f (%.0f s); held-out keys %.1f%%%n",
-                    r.seed(), r.label(), r.train().finalLoss(), r.train().seconds(),
+            for (Run r : Parallel.run(runs, cfg.jobs(), r -> log.printf("  seed %d, %s%s: loss %.4f (%.0f s); held-out keys %.1f%%%n",
+                    r.seed(), Report.MODEL_LABELS.get(r.model()), r.detail(), r.train().finalLoss(), r.train().seconds(),
                     100 * r.acc().get("kv_math_heldout_keys").get(0).value()))) {
                 add(acc, r.model(), r.acc());
                 if (r.model().equals("calm")) {
@@ -331,9 +331,17 @@ public final class KvExperiment {
 
     private static final List<String> LORA_TARGETS = List.of("q_proj", "v_proj");
 
-    /** One finished training run of the composition stage: its model's name in results.json, and what it measured. */
-    private record Run(String model, long seed, TrainLoop.Result train, Map<String, List<Accuracy>> acc, String label,
+    /**
+     * One finished training run of the composition stage: its model's name in results.json, what it measured, and
+     * for the log what its report label does not say (LoRA's rank).
+     */
+    private record Run(String model, long seed, TrainLoop.Result train, Map<String, List<Accuracy>> acc, String detail,
                        long parameters) {}
+
+    /** Per-run progress bars only when runs go one at a time: two bars on one terminal line would garble each other. */
+    private boolean bars() {
+        return progress && cfg.jobs() == 1;
+    }
 
     private static void add(Map<String, Map<String, List<Accuracy>>> acc, String model, Map<String, List<Accuracy>> one) {
         Map<String, List<Accuracy>> m = acc.computeIfAbsent(model, k -> new LinkedHashMap<>());
