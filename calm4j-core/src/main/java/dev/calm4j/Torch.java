@@ -213,4 +213,76 @@ public final class Torch {
             return arg;
         }
     }
+
+
+    /** OpenBLAS's own description of itself (version, kernel chosen for this CPU), or "unknown". */
+    public static String blasConfig() {
+        try {
+            org.bytedeco.javacpp.Pointer p = org.bytedeco.javacpp.Loader.addressof("openblas_get_config");
+            return p == null || p.isNull() ? "unknown"
+                    : com.sun.jna.Function.getFunction(new com.sun.jna.Pointer(p.address())).invokeString(new Object[0], false);
+        } catch (RuntimeException | LinkageError e) {
+            return "unknown";
+        }
+    }
+
+    /** "model name x cores (family F, model M; which of avx2 / avx512f / avx512_bf16 / amx_tile the flags list)". */
+    public static String cpuModel() {
+        String name = null;
+        String family = "?";
+        String model = "?";
+        java.util.Set<String> flags = java.util.Set.of();
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+                String value = line.contains(":") ? line.substring(line.indexOf(':') + 1).trim() : "";
+                if (line.startsWith("model name") && name == null) {
+                    name = value;
+                } else if (line.startsWith("cpu family")) {
+                    family = value;
+                } else if (line.startsWith("model\t") || line.matches("model\\s+:.*")) {
+                    model = value;
+                } else if (line.startsWith("flags") && flags.isEmpty()) {
+                    flags = java.util.Set.of(value.split("\\s+"));
+                }
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            // fall through
+        }
+        int cores = Runtime.getRuntime().availableProcessors();
+        if (name == null) {
+            return System.getProperty("os.arch") + " x " + cores;
+        }
+        java.util.List<String> isa = new java.util.ArrayList<>();
+        for (String f : new String[] {"avx2", "avx512f", "avx512_bf16", "amx_tile"}) {
+            isa.add(flags.contains(f) ? f : "no " + f);
+        }
+        return name + " x " + cores + " (family " + family + ", model " + model + "; " + String.join(", ", isa) + ")";
+    }
+
+
+    /**
+     * What decides the last bits of a float computation on this machine, for a training's provenance: OpenBLAS's
+     * kernel (chosen at load time for the CPU it finds, unless pinned), its threads and libtorch's, libtorch's vector
+     * kernels ({@code torch_cpu_capability}), the CPU and its ISA, and the
+     * variables that pin the kernels ({@code OPENBLAS_CORETYPE}, {@code ATEN_CPU_CAPABILITY}). Why: the same code and
+     * seed on a CPU whose VM exposes AVX-512 and one whose VM does not get different libtorch kernels (OpenBLAS is
+     * pinned to Haswell by this machine's environment, and the old run's numbers are reproduced with it), the sums round differently from the first step, and a
+     * fragile training then follows another trajectory (the KV experiment's one-stage m_B: NUM-MATH 71 % with AVX2
+     * kernels, 11 % with AVX-512 ones; the AVX2 run is reproduced bit for bit with {@code ATEN_CPU_CAPABILITY=avx2} and
+     * two BLAS threads).
+     */
+    public static java.util.Map<String, String> numerics() {
+        init();
+        java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+        m.put("blas", blasConfig());
+        m.put("blas_threads", Integer.toString(blasThreads()));
+        m.put("torch_threads", Integer.toString(org.bytedeco.pytorch.global.torch.get_num_threads()));
+        m.put("torch_cpu_capability", org.bytedeco.pytorch.global.torch.get_cpu_capability().getString());
+        m.put("cpu", cpuModel());
+        for (String v : new String[] {"OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY"}) {
+            String val = nativeEnv(v);
+            m.put(v.toLowerCase(java.util.Locale.ROOT), val == null ? "unset" : val);
+        }
+        return m;
+    }
 }

@@ -111,17 +111,8 @@ class KvArithmeticCommand implements Callable<Integer> {
             throw new Calm4jException("--seeds is empty");
         }
         Files.createDirectories(outDir);
-        java.io.PrintStream log = new java.io.PrintStream(new java.io.OutputStream() {
-            @Override
-            public void write(int b) {
-                w.write(b);
-            }
-
-            @Override
-            public void flush() {
-                w.flush();
-            }
-        }, true);
+        // UTF-8 a line at a time: the run log names "CALM m_A⊕m_B" (a byte-per-char copy printed it as mojibake)
+        java.io.PrintStream log = Training.printStream(w);
         ObjectNode r = new KvExperiment(c, log, !noProgress).run();
         w.println();
         w.println(Files.readString(outDir.resolve("report.md")).split("## Probe")[0].trim());

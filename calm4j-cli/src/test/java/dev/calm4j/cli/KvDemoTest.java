@@ -32,6 +32,7 @@ class KvDemoTest {
         CliTest.Run r = CliTest.calm("demo", "--quick", "--no-progress", "--out", out.toString());
         assertEquals(0, r.code(), r.err() + r.out());
         assertTrue(r.out().contains("Table 1"), r.out());
+        assertTrue(r.out().contains("seed 1, CALM m_A\u2295m_B: loss"), "the run log is UTF-8, not a byte per char: " + r.out());
         for (String f : new String[] {"report.md", "results.json", "accuracy.png", "loss.png", "config.json",
                 "data/keys.jsonl", "data/composition_train.jsonl"}) {
             assertTrue(Files.size(out.resolve(f)) > 0, f);

@@ -140,10 +140,10 @@ public final class CalmBench {
             String val = dev.calm4j.Torch.nativeEnv(v);
             res.put(v.toLowerCase(java.util.Locale.ROOT), val == null ? "unset" : val);
         }
-        res.put("blas", blasCore());
+        res.put("blas", dev.calm4j.Torch.blasConfig());
         res.put("libtorch", "2.10.0 (org.bytedeco:pytorch 2.10.0-1.5.13)");
         res.put("java", System.getProperty("java.version"));
-        res.put("cpu", cpuModel());
+        res.put("cpu", dev.calm4j.Torch.cpuModel());
 
         long t0 = System.nanoTime();
         if (o.mode().equals("calm-decode")) {
@@ -429,49 +429,5 @@ public final class CalmBench {
 
     private static double round1(double x) {
         return Math.round(x * 10) / 10.0;
-    }
-
-    /** OpenBLAS's own description of itself (version, kernel chosen for this CPU), or "unknown". */
-    static String blasCore() {
-        try {
-            org.bytedeco.javacpp.Pointer p = org.bytedeco.javacpp.Loader.addressof("openblas_get_config");
-            return p == null || p.isNull() ? "unknown"
-                    : com.sun.jna.Function.getFunction(new com.sun.jna.Pointer(p.address())).invokeString(new Object[0], false);
-        } catch (RuntimeException | LinkageError e) {
-            return "unknown";
-        }
-    }
-
-    /** "model name x cores (family F, model M; which of avx2 / avx512f / avx512_bf16 / amx_tile the flags list)". */
-    static String cpuModel() {
-        String name = null;
-        String family = "?";
-        String model = "?";
-        java.util.Set<String> flags = java.util.Set.of();
-        try {
-            for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/cpuinfo"))) {
-                String value = line.contains(":") ? line.substring(line.indexOf(':') + 1).trim() : "";
-                if (line.startsWith("model name") && name == null) {
-                    name = value;
-                } else if (line.startsWith("cpu family")) {
-                    family = value;
-                } else if (line.startsWith("model\t") || line.matches("model\\s+:.*")) {
-                    model = value;
-                } else if (line.startsWith("flags") && flags.isEmpty()) {
-                    flags = java.util.Set.of(value.split("\\s+"));
-                }
-            }
-        } catch (java.io.IOException | RuntimeException e) {
-            // fall through
-        }
-        int cores = Runtime.getRuntime().availableProcessors();
-        if (name == null) {
-            return System.getProperty("os.arch") + " x " + cores;
-        }
-        List<String> isa = new ArrayList<>();
-        for (String f : new String[] {"avx2", "avx512f", "avx512_bf16", "amx_tile"}) {
-            isa.add(flags.contains(f) ? f : "no " + f);
-        }
-        return name + " x " + cores + " (family " + family + ", model " + model + "; " + String.join(", ", isa) + ")";
     }
 }

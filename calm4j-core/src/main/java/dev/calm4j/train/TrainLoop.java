@@ -41,7 +41,8 @@ import java.util.stream.Stream;
  * and a loss-curve PNG. Used for bridges, for the LoRA baseline and for pretraining small LMs.
  *
  * <p>Output directory: the objective's result (e.g. bridges.safetensors + calm_config.json) at the end,
- * {@code metrics.jsonl}, {@code loss.png}, {@code train_config.json}, and {@code checkpoint/} (trainable tensors,
+ * {@code metrics.jsonl}, {@code loss.png}, {@code train_config.json}, {@code numerics.json} (the BLAS kernel, threads and
+ * CPU that rounded the sums: {@link dev.calm4j.Torch#numerics}), and {@code checkpoint/} (trainable tensors,
  * optimizer state, data position) for {@code --resume}.
  */
 public final class TrainLoop {
@@ -109,6 +110,7 @@ public final class TrainLoop {
         }
         rewriteMetrics(metricsFile, start);
         writeString(out.resolve("train_config.json"), cfg.toJson().toPrettyString() + "\n");
+        writeString(out.resolve("numerics.json"), JSON.valueToTree(dev.calm4j.Torch.numerics()).toPrettyString() + "\n");
         log.printf("training %s on %d examples (%d target tokens), %d steps of %d x %d%n", obj.describe(),
                 train.size(), train.targetTokens(), cfg.steps(), cfg.batchSize(), cfg.accumulation());
 
@@ -214,6 +216,8 @@ public final class TrainLoop {
         }
         provenance.put("train_examples", train.size());
         provenance.put("train_source", train.source());
+        // the kernels and threads that rounded this run's sums: the same seed elsewhere can follow another trajectory
+        provenance.set("numerics", JSON.valueToTree(dev.calm4j.Torch.numerics()));
         obj.save(resultDir, provenance);
         State.save(ckpt, cfg.steps(), batcher.position(), cfg, params, optimizer);
         LossCurve.write(out.resolve("loss.png"), obj.describe(), curve);

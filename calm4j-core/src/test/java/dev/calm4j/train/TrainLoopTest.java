@@ -106,6 +106,12 @@ class TrainLoopTest {
                 assertTrue(Files.exists(tmp.resolve("out/calm_config.json")));
                 assertTrue(Files.size(tmp.resolve("out/loss.png")) > 1000);
                 assertTrue(Files.readString(tmp.resolve("out/metrics.jsonl")).contains("\"step\":3"));
+                // the numerics that rounded the run: recorded in the run directory and in the bridges' provenance
+                var numerics = new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve("out/numerics.json").toFile());
+                org.junit.jupiter.api.Assertions.assertEquals(Integer.toString(dev.calm4j.Torch.blasThreads()), numerics.get("blas_threads").asText());
+                assertTrue(!numerics.get("cpu").asText().isBlank() && !numerics.get("blas").asText().isBlank()
+                        && !numerics.get("torch_cpu_capability").asText().isBlank(), numerics.toString());
+                assertTrue(Files.readString(tmp.resolve("out/calm_config.json")).contains("\"numerics\""));
             }
         }
     }

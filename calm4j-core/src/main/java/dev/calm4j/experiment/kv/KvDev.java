@@ -19,7 +19,8 @@ import java.util.Set;
  * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
  * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
  * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows'; every other {@code -Dkv.*} overrides one recipe
- * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}).
+ * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}, and
+ * {@code -Dkv.bStages=steps:twin:noise:placeNorm:digitNoise:ramp:lr;...} for m_B's later stages, "" for none).
  */
 public final class KvDev {
     private static double dbl(String property, double fallback) {
@@ -45,6 +46,7 @@ public final class KvDev {
                 Boolean.parseBoolean(System.getProperty("kv.bGather", Boolean.toString(d.anchorTwinGather()))),
                 dbl("kv.bPlaceNorm", d.anchorPlaceNorm()), dbl("kv.bDigitNoise", d.anchorDigitNoise()),
                 Integer.getInteger("kv.bNoiseRamp", d.anchorNoiseRamp()),
+                System.getProperty("kv.bStages") == null ? d.anchorStages() : KvRecipe.AnchorStage.parse(System.getProperty("kv.bStages")),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);

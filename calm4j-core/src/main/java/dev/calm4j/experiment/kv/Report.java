@@ -146,6 +146,7 @@ final class Report {
                         + " times its place's spread, the RMS of the place's 10 rows about their mean; saved as `m_B/operand_code.safetensors` for the anchor "
                         + "check), "
                     : "the real rows' operator states added at their operators, ")
+                + stages(k)
                 + "so m_B learns to do the arithmetic from values added at the operators with letters in between: what "
                 + "a bridge into that block can give it, and, for the code, something a bridge's linear value path can "
                 + "write from m_A's states for keys it never saw. At "
@@ -239,19 +240,23 @@ final class Report {
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
                 + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
-                + "5. The linear read-out is the recipe's m_A since stop 15. The tolerant reader is not yet the recipe's "
-                + "m_B: trained from scratch with the chain's ingredients from the first step (twins 0.5, the gathered "
-                + "code with places at norm 1.2), m_B read 3.0 % of held-out-key sums from the true code with digit-space "
-                + "noise up to 0.25 ramped in over 1,000 of 2,000 steps (NUM-MATH 70.7 %), 14.5 % with no noise over "
-                + "3,000 steps (NUM-MATH 53.0 %: the code path took over the shared blocks), and 5.5 % with noise up to "
-                + "0.1 ramped over 3,000 steps (NUM-MATH 77.0 %); the shipped m_B (8.5 %, 71 %) stays.\n\n"
-                + "What we would try next: a staged m_B recipe that follows the chain (noiseless code-only steps first, "
-                + "then places at one norm with digit-space noise, then NUM-MATH rows beside the code rows) and makes it "
-                + "cheaper per step (a smaller batch, or the code-only stage on shorter rows), with the retrain's two "
-                + "models side by side (`--jobs 2`) so that m_B has the whole budget; then the bridge settings of the "
-                + "development runs (8 heads, lr 1e-3, 3,000 steps, 12,000 KV-MATH sums) as defaults, which needs the "
-                + "composition runs faster too (m_A's states for D_C computed once, since m_A is frozen); more keys "
-                + "(N_KV 1,000-2,000, so that a map is fitted on 200-400 keys).\n");
+                + "5. The linear read-out is the recipe's m_A since stop 15. One-stage m_Bs with the chain's "
+                + "ingredients from the first step did not learn the code (anchor check 3.0-14.5 %, stop 15). Since "
+                + "stop 16 m_B is trained in three stages: 3,500 noiseless steps on twins only, with the gathered code's "
+                + "places at norm 1.2 from the first step (anchor check 99.3 %: the places at one norm made the code "
+                + "path learn the units in 3,500 steps where it had needed 6,000+), then 1,500 with NUM-MATH rows and "
+                + "digit-space noise (97.0 %, but NUM-MATH 6 %), then 1,500 with fewer twins (99.0 %, NUM-MATH 83 %). "
+                + "The anchor check of this run is above; with it the anchor is no longer what limits the bridges. "
+                + "At the development bridge settings (8 heads, lr 1e-3, 3,000 steps, 12,000 KV-MATH sums) CALM over the "
+                + "stage-2 m_B reached 11.5 and 27.0 % on held-out keys (2 seeds), and over the stage-1 m_B (NUM-MATH "
+                + "8 %) 64.5 % (1 seed) at a similar D_C loss: giving m_B its digits back made it a worse target for "
+                + "the bridges, though it reads the exact code as well.\n\n"
+                + "What we would try next: an m_B that keeps stage 1's tolerance with its digits back (the third stage with "
+                + "noise on every code row, or NUM-MATH rows from stage 1 on at a small fraction); bridge training that carries within the job's budget, i.e. the development "
+                + "bridge settings made cheap enough for 3 seeds with controls in 15 minutes (m_A's states for D_C "
+                + "computed once, since m_A is frozen; fewer, larger steps), or fewer steps at a higher rate with "
+                + "warm-up; m_B's NUM-MATH from 83 % to 90 % (a longer third stage); the retrain inside 40 minutes "
+                + "(a shorter first stage: its loss was 0.03 by step 2,400); more keys (N_KV 1,000-2,000).\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();
@@ -276,5 +281,25 @@ final class Report {
         ByteArrayOutputStream png = new ByteArrayOutputStream();
         ChartUtils.writeChartAsPNG(png, chart, 1100, 550);
         AtomicFiles.writeBytes(cfg.out().resolve("accuracy.png"), png.toByteArray());
+    }
+
+    /** m_B's later stages in words, or "" for a one-stage recipe. */
+    static String stages(KvRecipe k) {
+        if (k.anchorStages().isEmpty()) {
+            return "";
+        }
+        StringBuilder b = new StringBuilder("trained for " + k.anchorSteps() + " steps with twins " + k.anchorTwinFraction()
+                + " of the rows" + (k.anchorDigitNoise() > 0 || k.anchorTwinNoise() > 0 ? "" : " and no noise")
+                + ", then continued in " + k.anchorStages().size() + " more stage" + (k.anchorStages().size() > 1 ? "s" : "") + " (");
+        for (int i = 0; i < k.anchorStages().size(); i++) {
+            KvRecipe.AnchorStage s = k.anchorStages().get(i);
+            b.append(i > 0 ? "; " : "").append(s.steps()).append(" steps, twins ").append(s.twinFraction()).append(" of the rows")
+                    .append(s.placeNorm() > 0 ? ", places at norm " + s.placeNorm() : "")
+                    .append(s.digitNoise() > 0 ? ", digit-space noise up to " + s.digitNoise() + " ramped in over "
+                            + s.noiseRamp() + " steps" : "")
+                    .append(s.twinNoise() > 0 ? ", row noise " + s.twinNoise() : "")
+                    .append(", peak lr ").append(s.lr());
+        }
+        return b.append("; `kv_recipe.json`'s `anchorStages`), ").toString();
     }
 }

@@ -363,7 +363,7 @@ class KvPipelineTest {
         KvRecipe k = new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
                 t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true,
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), 10, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, t.batch(), t.lr());
+                t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, List.of(), t.batch(), t.lr());
         KvTask task = k.task();
         Path tok = tmp.resolve("options-tokenizer.json");
         task.writeTokenizer(tok);
@@ -391,6 +391,77 @@ class KvPipelineTest {
                 && described.contains("digit-space noise up to 0.25 (ramp 5 steps)"), described);
     }
 
+    /** A tiny recipe whose m_B has the given first-stage twin fraction, place norm and later stages. */
+    private static KvRecipe staged(int steps, double twin, double placeNorm, List<KvRecipe.AnchorStage> stages) {
+        KvRecipe t = KvRecipe.tiny();
+        return new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
+                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true,
+                t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), steps, t.anchorAuxLayer(), t.anchorAuxWeight(),
+                t.anchorWeightDecay(), twin, true, 0.0, 0.0, true, placeNorm, 0.0, 0, stages, t.batch(), t.lr());
+    }
+
+    @Test
+    void aStagedMsBIsTheChainOfItsStagesEachContinuedFromTheLast() throws Exception {
+        // The recipe: 8 noiseless code-only steps, then 6 with NUM-MATH rows back and digit-space noise at another lr.
+        KvRecipe.AnchorStage later = new KvRecipe.AnchorStage(6, 0.5, 0.0, 1.2, 0.25, 3, 2e-3);
+        KvRecipe k = staged(8, 1.0, 1.2, List.of(later));
+        KvTask task = k.task();
+        Path tok = tmp.resolve("staged-tokenizer.json");
+        task.writeTokenizer(tok);
+        ByteArrayOutputStream log = new ByteArrayOutputStream();
+        Path dir = tmp.resolve("staged").resolve("m_B");
+        var r = k.trainAnchor(task, dir, tok, false, new PrintStream(log));
+        assertEquals(14, r.steps());
+        assertTrue(log.toString().contains("m_B stage 1 of 1, from m_B.stage0"), log.toString());
+        assertTrue(Files.isRegularFile(KvRecipe.stageDir(dir, 0).resolve("model.safetensors")));
+
+        // The same chain by hand, as KvDev runs it: the first stage alone, then a one-stage recipe continued from it.
+        Path byHand = tmp.resolve("byhand");
+        staged(8, 1.0, 1.2, List.of()).trainAnchor(task, byHand.resolve("first"), tok, false,
+                new PrintStream(OutputStream.nullOutputStream()));
+        KvRecipe second = new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(),
+                k.augmentHeadDim(), k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), true,
+                k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
+                k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, List.of(), k.batch(), 2e-3);
+        second.trainAnchor(task, byHand.resolve("m_B"), tok, false, new PrintStream(OutputStream.nullOutputStream()),
+                new KvRecipe.AnchorDev(byHand.resolve("first"), 0));
+        for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
+            assertArrayEquals(Files.readAllBytes(byHand.resolve("m_B").resolve(f)), Files.readAllBytes(dir.resolve(f)), f);
+            assertArrayEquals(Files.readAllBytes(byHand.resolve("first").resolve(f)),
+                    Files.readAllBytes(KvRecipe.stageDir(dir, 0).resolve(f)), "stage 0 " + f);
+        }
+        // (bit-identical to a run given stage 0 as its init, so the second stage did continue from the first)
+        String words = Report.stages(k);
+        assertTrue(words.contains("trained for 8 steps with twins 1.0 of the rows and no noise, then continued in 1 more stage "
+                + "(6 steps, twins 0.5 of the rows, places at norm 1.2, digit-space noise up to 0.25 ramped in over 3 steps, "
+                + "peak lr 0.002"), words);
+        assertEquals("", Report.stages(staged(8, 1.0, 0, List.of())), "a one-stage recipe adds nothing");
+    }
+
+    @Test
+    void badStagesAreRefusedWithTheFieldNamed() {
+        var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(0, 0.5, 0, 0, 0, 0, 1e-3));
+        assertTrue(e.getMessage().contains("steps 0"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(10, 1.5, 0, 0, 0, 0, 1e-3));
+        assertTrue(e.getMessage().contains("twin fraction 1.5"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> KvRecipe.AnchorStage.parse("100:0.5:0:1.2:0.25:0"));
+        assertTrue(e.getMessage().contains("100:0.5:0:1.2:0.25:0") && e.getMessage().contains("noiseRamp"), e.getMessage());
+        assertEquals(List.of(new KvRecipe.AnchorStage(100, 1.0, 0, 1.2, 0, 0, 2e-3), new KvRecipe.AnchorStage(50, 0.5, 0, 1.2, 0.25, 10, 1e-3)),
+                KvRecipe.AnchorStage.parse("100:1:0:1.2:0:0:2e-3; 50:0.5:0:1.2:0.25:10:1e-3"));
+        assertEquals(List.of(), KvRecipe.AnchorStage.parse(""));
+        e = assertThrows(IllegalArgumentException.class, () -> KvRecipe.AnchorStage.parse("100:0.5:0:1.2:x:0:1e-3"));
+        assertTrue(e.getMessage().contains("'100:0.5:0:1.2:x:0:1e-3': not a number"), e.getMessage());
+        // digit-space noise in a later stage needs the learned code, as in the first
+        KvRecipe t = KvRecipe.tiny();
+        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
+                t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
+                t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
+                true, t.anchorTwinNoise(), 2.0, false, 0, 0, 0, List.of(new KvRecipe.AnchorStage(10, 0.5, 0, 0, 0.25, 0, 1e-3)),
+                t.batch(), t.lr()));
+        assertTrue(e.getMessage().contains("anchorStages[0]"), e.getMessage());
+    }
+
     @Test
     void theRecipeRefusesCodeOptionsWithoutTheLearnedCodeAndNonsenseValues() {
         KvRecipe t = KvRecipe.tiny();
@@ -398,13 +469,13 @@ class KvPipelineTest {
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
                 t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, t.batch(), t.lr()));
+                t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("anchorPlaceNorm"), e.getMessage());     // a fixed code (norm 2) has no places to norm
         e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
                 t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, t.batch(), t.lr()));
+                t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("digit noise -0.25"), e.getMessage());
     }
 
