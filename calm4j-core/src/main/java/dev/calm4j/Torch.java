@@ -214,7 +214,6 @@ public final class Torch {
         }
     }
 
-
     /** OpenBLAS's own description of itself (version, kernel chosen for this CPU), or "unknown". */
     public static String blasConfig() {
         try {
@@ -259,25 +258,23 @@ public final class Torch {
         return name + " x " + cores + " (family " + family + ", model " + model + "; " + String.join(", ", isa) + ")";
     }
 
-
     /**
      * What decides the last bits of a float computation on this machine, for a training's provenance: OpenBLAS's
-     * kernel (chosen at load time for the CPU it finds, unless pinned), its threads and libtorch's, libtorch's vector
-     * kernels ({@code torch_cpu_capability}), the CPU and its ISA, and the
-     * variables that pin the kernels ({@code OPENBLAS_CORETYPE}, {@code ATEN_CPU_CAPABILITY}). Why: the same code and
-     * seed on a CPU whose VM exposes AVX-512 and one whose VM does not get different libtorch kernels (OpenBLAS is
-     * pinned to Haswell by this machine's environment, and the old run's numbers are reproduced with it), the sums round differently from the first step, and a
-     * fragile training then follows another trajectory (the KV experiment's one-stage m_B: NUM-MATH 71 % with AVX2
-     * kernels, 11 % with AVX-512 ones; the AVX2 run is reproduced bit for bit with {@code ATEN_CPU_CAPABILITY=avx2} and
-     * two BLAS threads).
+     * kernel (chosen at load time for the CPU it finds, unless pinned) and threads, libtorch's threads and vector
+     * kernels ({@code torch_cpu_capability}), the CPU and its ISA, and the variables that pin the kernels
+     * ({@code OPENBLAS_CORETYPE}, {@code ATEN_CPU_CAPABILITY}). Why: the same code and seed on a VM that exposes
+     * AVX-512 and on one that does not get different libtorch kernels, the sums round differently from the first
+     * step, and a fragile training then follows another trajectory (the KV experiment's one-stage m_B: NUM-MATH 71 %
+     * with AVX2 kernels, 11 % with AVX-512 ones; the AVX2 run is reproduced bit for bit here with
+     * {@code ATEN_CPU_CAPABILITY=avx2}, two BLAS threads, and OpenBLAS pinned to Haswell by this machine's environment).
      */
     public static java.util.Map<String, String> numerics() {
         init();
         java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
         m.put("blas", blasConfig());
         m.put("blas_threads", Integer.toString(blasThreads()));
-        m.put("torch_threads", Integer.toString(org.bytedeco.pytorch.global.torch.get_num_threads()));
-        m.put("torch_cpu_capability", org.bytedeco.pytorch.global.torch.get_cpu_capability().getString());
+        m.put("torch_threads", Integer.toString(torch.get_num_threads()));
+        m.put("torch_cpu_capability", torch.get_cpu_capability().getString());
         m.put("cpu", cpuModel());
         for (String v : new String[] {"OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY"}) {
             String val = nativeEnv(v);
