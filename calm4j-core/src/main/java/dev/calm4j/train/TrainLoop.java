@@ -110,7 +110,9 @@ public final class TrainLoop {
         }
         rewriteMetrics(metricsFile, start);
         writeString(out.resolve("train_config.json"), cfg.toJson().toPrettyString() + "\n");
-        writeString(out.resolve("numerics.json"), JSON.valueToTree(dev.calm4j.Torch.numerics()).toPrettyString() + "\n");
+        // the kernels and threads that round this run's sums: the same seed elsewhere can follow another trajectory
+        JsonNode numerics = JSON.valueToTree(dev.calm4j.Torch.numerics());
+        writeString(out.resolve("numerics.json"), numerics.toPrettyString() + "\n");
         log.printf("training %s on %d examples (%d target tokens), %d steps of %d x %d%n", obj.describe(),
                 train.size(), train.targetTokens(), cfg.steps(), cfg.batchSize(), cfg.accumulation());
 
@@ -216,8 +218,7 @@ public final class TrainLoop {
         }
         provenance.put("train_examples", train.size());
         provenance.put("train_source", train.source());
-        // the kernels and threads that rounded this run's sums: the same seed elsewhere can follow another trajectory
-        provenance.set("numerics", JSON.valueToTree(dev.calm4j.Torch.numerics()));
+        provenance.set("numerics", numerics);
         obj.save(resultDir, provenance);
         State.save(ckpt, cfg.steps(), batcher.position(), cfg, params, optimizer);
         LossCurve.write(out.resolve("loss.png"), obj.describe(), curve);
