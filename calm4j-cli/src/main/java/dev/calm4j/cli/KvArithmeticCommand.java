@@ -34,7 +34,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--models", paramLabel = "DIR", description = "base models m_A, m_B (default: the shipped experiments/kv-arithmetic/models)")
     Path models;
 
-    @Option(names = "--quick", description = "one seed, fewer steps and examples (about 3 minutes): checks the direction of the claim")
+    @Option(names = "--quick", description = "one seed, CALM and the LoRA control only, half the steps, fewer eval examples (about 3.5 minutes): checks the direction of the claim")
     boolean quick;
 
     @Option(names = "--retrain", description = "retrain m_A and m_B with the committed recipe into --models (tens of minutes)")
@@ -58,13 +58,13 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set")
     Integer evalExamples;
 
-    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default 3000)")
+    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default 12000)")
     Integer compositionExamples;
 
     @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->1: into the block whose output m_B reads operands from)")
     String connections;
 
-    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 1.0, as many as KV-MATH: without them the bridges break the anchor's own arithmetic)")
+    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 0.25: without them the bridges break the anchor's own arithmetic; more slows their learning of the keys)")
     Double numMathMix;
 
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "
@@ -99,7 +99,7 @@ class KvArithmeticCommand implements Callable<Integer> {
                 steps != null ? steps : c.composeSteps(), batch != null ? batch : c.composeBatch(),
                 lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
                 heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
-                evalExamples != null ? evalExamples : c.evalExamples(), !noControls && c.controls(), retrain, c.probeSteps(),
+                evalExamples != null ? evalExamples : c.evalExamples(), noControls ? List.of() : c.controls(), retrain, c.probeSteps(),
                 numMathMix != null ? numMathMix : c.numMathMix(), jobs != null ? jobs : c.jobs());
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");

@@ -16,11 +16,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The main job in its quick mode, on the shipped base models: it runs end to end, writes every artefact and every
  * cell, and the shipped base models are what the experiment needs on either side of the composition (m_A knows the
  * keys, neither base model can do arithmetic over keys, the probe reads held-out values from m_A, and the anchor check
- * ran with m_B's learned operand code), and the bridges, trained with NUM-MATH mixed into D_C, leave most of m_B's
- * arithmetic intact.
- *
- * <p>What it does not assert is the paper's claim itself (CALM well above m_B and LoRA on held-out keys): our
- * composition does not reach it yet (README, issue 5), and a test that asserted it would be red.
+ * ran with m_B's learned operand code), the bridges, trained with NUM-MATH mixed into D_C, leave most of m_B's
+ * arithmetic intact, and the claim's direction holds: CALM well above m_B and the matched LoRA on KV-MATH over keys
+ * that no D_C example contains. The quick job trains one seed for half the default steps (about 3.5 minutes), so
+ * the size of the claim (85 % on held-out keys) is the main job's, not this test's.
  */
 class KvDemoTest {
     @TempDir
@@ -39,7 +38,7 @@ class KvDemoTest {
         }
         JsonNode res = new ObjectMapper().readTree(out.resolve("results.json").toFile());
         JsonNode m = res.get("models");
-        for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
+        for (String model : List.of("m_A", "m_B", "calm", "lora")) {            // quick: CALM and the LoRA control
             for (String d : List.of("kv_subs", "num_math", "kv_math_heldout_keys", "kv_math_heldout_expr")) {
                 JsonNode c = m.get(model).get(d);
                 double a = c.get("accuracy").asDouble();
@@ -62,6 +61,13 @@ class KvDemoTest {
         assertTrue(oracle.get("n").asInt() > 0 && oracle.get("accuracy").asDouble() >= 0 && oracle.get("accuracy").asDouble() <= 1, oracle.toString());
         assertTrue(acc(m, "calm", "num_math") >= acc(m, "m_B", "num_math") - 0.2,
                 "bridges trained with NUM-MATH in D_C must not break m_B's arithmetic: " + m.get("calm").get("num_math"));
+        assertTrue(!m.has("calm_random_augment") && !m.has("calm_encoder"), "quick trains only CALM and LoRA");
+        // The claim's direction, on held-out keys: CALM well above the anchor alone and the matched LoRA.
+        double calm = acc(m, "calm", "kv_math_heldout_keys");
+        assertTrue(calm >= 0.15 && calm >= acc(m, "m_B", "kv_math_heldout_keys") + 0.10
+                && calm >= acc(m, "lora", "kv_math_heldout_keys") + 0.10,
+                "CALM on held-out keys " + m.get("calm").get("kv_math_heldout_keys") + ", m_B "
+                        + m.get("m_B").get("kv_math_heldout_keys") + ", LoRA " + m.get("lora").get("kv_math_heldout_keys"));
         assertTrue(res.get("wall_time_s").asDouble() > 0);
     }
 

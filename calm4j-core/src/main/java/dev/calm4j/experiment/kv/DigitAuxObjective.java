@@ -65,6 +65,10 @@ final class DigitAuxObjective implements Objective {
     private double hintWeight;                                // > 0: twins' states pulled towards their real rows' (see hint)
     private double placeNorm;                                 // > 0: a learned code used centred, each place at this norm (see placeNorm)
     private boolean linearReadout;                            // aux heads regress one-hot digits (squared error), see linearReadout
+    private final long seed;                                  // for heads made after construction
+    private int slotReadout;                                  // > 0: one linear read-out per operand slot, see slotReadout
+    private Tensor slotW;                                     // [slots * 30, D]
+    private Tensor slotB;                                     // [slots * 30]
 
     /** File (beside the saved model) that holds the learned operand code, for the anchor-side oracle. */
     static final String CODE_FILE = "operand_code.safetensors";
@@ -123,6 +127,7 @@ final class DigitAuxObjective implements Objective {
         this.codeRamp = codeRamp;
         this.twinProb = twinProb;
         this.twinRng = new java.util.Random(seed + 7);
+        this.seed = seed;
         this.model = model;
         this.auxLayer = auxLayer;
         this.weight = weight;
@@ -259,6 +264,33 @@ final class DigitAuxObjective implements Objective {
         return this;
     }
 
+    /**
+     * m_A's read-out made <em>slot-specific</em>: {@code slots} linear heads, one per operand slot (the j-th operand of
+     * an expression), each regressing, by squared error at <em>every</em> real position, the one-hot digits of operand j
+     * at the operator right after operand j and zero everywhere else ({@code weight * ||W h + b - target||^2} summed over
+     * positions, slots and places). Why: m_B reads a gathered code, {@code code(v1, slot 0) + code(v2, slot 1)} at the
+     * {@code =}, so a bridge has to put each operand's value into its own slot. With one shared read-out both operators
+     * hold their values in the same directions, and a head that attends to both mixes them symmetrically: a ridge map
+     * from {@code (h(op1) + h(=)) / 2} reads all six digits of held-out keys 3-58 % of the time, against 99.3 % from the
+     * two states side by side (tools/kv_diag/mixroute.py), and trained bridges spread each head over both operators
+     * and the letters (tools/kv_diag/bridgeprobe.py). With slot-specific directions, and nothing in them away from the
+     * operators, any attention that covers both operators carries both values apart, and a linear value path maps them
+     * to m_B's code. Implies {@link #linearReadout}; replaces the per-place heads.
+     */
+    DigitAuxObjective slotReadout(int slots) {
+        if (slots < 0) {
+            throw new IllegalArgumentException("operand slots " + slots + " must be >= 0");
+        }
+        this.slotReadout = slots;
+        if (slots > 0) {
+            Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed + 19);
+            slotW = randn(new long[] {30L * slots, model.hiddenSize()}, new GeneratorOptional(g),
+                    new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
+            slotB = zeros(new long[] {30L * slots}, new TensorOptions(ScalarType.Float));
+        }
+        return this;
+    }
+
     /** {@code code} [30 k, D] with each place's 10 rows centred and scaled to RMS row norm {@code norm}. */
     static Tensor normalisePlaces(Tensor code, double norm) {
         long d = code.size(1);
@@ -375,9 +407,14 @@ final class DigitAuxObjective implements Objective {
     @Override
     public Map<String, Tensor> parameters() {
         Map<String, Tensor> p = new LinkedHashMap<>(model.namedWeights());
-        for (int i = 0; i < 3; i++) {
-            p.put("aux.digit" + i + ".weight", headW[i]);
-            p.put("aux.digit" + i + ".bias", headB[i]);
+        if (slotReadout > 0) {
+            p.put("aux.slot.weight", slotW);
+            p.put("aux.slot.bias", slotB);
+        } else {
+            for (int i = 0; i < 3; i++) {
+                p.put("aux.digit" + i + ".weight", headW[i]);
+                p.put("aux.digit" + i + ".bias", headB[i]);
+            }
         }
         if (code != null && !codeFixed) {
             p.put("aux.code", code);
@@ -385,19 +422,25 @@ final class DigitAuxObjective implements Objective {
         return p;
     }
 
-    /** Positions (row * T + t) of operators right after an operand, and that operand's three digits. */
-    record AuxLabels(long[] positions, long[][] digits) {}
+    /**
+     * Positions (row * T + t) of operators right after an operand, that operand's three digits, and its slot (how
+     * many operators come before it in the row: 0 for the first operand).
+     */
+    record AuxLabels(long[] positions, long[][] digits, int[] slots) {}
 
     static AuxLabels labels(Batch b, Function<String, Integer> operandValue) {
         List<Long> pos = new ArrayList<>();
         List<long[]> dig = new ArrayList<>();
+        List<Integer> slot = new ArrayList<>();
         int t = b.length();
         for (int r = 0; r < b.rows(); r++) {
+            int operators = 0;
             for (int c = 1; c < t; c++) {
                 long id = b.inputs()[r * t + c];
                 if (!b.real()[r * t + c] || !KvTask.isOperator(id)) {
                     continue;
                 }
+                int j = operators++;
                 int s = c;
                 StringBuilder operand = new StringBuilder();
                 while (s - 1 >= 0 && (KvTask.isLetter(b.inputs()[r * t + s - 1]) || KvTask.isDigit(b.inputs()[r * t + s - 1]))) {
@@ -412,9 +455,11 @@ final class DigitAuxObjective implements Objective {
                 }
                 pos.add((long) r * t + c);
                 dig.add(digits(v));
+                slot.add(j);
             }
         }
-        return new AuxLabels(pos.stream().mapToLong(Long::longValue).toArray(), dig.toArray(new long[0][]));
+        return new AuxLabels(pos.stream().mapToLong(Long::longValue).toArray(), dig.toArray(new long[0][]),
+                slot.stream().mapToInt(Integer::intValue).toArray());
     }
 
     @Override
@@ -509,6 +554,9 @@ final class DigitAuxObjective implements Objective {
             loss = loss.add(Losses.sum(model.logits(g), tb));
         }
         AuxLabels l = labels(b, operandValue);
+        if (slotReadout > 0) {
+            return loss.add(slotLoss(b, aux, l));
+        }
         if (l.positions().length > 0) {
             Tensor sel = aux.reshape(-1, aux.size(-1)).index_select(0, Tensors.longs(l.positions(), l.positions().length));
             long[] flat = new long[l.positions().length * 3];
@@ -526,6 +574,26 @@ final class DigitAuxObjective implements Objective {
             }
         }
         return loss;
+    }
+
+    /** {@link #slotReadout}'s loss: every real position's slot heads against their targets, summed, times the weight. */
+    private Tensor slotLoss(Batch b, Tensor aux, AuxLabels l) {
+        int n = b.inputs().length;
+        int width = 30 * slotReadout;
+        float[] target = new float[n * width];                         // [rows * T, slots * 30], one-hot where labelled
+        for (int i = 0; i < l.positions().length; i++) {
+            if (l.slots()[i] >= slotReadout) {
+                continue;                                              // an operand beyond the slots: zero targets
+            }
+            for (int p = 0; p < 3; p++) {
+                target[(int) l.positions()[i] * width + 30 * l.slots()[i] + 10 * p + (int) l.digits()[i][p]] = 1f;
+            }
+        }
+        long[] real = java.util.stream.IntStream.range(0, n).filter(i -> b.real()[i]).mapToLong(i -> i).toArray();
+        Tensor idx = Tensors.longs(real, real.length);
+        Tensor sel = aux.reshape(-1, aux.size(-1)).index_select(0, idx);                           // [n_real, D]
+        Tensor tg = Tensors.floats(target, n, width).index_select(0, idx);                          // [n_real, slots * 30]
+        return Ops.linear(sel, slotW, slotB).sub(tg).pow(new Scalar(2)).sum().mul(new Scalar(weight));
     }
 
     /**
@@ -683,6 +751,7 @@ final class DigitAuxObjective implements Objective {
             }
         }
         return String.format("%s LM + operand-digit aux loss%s at layer %d (weight %.2f)%s", model.config().modelType(),
-                linearReadout ? " (linear read-out, squared error)" : "", auxLayer, weight, twins);
+                slotReadout > 0 ? " (one linear read-out per operand slot, " + slotReadout + " slots, zero away from the operators)"
+                        : linearReadout ? " (linear read-out, squared error)" : "", auxLayer, weight, twins);
     }
 }

@@ -19,7 +19,7 @@ import java.util.Set;
  * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
  * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
  * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows'; every other {@code -Dkv.*} overrides one recipe
- * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}, and
+ * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.aSlot}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}, and
  * {@code -Dkv.bStages=steps:twin:noise:placeNorm:digitNoise:ramp:lr;...} for m_B's later stages, "" for none).
  */
 public final class KvDev {
@@ -37,6 +37,7 @@ public final class KvDev {
                 Integer.getInteger("kv.aHeadDim", d.augmentHeadDim()), Integer.getInteger("kv.aSteps", d.augmentSteps()),
                 Integer.getInteger("kv.aAux", d.augmentAuxLayer()), dbl("kv.aWd", d.augmentWeightDecay()),
                 Boolean.parseBoolean(System.getProperty("kv.aLinear", Boolean.toString(d.augmentLinearReadout()))),
+                Boolean.parseBoolean(System.getProperty("kv.aSlot", Boolean.toString(d.augmentSlotReadout()))),
                 Integer.getInteger("kv.bHidden", d.anchorHidden()), Integer.getInteger("kv.bLayers", d.anchorLayers()),
                 Integer.getInteger("kv.bHeadDim", d.anchorHeadDim()), Integer.getInteger("kv.bSteps", d.anchorSteps()),
                 Integer.getInteger("kv.bAux", d.anchorAuxLayer()), dbl("kv.bAuxW", d.anchorAuxWeight()),

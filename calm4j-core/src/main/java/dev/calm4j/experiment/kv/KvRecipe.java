@@ -22,7 +22,7 @@ import java.util.Random;
  */
 public record KvRecipe(int keys, int operands, long taskSeed,
                        int augmentHidden, int augmentLayers, int augmentHeadDim, int augmentSteps, int augmentAuxLayer,
-                       double augmentWeightDecay, boolean augmentLinearReadout,
+                       double augmentWeightDecay, boolean augmentLinearReadout, boolean augmentSlotReadout,
                        int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
                        boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
@@ -31,7 +31,9 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /**
      * Validates what a stamp or a development override could get wrong before anything trains. {@code augmentLinearReadout}:
-     * m_A's aux heads fitted by squared error onto one-hot digits ({@link DigitAuxObjective#linearReadout}).
+     * m_A's aux heads fitted by squared error onto one-hot digits ({@link DigitAuxObjective#linearReadout});
+     * {@code augmentSlotReadout}: one such read-out per operand slot, zero away from the operators
+     * ({@link DigitAuxObjective#slotReadout}).
      * {@code anchorPlaceNorm}, {@code anchorDigitNoise}, {@code anchorNoiseRamp}: m_B's learned code used per place at one
      * norm ({@link DigitAuxObjective#placeNorm}) with digit-space noise ramped in ({@link DigitAuxObjective#digitNoise});
      * 0 turns each off. {@code anchorStages}: m_B's training continued in stages after the first (see {@link AnchorStage});
@@ -123,7 +125,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      */
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
-                128, 4, 32, 1200, 3, 0.01, true,
+                128, 4, 32, 1200, 3, 0.01, true, true,
                 128, 6, 16, 3500, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0,
                 List.of(new AnchorStage(1500, 0.5, 0.0, 1.2, 0.25, 300, 2e-3),
                         new AnchorStage(1500, 0.3, 0.0, 1.2, 0.25, 0, 2e-3)),
@@ -136,7 +138,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      */
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
-                32, 2, 16, 40, 1, 0.01, true,
+                32, 2, 16, 40, 1, 0.01, true, true,
                 32, 3, 16, 30, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0,
                 List.of(new AnchorStage(10, 0.5, 0.0, 1.2, 0.25, 5, 2e-3)),
                 16, 3e-3);
@@ -207,7 +209,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 10, 0.02, ScalarType.Float), ScalarType.Float)) {
             var values = t.lookupTable();
             DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer)
-                    .linearReadout(augmentLinearReadout);
+                    .linearReadout(augmentLinearReadout).slotReadout(augmentSlotReadout ? operands : 0);
             Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
             return TrainLoop.run(obj, d, null, schedule(augmentSteps, augmentWeightDecay, lr), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, progress, log, dir);

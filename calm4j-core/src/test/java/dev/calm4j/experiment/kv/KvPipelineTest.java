@@ -64,9 +64,69 @@ class KvPipelineTest {
         int v0 = e.values()[0];
         assertEquals(v0 / 100, keyLabels.digits()[0][0]);
         assertEquals(v0 % 10, keyLabels.digits()[0][2]);
+        assertArrayEquals(new int[] {0, 1}, keyLabels.slots(), "each operand's slot: its index in the row");
         var numLabels = DigitAuxObjective.labels(b, KvRecipe::parseNumber);
         // the KV-SUBS row's completion "v1+v2" has a '+' after a number, then the NUM-MATH row: 2 operands
         assertEquals(3, numLabels.positions().length);
+        assertArrayEquals(new int[] {2, 0, 1}, numLabels.slots(), "the completion's '+' is the row's third operator");
+    }
+
+    @Test
+    void theSlotReadoutRegressesEachOperandIntoItsOwnSlotAndZeroEverywhereElse() {
+        KvTask t = new KvTask(20, 2, 0.2, 3);
+        var c = KvRecipe.tiny().augmentConfig(t);
+        var f = org.bytedeco.pytorch.global.torch.ScalarType.Float;
+        try (var m = new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 5, 0.02, f), f)) {
+            KvTask.Expr e = t.expr(t.keys(), new Random(4));
+            var b = dev.calm4j.data.Batch.of(List.of(KvTask.kvSubs(e), KvTask.kvSubs(t.expr(t.keys(), new Random(5)))), 0);
+            double lm = new DigitAuxObjective(m, 1, 0.0, t.values()::get, 7, null).lossSum(b).item_double();
+            DigitAuxObjective slot = new DigitAuxObjective(m, 1, 2.0, t.values()::get, 7, null).slotReadout(2);
+            double total = slot.lossSum(b).item_double();
+            assertTrue(slot.parameters().containsKey("aux.slot.weight") && !slot.parameters().containsKey("aux.digit0.weight"));
+            assertTrue(slot.describe().contains("one linear read-out per operand slot, 2 slots"), slot.describe());
+
+            // By hand: block 1's output, the 60 read-outs at every real position, against one-hot digits of the j-th
+            // key at the j-th operator (slot j's 30 columns) and zero everywhere else (the completion's '+' included).
+            var ids = dev.calm4j.train.Losses.inputs(b);
+            var ctx = m.context(0, ids.size(1), null);
+            var h = m.layer(1, m.layer(0, m.embed(ids), ctx, null), ctx, null);
+            var w = slot.parameters().get("aux.slot.weight");
+            var bias = slot.parameters().get("aux.slot.bias");
+            float[] pred = dev.calm4j.nn.Tensors.toFloats(dev.calm4j.nn.Ops.linear(h, w, bias).contiguous());    // [2, T, 60]
+            double want = 0;
+            int labelled = 0;
+            for (int r = 0; r < b.rows(); r++) {
+                int operators = 0;
+                StringBuilder operand = new StringBuilder();
+                for (int p = 0; p < b.length(); p++) {
+                    int i = r * b.length() + p;
+                    long id = b.inputs()[i];
+                    double[] target = new double[60];
+                    if (KvTask.isOperator(id)) {
+                        Integer v = t.values().get(operand.toString());
+                        if (v != null && operators < 2) {
+                            target[30 * operators + v / 100] = 1;
+                            target[30 * operators + 10 + v / 10 % 10] = 1;
+                            target[30 * operators + 20 + v % 10] = 1;
+                            labelled++;
+                        }
+                        operators++;
+                        operand.setLength(0);
+                    } else if (KvTask.isLetter(id) || KvTask.isDigit(id)) {
+                        operand.append(KvTask.ch(id));
+                    }
+                    if (!b.real()[i]) {
+                        continue;
+                    }
+                    for (int k = 0; k < 60; k++) {
+                        double d = pred[i * 60 + k] - target[k];
+                        want += d * d;
+                    }
+                }
+            }
+            assertEquals(4, labelled, "two keys per row");
+            assertEquals(lm + 2.0 * want, total, 1e-4 * Math.abs(total));
+        }
     }
 
     @Test
@@ -361,7 +421,7 @@ class KvPipelineTest {
         // A tiny recipe with the gathered code used per place at one norm, and digit-space noise ramped in.
         KvRecipe t = KvRecipe.tiny();
         KvRecipe k = new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
-                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true,
+                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true, t.augmentSlotReadout(),
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), 10, t.anchorAuxLayer(), t.anchorAuxWeight(),
                 t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, List.of(), t.batch(), t.lr());
         KvTask task = k.task();
@@ -395,7 +455,7 @@ class KvPipelineTest {
     private static KvRecipe staged(int steps, double twin, double placeNorm, List<KvRecipe.AnchorStage> stages) {
         KvRecipe t = KvRecipe.tiny();
         return new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
-                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true,
+                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true, t.augmentSlotReadout(),
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), steps, t.anchorAuxLayer(), t.anchorAuxWeight(),
                 t.anchorWeightDecay(), twin, true, 0.0, 0.0, true, placeNorm, 0.0, 0, stages, t.batch(), t.lr());
     }
@@ -420,7 +480,7 @@ class KvPipelineTest {
         staged(8, 1.0, 1.2, List.of()).trainAnchor(task, byHand.resolve("first"), tok, false,
                 new PrintStream(OutputStream.nullOutputStream()));
         KvRecipe second = new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(),
-                k.augmentHeadDim(), k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), true,
+                k.augmentHeadDim(), k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), true, k.augmentSlotReadout(),
                 k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
                 k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, List.of(), k.batch(), 2e-3);
         second.trainAnchor(task, byHand.resolve("m_B"), tok, false, new PrintStream(OutputStream.nullOutputStream()),
@@ -455,7 +515,7 @@ class KvPipelineTest {
         KvRecipe t = KvRecipe.tiny();
         e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
                 true, t.anchorTwinNoise(), 2.0, false, 0, 0, 0, List.of(new KvRecipe.AnchorStage(10, 0.5, 0, 0, 0.25, 0, 1e-3)),
                 t.batch(), t.lr()));
@@ -467,13 +527,13 @@ class KvPipelineTest {
         KvRecipe t = KvRecipe.tiny();
         var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
                 t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("anchorPlaceNorm"), e.getMessage());     // a fixed code (norm 2) has no places to norm
         e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.augmentLinearReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
                 t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("digit noise -0.25"), e.getMessage());
@@ -482,7 +542,7 @@ class KvPipelineTest {
     @Test
     void tinyEndToEnd() throws Exception {
         KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"),
-                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, true, true, 20, 0.25, 2);   // 2 jobs: runs at once
+                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, KvExperiment.Config.CONTROLS, true, 20, 0.25, 2);   // 2 jobs: runs at once
         ObjectNode r = new KvExperiment(c, new PrintStream(OutputStream.nullOutputStream()), false).run();
         for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
             for (String d : KvExperiment.DATASETS) {
@@ -503,10 +563,10 @@ class KvPipelineTest {
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
         // A second run reuses the models trained for this recipe; another recipe is refused.
         KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10, 0.0, 1);
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1);
         new KvExperiment(again, new PrintStream(OutputStream.nullOutputStream()), false).run();
         KvExperiment.Config other = new KvExperiment.Config(KvRecipe.defaults(), c.modelsDir(), tmp.resolve("run3"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, false, false, 10, 0.0, 1);
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1);
         var e = org.junit.jupiter.api.Assertions.assertThrows(dev.calm4j.Calm4jException.class,
                 () -> new KvExperiment(other, new PrintStream(OutputStream.nullOutputStream()), false).run());
         assertTrue(e.getMessage().contains("--retrain"), e.getMessage());
