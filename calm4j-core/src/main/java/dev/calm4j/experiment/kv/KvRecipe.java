@@ -44,26 +44,34 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             throw new IllegalArgumentException("kv recipe: keys, operands >= 2 and steps, batch >= 1 expected, got keys "
                     + keys + ", operands " + operands + ", steps " + augmentSteps + "/" + anchorSteps + ", batch " + batch);
         }
-        if (!(lr > 0) || !(anchorPlaceNorm >= 0) || !(anchorDigitNoise >= 0) || anchorNoiseRamp < 0
-                || Double.isInfinite(anchorPlaceNorm) || Double.isInfinite(anchorDigitNoise)) {
-            throw new IllegalArgumentException("kv recipe: lr > 0 and finite place norm, digit noise, noise ramp >= 0 expected, got lr "
-                    + lr + ", place norm " + anchorPlaceNorm + ", digit noise " + anchorDigitNoise + ", ramp " + anchorNoiseRamp);
-        }
-        if ((anchorPlaceNorm > 0 || anchorDigitNoise > 0) && !(anchorTwinCode && anchorTwinCodeNorm == 0)) {
-            throw new IllegalArgumentException("kv recipe: anchorPlaceNorm and anchorDigitNoise need the learned operand code "
-                    + "(anchorTwinCode true, anchorTwinCodeNorm 0)");
-        }
         if (anchorStages == null) {
             throw new IllegalArgumentException("kv recipe: anchorStages expected (an empty list for one stage)");
         }
         anchorStages = List.copyOf(anchorStages);
-        for (int i = 0; i < anchorStages.size(); i++) {
-            AnchorStage s = anchorStages.get(i);
-            if ((s.placeNorm() > 0 || s.digitNoise() > 0) && !(anchorTwinCode && anchorTwinCodeNorm == 0)) {
-                throw new IllegalArgumentException("kv recipe: anchorStages[" + i + "]: placeNorm and digitNoise need the "
-                        + "learned operand code (anchorTwinCode true, anchorTwinCodeNorm 0)");
+        // m_B's first stage is the recipe's anchor* fields: validated as a stage, like the later ones (one set of range
+        // checks), and each stage's code options checked against the one code the recipe trains.
+        AnchorStage first;
+        try {
+            first = new AnchorStage(anchorSteps, anchorTwinFraction, anchorTwinNoise, anchorPlaceNorm, anchorDigitNoise,
+                    anchorNoiseRamp, lr);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("kv recipe: anchor* fields (m_B's first stage): " + e.getMessage());
+        }
+        boolean learnedCode = anchorTwinCode && anchorTwinCodeNorm == 0;
+        for (int i = -1; i < anchorStages.size(); i++) {
+            AnchorStage s = i < 0 ? first : anchorStages.get(i);
+            if ((s.placeNorm() > 0 || s.digitNoise() > 0) && !learnedCode) {
+                throw new IllegalArgumentException("kv recipe: " + (i < 0 ? "anchorPlaceNorm and anchorDigitNoise"
+                        : "anchorStages[" + i + "]: placeNorm and digitNoise") + " need the learned operand code "
+                        + "(anchorTwinCode true, anchorTwinCodeNorm 0)");
             }
         }
+    }
+
+    /** m_B's first stage: the recipe's own anchor* settings (the later ones are {@link #anchorStages}). */
+    AnchorStage firstStage() {
+        return new AnchorStage(anchorSteps, anchorTwinFraction, anchorTwinNoise, anchorPlaceNorm, anchorDigitNoise,
+                anchorNoiseRamp, lr);
     }
 
     /**
@@ -241,9 +249,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
         int n = anchorStages.size();
         Path first = n == 0 ? dir : stageDir(dir, 0);
-        TrainLoop.Result r = trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(),
-                new AnchorStage(anchorSteps, anchorTwinFraction, anchorTwinNoise, anchorPlaceNorm, anchorDigitNoise,
-                        anchorNoiseRamp, lr));
+        TrainLoop.Result r = trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(), firstStage());
         double seconds = r.seconds();
         int steps = r.steps();
         Path previous = first;
