@@ -34,7 +34,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--models", paramLabel = "DIR", description = "base models m_A, m_B (default: the shipped experiments/kv-arithmetic/models)")
     Path models;
 
-    @Option(names = "--quick", description = "one seed, CALM and the LoRA control only, half the steps, fewer eval examples (about 3.5 minutes): checks the direction of the claim")
+    @Option(names = "--quick", description = "one seed, CALM and the LoRA control only, four fifths of the steps, fewer eval examples (about 2.5 minutes): checks the direction of the claim")
     boolean quick;
 
     @Option(names = "--retrain", description = "retrain m_A and m_B with the committed recipe into --models (tens of minutes)")
@@ -43,19 +43,19 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--seeds", split = ",", paramLabel = "S", description = "composition seeds (default 1,2,3)")
     List<Long> seeds;
 
-    @Option(names = "--steps", paramLabel = "N", description = "bridge training steps per run")
+    @Option(names = "--steps", paramLabel = "N", description = "bridge (and control) training steps per run (default 1000)")
     Integer steps;
 
-    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) learning rate")
+    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) peak learning rate (default 2e-3)")
     Double lr;
 
-    @Option(names = "--batch", paramLabel = "N", description = "composition batch size")
+    @Option(names = "--batch", paramLabel = "N", description = "composition batch size (default 64)")
     Integer batch;
 
-    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads")
+    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads (default 8)")
     Integer heads;
 
-    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set")
+    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set (default 200)")
     Integer evalExamples;
 
     @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default 12000)")
@@ -66,6 +66,12 @@ class KvArithmeticCommand implements Callable<Integer> {
 
     @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 0.25: without them the bridges break the anchor's own arithmetic; more slows their learning of the keys)")
     Double numMathMix;
+
+    @Option(names = "--length-group", paramLabel = "G", description = "bridge and control training batch rows of like length: each run of G batches' worth of shuffled D_C is sorted by length (default 8: less padding; 1 = plain shuffle)")
+    Integer lengthGroup;
+
+    @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default 0.25; 1 = cosine over all steps)")
+    Double decayFraction;
 
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "
             + "these small models leave a core partly idle; results can differ in the last digits with the BLAS thread count)")
@@ -91,6 +97,12 @@ class KvArithmeticCommand implements Callable<Integer> {
         if (jobs != null && jobs <= 0) {
             throw new Calm4jException("--jobs must be > 0");
         }
+        if (lengthGroup != null && lengthGroup < 1) {
+            throw new Calm4jException("--length-group must be >= 1 (1 = plain shuffle), got " + lengthGroup);
+        }
+        if (decayFraction != null && !(decayFraction > 0 && decayFraction <= 1)) {
+            throw new Calm4jException("--decay-fraction must be in (0, 1], got " + decayFraction);
+        }
         KvExperiment.Config c = KvExperiment.Config.defaults(modelsDir, outDir);
         if (quick) {
             c = c.quick();
@@ -100,7 +112,10 @@ class KvArithmeticCommand implements Callable<Integer> {
                 lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
                 heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
                 evalExamples != null ? evalExamples : c.evalExamples(), noControls ? List.of() : c.controls(), retrain, c.probeSteps(),
-                numMathMix != null ? numMathMix : c.numMathMix(), jobs != null ? jobs : c.jobs());
+                numMathMix != null ? numMathMix : c.numMathMix(), lengthGroup != null ? lengthGroup : c.lengthGroup(),
+                decayFraction != null ? decayFraction : c.decayFraction(), jobs != null ? jobs : c.jobs());
+
+
         if (c.composeSteps() <= 0) {
             throw new Calm4jException("--steps must be > 0");
         }

@@ -36,6 +36,10 @@ final class TrainOptions {
             description = "cosine decay ends at lr x R (default ${DEFAULT-VALUE})")
     double minLrRatio;
 
+    @Option(names = "--decay-fraction", defaultValue = "1.0", paramLabel = "F",
+            description = "the cosine decay spans the last F of the steps; before it the peak --lr holds (default ${DEFAULT-VALUE}: all steps after warmup)")
+    double decayFraction;
+
     @Option(names = "--weight-decay", defaultValue = "0", paramLabel = "WD", description = "AdamW decoupled weight decay (default ${DEFAULT-VALUE})")
     double weightDecay;
 
@@ -51,6 +55,10 @@ final class TrainOptions {
 
     @Option(names = "--log-every", paramLabel = "N", description = "log the loss every N steps (default max(1, steps/100))")
     Integer logEvery;
+
+    @Option(names = "--length-group", defaultValue = "1", paramLabel = "G",
+            description = "sort each run of G batches' worth of shuffled examples by length and batch them so, in a random order: less padding (default ${DEFAULT-VALUE} = plain shuffle)")
+    int lengthGroup;
 
     @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "seed of initialisation and data order (default ${DEFAULT-VALUE})")
     long seed;
@@ -128,6 +136,6 @@ final class TrainOptions {
             throw new Calm4jException("--save-every must be >= 0, got " + saveEvery);
         }
         return new TrainConfig(steps, batch, accumulation, lr, w, minLrRatio, weightDecay, 0.9, 0.999, 1e-8, clip,
-                evalEvery, saveEvery, l, seed);
+                evalEvery, saveEvery, l, seed, lengthGroup, decayFraction);
     }
 }

@@ -91,6 +91,28 @@ public final class CalmModel implements AutoCloseable {
      * @param cache every model's and bridge's cache for incremental decoding, or null
      */
     public Tensor hidden(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache) {
+        return hidden(ids, keyPadding, prompts, cache, null);
+    }
+
+    /**
+     * The states of a batch that no bridge influences, computed by the caller: the models are frozen, so a trainer may
+     * compute each row's once ({@link dev.calm4j.train.FrozenStateCache}).
+     *
+     * @param augments per augment, its connected layers' states {@code [B, T_a, D_a]} by layer (what
+     *     {@link CalmModel#augmentStates} returns for the same input; null for an augment without connections)
+     * @param anchorBelow the anchor's output of block {@link #lowestBridgedLayer()} {@code [B, T, D_B]}, before any
+     *     bridge adds to it (what {@link CalmModel#anchorBelow(Tensor, Tensor)} returns), or null to run the anchor from its embedding
+     */
+    public record Given(List<Map<Integer, Tensor>> augments, Tensor anchorBelow) {}
+
+    /**
+     * As {@link #hidden(Tensor, Tensor, List, CalmCache)}, with the frozen models' bridge-independent states given
+     * instead of computed here (only without a decoding cache), or null to compute everything.
+     */
+    public Tensor hidden(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache, Given given) {
+        if (given != null) {
+            checkGiven(given, ids, prompts, cache);
+        }
         long past = cache == null ? 0 : cache.anchor().length();
         long t = ids.size(1);
         if (mode == Mode.SEPARATE_PROMPT && (prompts == null || prompts.size() != augments.size())) {
@@ -105,7 +127,8 @@ public final class CalmModel implements AutoCloseable {
                 continue;
             }
             if (mode == Mode.SAME_SEQUENCE) {
-                Map<Integer, Tensor> states = augmentStates(a, ids, keyPadding, cache == null ? null : cache.augment(a));
+                Map<Integer, Tensor> states = given != null ? given.augments().get(a)
+                        : augmentStates(a, ids, keyPadding, cache == null ? null : cache.augment(a));
                 for (int k = 0; k < plan.size(); k++) {
                     if (plan.get(k).augment() == a) {
                         kv[k] = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));   // [B, H, T, hd]
@@ -118,7 +141,7 @@ public final class CalmModel implements AutoCloseable {
             } else {
                 AugmentPrompt p = prompts.get(a);
                 boolean reuse = cache != null && cache.bridges().layer(firstBridgeOf(a)).length() > 0;
-                Map<Integer, Tensor> states = reuse ? null : augmentStates(a, p.ids(), null, null);
+                Map<Integer, Tensor> states = reuse ? null : given != null ? given.augments().get(a) : augmentStates(a, p.ids(), null, null);
                 for (int k = 0; k < plan.size(); k++) {
                     if (plan.get(k).augment() != a) {
                         continue;
@@ -140,9 +163,12 @@ public final class CalmModel implements AutoCloseable {
 
         // 2. The anchor, block by block; after block j, every bridge into layer j adds its cross-attention.
         AttentionContext ctx = anchor.context(past, t, keyPadding);
-        Tensor h = anchor.embed(ids);                                                            // [B, T, D_B]
+        boolean below = given != null && given.anchorBelow() != null;
+        Tensor h = below ? given.anchorBelow() : anchor.embed(ids);                             // [B, T, D_B]
         for (int j = 0; j < anchor.numLayers(); j++) {
-            h = anchor.layer(j, h, ctx, cache == null ? null : cache.anchor().layer(j));       // output of block j
+            if (!below || j > lowestBridgedLayer()) {                                           // given: blocks 0..lowest ran
+                h = anchor.layer(j, h, ctx, cache == null ? null : cache.anchor().layer(j));   // output of block j
+            }
             for (int k : bridgesAfter.get(j)) {
                 h = bridges.get(k).apply(h, kv[k][0], kv[k][1], cross[plan.get(k).augment()]);   // input of block j+1
             }
@@ -150,13 +176,81 @@ public final class CalmModel implements AutoCloseable {
         return h;
     }
 
+    /** The lowest anchor layer a bridge writes after: blocks 0..it run as in the anchor alone. */
+    public int lowestBridgedLayer() {
+        return plan.connections().stream().mapToInt(Connection::anchorLayer).min().orElseThrow();
+    }
+
+    /**
+     * The anchor's output of block {@link #lowestBridgedLayer()} {@code [B, T, D_B]} for ids {@code [B, T]}, computed
+     * without gradient: no bridge changes it.
+     */
+    public Tensor anchorBelow(Tensor ids, Tensor keyPadding) {
+        try (NoGradGuard ng = new NoGradGuard()) {
+            AttentionContext ctx = anchor.context(0, ids.size(1), keyPadding);
+            Tensor h = anchor.embed(ids);
+            for (int j = 0; j <= lowestBridgedLayer(); j++) {
+                h = anchor.layer(j, h, ctx, null);
+            }
+            return h;
+        }
+    }
+
     /** Logits {@code [B, T, V]} of the composition (the anchor's head). */
     public Tensor forward(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache) {
         return anchor.logits(hidden(ids, keyPadding, prompts, cache));
     }
 
+    /** As {@link #forward(Tensor, Tensor, List, CalmCache)}, with the frozen states given (see {@link #hidden}). */
+    public Tensor forwardGiven(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, Given given) {
+        return anchor.logits(hidden(ids, keyPadding, prompts, null, given));
+    }
+
+    /** Shapes of caller-given states, checked in Java: a wrong one would reach libtorch's kernels. */
+    private void checkGiven(Given given, Tensor ids, List<AugmentPrompt> prompts, CalmCache cache) {
+        if (cache != null) {
+            throw new IllegalArgumentException("frozen states can be given only without a decoding cache");
+        }
+        if (given.augments() == null || given.augments().size() != augments.size()) {
+            throw new IllegalArgumentException("augment states for " + (given.augments() == null ? 0 : given.augments().size())
+                    + " augments, expected " + augments.size());
+        }
+        for (int k = 0; k < plan.size(); k++) {
+            int a = plan.get(k).augment();
+            int layer = plan.get(k).augmentLayer();
+            Tensor s = given.augments().get(a) == null ? null : given.augments().get(a).get(layer);
+            if (s == null) {
+                throw new IllegalArgumentException("augment " + a + ": no states given for layer " + layer);
+            }
+            long t = mode == Mode.SAME_SEQUENCE ? ids.size(1) : prompts.get(a).ids().size(1);
+            checkShape(s, "augment " + a + " layer " + layer, ids.size(0), t, augments.get(a).hiddenSize());
+        }
+        if (given.anchorBelow() != null) {
+            checkShape(given.anchorBelow(), "anchor block " + lowestBridgedLayer(), ids.size(0), ids.size(1), anchor.hiddenSize());
+        }
+    }
+
+    private static void checkShape(Tensor s, String what, long... want) {
+        long[] got = s.sizes().vec().get();
+        if (!java.util.Arrays.equals(want, got)) {
+            throw new IllegalArgumentException(what + ": states of shape " + java.util.Arrays.toString(got)
+                    + ", expected " + java.util.Arrays.toString(want));
+        }
+    }
+
     public Tensor logits(Tensor h) {
         return anchor.logits(h);
+    }
+
+    /**
+     * Augment {@code a}'s connected layers' outputs {@code [B, T, D_a]} by layer, for its input ids {@code [B, T]}
+     * (right-padded, or {@code keyPadding} saying which are real), computed without gradient.
+     */
+    public Map<Integer, Tensor> augmentStates(int a, Tensor ids, Tensor keyPadding) {
+        if (a < 0 || a >= augments.size()) {
+            throw new IllegalArgumentException("augment " + a + ": expected 0.." + (augments.size() - 1));
+        }
+        return augmentStates(a, ids, keyPadding, null);
     }
 
     /** The connected augment layers' outputs, computed without gradient and without running deeper blocks. */

@@ -23,7 +23,19 @@ public final class BridgeObjective implements Objective {
     private final String anchorFingerprint;
     private final List<String> augmentFingerprints = new ArrayList<>();
 
+    private final FrozenStateCache states;      // null: every step runs the frozen parts of the models
+
+    /** With the frozen models' bridge-independent states cached per training row ({@link FrozenStateCache}). */
     public BridgeObjective(CalmModel calm, Path anchorDir, List<Path> augmentDirs) {
+        this(calm, anchorDir, augmentDirs, new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS));
+    }
+
+    /**
+     * @param states where the frozen models' bridge-independent states are cached (may be shared with other
+     *     compositions over the same base models), or null to run the whole models every step
+     */
+    public BridgeObjective(CalmModel calm, Path anchorDir, List<Path> augmentDirs, FrozenStateCache states) {
+        this.states = states;
         this.calm = calm;
         this.anchorDir = anchorDir;
         this.augmentDirs = List.copyOf(augmentDirs);
@@ -52,7 +64,16 @@ public final class BridgeObjective implements Objective {
                 prompts.add(p);                                        // every augment reads the example's prompt
             }
         }
-        return Losses.sum(calm.forward(Losses.inputs(b), null, prompts, null), b);
+        Tensor ids = Losses.inputs(b);
+        if (states != null) {
+            return Losses.sum(calm.forwardGiven(ids, null, prompts, states.states(calm, b)), b);
+        }
+        return Losses.sum(calm.forward(ids, null, prompts, null), b);
+    }
+
+    /** The frozen-state cache, or null when off. */
+    public FrozenStateCache stateCache() {
+        return states;
     }
 
     /** The calm_config.json describing these bridges, as if saved to {@code dir}. */

@@ -97,12 +97,12 @@ public final class TrainLoop {
         Path ckpt = out.resolve("checkpoint");
         Path metricsFile = out.resolve("metrics.jsonl");
         int start = 0;
-        Batcher batcher = new Batcher(train, cfg.batchSize(), cfg.seed());
+        Batcher batcher = new Batcher(train, cfg.batchSize(), cfg.seed(), cfg.lengthGroup());
         List<double[]> curve = new ArrayList<>();        // {step, train loss, eval loss or NaN}
         if (resume && Files.isDirectory(ckpt)) {
             State s = State.load(ckpt, cfg, params, optimizer);
             start = s.step;
-            batcher = Batcher.resume(train, cfg.batchSize(), cfg.seed(), s.position);
+            batcher = Batcher.resume(train, cfg.batchSize(), cfg.seed(), cfg.lengthGroup(), s.position);
             curve.addAll(readCurve(metricsFile, start));
             log.printf("resumed from %s at step %d%n", ckpt, start);
         } else if (resume) {
@@ -241,7 +241,7 @@ public final class TrainLoop {
     }
 
     /** Global L2 norm of all gradients; scales them down to {@code max} when above it (0 = never). */
-    static double clip(Iterable<Tensor> params, double max) {
+    public static double clip(Iterable<Tensor> params, double max) {
         double sq = 0;
         try (PointerScope scope = new PointerScope()) {
             List<Tensor> grads = new ArrayList<>();
@@ -303,6 +303,12 @@ public final class TrainLoop {
                 JsonNode now = JSON.readTree(cfg.toJson().toString());     // same number types as read back
                 ObjectNode savedCmp = saved.deepCopy();
                 savedCmp.remove("steps");
+                if (!savedCmp.has("lengthGroup")) {
+                    savedCmp.put("lengthGroup", 1);                 // checkpoints from before length grouping
+                }
+                if (!savedCmp.has("decayFraction")) {
+                    savedCmp.put("decayFraction", 1.0);             // ... and before warmup-stable-decay
+                }
                 ObjectNode nowCmp = (ObjectNode) now.deepCopy();
                 nowCmp.remove("steps");
                 if (!savedCmp.equals(nowCmp)) {

@@ -592,6 +592,98 @@ class DatasetTest {
         assertEquals(1, b.epoch());
     }
 
+    /** Example i: BOS, then 0-8 filler tokens (a length that varies with i), then its own id 100+i as the target. */
+    static Dataset ragged(int n) {
+        List<Example> examples = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int fill = (i * 7) % 9;
+            long[] ids = new long[fill + 2];
+            boolean[] target = new boolean[fill + 2];
+            ids[0] = BOS;
+            for (int j = 1; j <= fill; j++) {
+                ids[j] = 3;
+            }
+            ids[fill + 1] = 100 + i;
+            target[fill + 1] = true;
+            examples.add(new Example(ids, target, null, i + 1));
+        }
+        return Dataset.of(examples, "ragged");
+    }
+
+    static List<Integer> raggedIndices(Batch b) {
+        List<Integer> out = new ArrayList<>();
+        for (int r = 0; r < b.rows(); r++) {
+            for (int t = 0; t < b.length(); t++) {
+                long l = b.labels()[r * b.length() + t];
+                if (l != Batch.IGNORE_INDEX) {
+                    out.add((int) (l - 100));
+                }
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void lengthGroupingKeepsEpochsWholeDeterministicAndResumableWithLessPadding() {
+        Dataset d = ragged(24);
+        List<Integer> all = IntStream.range(0, 24).boxed().collect(Collectors.toList());
+        Batcher grouped = new Batcher(d, 4, 7, 3);                  // 6 batches per epoch: 2 runs of 3 batches
+        Batcher plain = new Batcher(d, 4, 7);
+        List<Integer> order = new ArrayList<>();
+        List<Long> positions = new ArrayList<>();
+        List<Batch> reference = new ArrayList<>();
+        long groupedCells = 0;
+        long plainCells = 0;
+        for (int i = 0; i < 18; i++) {                              // 3 epochs
+            positions.add(grouped.position());
+            Batch b = grouped.next();
+            reference.add(b);
+            order.addAll(raggedIndices(b));
+            groupedCells += (long) b.rows() * b.length();
+            Batch p = plain.next();
+            plainCells += (long) p.rows() * p.length();
+        }
+        for (int e = 0; e < 3; e++) {
+            assertEquals(all, order.subList(24 * e, 24 * e + 24).stream().sorted().collect(Collectors.toList()),
+                    "epoch " + e + " is a permutation");
+        }
+        assertNotEquals(order.subList(0, 24), order.subList(24, 48), "regrouped each epoch");
+        assertTrue(groupedCells < plainCells, "grouping pads less: " + groupedCells + " cells against " + plainCells);
+        // Within each run of 3 batches, every row of the shorter batches is no longer than any row of the longer ones.
+        for (int run = 0; run < 6; run++) {
+            List<Batch> three = reference.subList(3 * run, 3 * run + 3).stream()
+                    .sorted(java.util.Comparator.comparingInt(Batch::length)).toList();
+            for (int k = 0; k + 1 < 3; k++) {
+                int longestHere = three.get(k).length();
+                for (int r = 0; r < 4; r++) {
+                    int len = 0;
+                    for (int t = 0; t < three.get(k + 1).length(); t++) {
+                        len += three.get(k + 1).real()[r * three.get(k + 1).length() + t] ? 1 : 0;
+                    }
+                    assertTrue(len >= longestHere || three.get(k).length() == three.get(k + 1).length(),
+                            "run " + run + ": a row of " + len + " tokens in a batch after one of length " + longestHere);
+                }
+            }
+        }
+        assertEquals(order, draw18(new Batcher(d, 4, 7, 3)), "same seed, same order");
+        assertNotEquals(order, draw18(new Batcher(d, 4, 8, 3)), "another seed, another order");
+        for (int k = 0; k < reference.size(); k++) {
+            Batcher resumed = Batcher.resume(d, 4, 7, 3, positions.get(k));
+            for (int i = k; i < reference.size(); i++) {
+                assertEquals(reference.get(i), resumed.next(), "resumed at " + positions.get(k) + ", batch " + i);
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> new Batcher(d, 4, 7, 0));
+    }
+
+    static List<Integer> draw18(Batcher b) {
+        List<Integer> out = new ArrayList<>();
+        for (int i = 0; i < 18; i++) {
+            out.addAll(raggedIndices(b.next()));
+        }
+        return out;
+    }
+
     @Test
     void resumingFromAPositionReproducesTheUninterruptedRun() {
         Dataset d = numbered(10);

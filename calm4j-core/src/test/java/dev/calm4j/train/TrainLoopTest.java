@@ -33,6 +33,7 @@ import java.util.Map;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -73,6 +74,29 @@ class TrainLoopTest {
         Map<String, float[]> s = new HashMap<>();
         w.forEach((k, v) -> s.put(k, Tensors.toFloats(v)));
         return s;
+    }
+
+    /** The schedule: linear warmup, the peak held until the last decayFraction of the steps, cosine to the floor. */
+    @Test
+    void warmupStableDecaySchedule() {
+        TrainConfig cos = TrainConfig.defaults(100, 4, 1e-3, 1);                     // warmup 5, cosine over the rest
+        TrainConfig wsd = cos.withDecayFraction(0.25);
+        for (int s = 0; s < 5; s++) {
+            assertEquals(1e-3 * (s + 1) / 6, cos.lrAt(s), 1e-15);
+            assertEquals(cos.lrAt(s), wsd.lrAt(s), 1e-15, "same warmup");
+        }
+        for (int s = 5; s < 75; s++) {
+            assertEquals(1e-3, wsd.lrAt(s), 1e-15, "held at the peak, step " + s);
+        }
+        assertEquals(1e-3, cos.lrAt(5), 1e-15);
+        assertTrue(cos.lrAt(50) < 0.6e-3 && cos.lrAt(50) > 0.5e-3, "cosine mid-way: " + cos.lrAt(50));
+        for (int s = 75; s < 99; s++) {
+            assertTrue(wsd.lrAt(s + 1) < wsd.lrAt(s), "decays, step " + s);
+        }
+        assertEquals(1e-4, wsd.lrAt(99), 1e-15, "the floor at the last step");
+        assertEquals(1e-4, cos.lrAt(99), 1e-15);
+        assertEquals(0.55e-3, wsd.lrAt(75 + 12), 0.02e-3, "half-way down half-way through the decay");
+        org.junit.jupiter.api.Assertions.assertThrows(dev.calm4j.Calm4jException.class, () -> cos.withDecayFraction(0));
     }
 
     /** Invariant 3: a bridge training step changes bridge tensors only; anchor and augment stay bitwise equal. */
@@ -127,7 +151,7 @@ class TrainLoopTest {
             try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir)) {
                 Dataset d = read(data, anchorDir, anchor);
                 Path out = tmp.resolve("run-" + interrupted);
-                TrainConfig six = new TrainConfig(6, 4, 2, 5e-3, 2, 0.1, 0.01, 0.9, 0.98, 1e-8, 1.0, 0, 3, 1, 7);
+                TrainConfig six = new TrainConfig(6, 4, 2, 5e-3, 2, 0.1, 0.01, 0.9, 0.98, 1e-8, 1.0, 0, 3, 1, 7, 1, 1.0);
                 if (interrupted) {
                     try (CalmModel c = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->1")),
                             Mode.SAME_SEQUENCE, 4, 9)) {

@@ -16,7 +16,8 @@ import java.util.Random;
 import java.util.Set;
 
 /**
- * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp] (recipe overrides via -Dkv.* properties;
+ * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp], or KvDev MODELS_DIR steps|curve (the main
+ * job's training step times, {@link #stepTimes}; one CALM run's held-out accuracy as it trains, {@link #curve}) (recipe overrides via -Dkv.* properties;
  * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
  * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows'; every other {@code -Dkv.*} overrides one recipe
  * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.aSlot}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}, and
@@ -25,6 +26,169 @@ import java.util.Set;
 public final class KvDev {
     private static double dbl(String property, double fallback) {
         return Double.parseDouble(System.getProperty(property, Double.toString(fallback)));
+    }
+
+    /**
+     * Times the main job's training steps (batch 64 of its D_C; one libtorch thread, one BLAS thread): CALM with and
+     * without the frozen-state cache and length grouping, and the LoRA control. Uses the first 30 batches' worth of
+     * D_C so that the cache is warm after 40 untimed steps (a 1,000-step run sees each row 4-5 times), then times 12
+     * steps of each configuration in turn, 6 rounds, and prints each one's median round: this VM's speed drifts by
+     * tens of percent over a minute, and interleaving keeps the ratios fair.
+     */
+    static void stepTimes(Path models) throws Exception {
+        Torch.setBlasThreads(1);
+        org.bytedeco.pytorch.global.torch.set_num_threads(1);
+        KvExperiment.Config cfg = KvExperiment.Config.defaults(models, models);
+        List<Example> dc = new KvExperiment(cfg, System.out, false).data(cfg.recipe().task()).composition();
+        Dataset d = Dataset.of(new ArrayList<>(dc.subList(0, 30 * cfg.composeBatch())), "D_C, first 30 batches");
+        List<String> names = List.of("calm, no cache, plain shuffle", "calm, cache, plain shuffle",
+                "calm, cache, length groups of 8", "lora, plain shuffle", "lora, length groups of 8");
+        try (CausalLm mA = LmFamilies.load(models.resolve("m_A")); CausalLm mB = LmFamilies.load(models.resolve("m_B"))) {
+            dev.calm4j.compose.CompositionPlan plan = new dev.calm4j.compose.CompositionPlan(
+                    dev.calm4j.compose.CompositionPlan.parse(cfg.connections()));
+            List<AutoCloseable> open = new ArrayList<>();
+            List<Runnable> steppers = new ArrayList<>();
+            List<double[]> ms = new ArrayList<>();            // per configuration: {forward, backward, AdamW} of one step
+            List<long[]> cells = new ArrayList<>();
+            try {
+                for (String run : names) {
+                    var calm = dev.calm4j.compose.CalmModel.create(mB, List.of(mA), plan, dev.calm4j.compose.Mode.SAME_SEQUENCE,
+                            cfg.heads(), 1);
+                    var lora = dev.calm4j.train.Lora.init((dev.calm4j.lm.llama.LlamaModel) mB, List.of("q_proj", "v_proj"), 27, 54, 1);
+                    open.add(calm);
+                    open.add(lora);
+                    dev.calm4j.train.Objective obj = run.startsWith("lora")
+                            ? new dev.calm4j.train.LoraObjective((dev.calm4j.lm.llama.LlamaModel) mB, models.resolve("m_B"), lora)
+                            : new dev.calm4j.train.BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")),
+                                    run.contains("no cache") ? null
+                                            : new dev.calm4j.train.FrozenStateCache(dev.calm4j.train.FrozenStateCache.DEFAULT_BUDGET_FLOATS));
+                    var params = obj.parameters();
+                    var opt = new org.bytedeco.pytorch.AdamW(new org.bytedeco.pytorch.TensorVector(
+                            params.values().toArray(new org.bytedeco.pytorch.Tensor[0])), new org.bytedeco.pytorch.AdamWOptions(1e-3));
+                    dev.calm4j.data.Batcher batcher = new dev.calm4j.data.Batcher(d, cfg.composeBatch(), 1, run.endsWith("8") ? 8 : 1);
+                    double[] last = new double[3];
+                    long[] cell = new long[1];
+                    ms.add(last);
+                    cells.add(cell);
+                    steppers.add(() -> {
+                        params.values().forEach(p -> p.set_requires_grad(true));
+                        dev.calm4j.data.Batch b = batcher.next();
+                        long t0 = System.nanoTime();
+                        opt.zero_grad();
+                        long t1;
+                        long t2;
+                        try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+                            org.bytedeco.pytorch.Tensor l = dev.calm4j.nn.Scoped.keep(() -> obj.lossSum(b));
+                            l.item_double();
+                            t1 = System.nanoTime();
+                            l.div(new org.bytedeco.pytorch.Scalar((double) b.targetCount())).backward();
+                            t2 = System.nanoTime();
+                        }
+                        opt.step();
+                        long t3 = System.nanoTime();
+                        last[0] = (t1 - t0) / 1e6;
+                        last[1] = (t2 - t1) / 1e6;
+                        last[2] = (t3 - t2) / 1e6;
+                        cell[0] = (long) b.rows() * b.length();
+                        params.values().forEach(p -> p.set_requires_grad(false));
+                    });
+                }
+                for (Runnable r : steppers) {
+                    for (int i = 0; i < 40; i++) {
+                        r.run();                                   // warm: JIT, allocator, and the cache filled
+                    }
+                }
+                int rounds = 6;
+                int per = 12;
+                double[][][] rows = new double[names.size()][rounds][4];   // [config][round] -> {fwd, bwd, opt, cells}
+                for (int round = 0; round < rounds; round++) {
+                    for (int c = 0; c < names.size(); c++) {
+                        for (int i = 0; i < per; i++) {
+                            steppers.get(c).run();
+                            for (int k = 0; k < 3; k++) {
+                                rows[c][round][k] += ms.get(c)[k] / per;
+                            }
+                            rows[c][round][3] += cells.get(c)[0] / (double) per / cfg.composeBatch();
+                        }
+                    }
+                }
+                for (int c = 0; c < names.size(); c++) {
+                    double[][] r = rows[c];
+                    java.util.Arrays.sort(r, java.util.Comparator.comparingDouble(x -> x[0] + x[1] + x[2]));
+                    double[] med = r[rounds / 2];
+                    System.out.printf("%-34s %6.1f ms/step (forward %.1f, backward %.1f, AdamW %.1f); %.1f positions per row"
+                            + " (rounds: %.0f-%.0f ms)%n", names.get(c), med[0] + med[1] + med[2], med[0], med[1], med[2], med[3],
+                            r[0][0] + r[0][1] + r[0][2], r[rounds - 1][0] + r[rounds - 1][1] + r[rounds - 1][2]);
+                }
+            } finally {
+                for (AutoCloseable c : open) {
+                    c.close();
+                }
+            }
+        }
+    }
+
+    /**
+     * Trains one CALM run of the main job (its D_C, shipped models and bridge defaults; the training loop's AdamW,
+     * schedule, clipping and batches) and prints the loss and greedy exact match on the held-out-key eval set every
+     * {@code -Dcurve.every} steps. Overrides: {@code -Dcurve.steps}, {@code -Dcurve.lr}, {@code -Dcurve.decay} (the
+     * decay fraction), {@code -Dcurve.group} (length group), {@code -Dcurve.heads}, {@code -Dcurve.seed}, {@code -Dcurve.batch}.
+     */
+    static void curve(Path models) throws Exception {
+        Torch.setBlasThreads(1);
+        KvExperiment.Config cfg = KvExperiment.Config.defaults(models, models);
+        int steps = Integer.getInteger("curve.steps", cfg.composeSteps());
+        double lr = dbl("curve.lr", cfg.composeLr());
+        long seed = Long.getLong("curve.seed", 1L);
+        int every = Integer.getInteger("curve.every", 200);
+        int heads = Integer.getInteger("curve.heads", cfg.heads());
+        dev.calm4j.train.TrainConfig tc = new dev.calm4j.train.TrainConfig(steps,
+                Integer.getInteger("curve.batch", cfg.composeBatch()), 1, lr,
+                Math.max(1, steps / 20), 0.1, 0.0, 0.9, 0.999, 1e-8, 1.0, 0, 0, every, seed,
+                Integer.getInteger("curve.group", cfg.lengthGroup()), dbl("curve.decay", cfg.decayFraction()));
+        System.out.println("curve: " + tc.toJson());
+        KvExperiment.Data data = new KvExperiment(cfg, System.out, false).data(cfg.recipe().task());
+        Dataset dc = Dataset.of(data.composition(), "D_C");
+        Dataset held = Dataset.of(data.eval().get("kv_math_heldout_keys"), "KV-MATH, held-out keys");
+        try (CausalLm mA = LmFamilies.load(models.resolve("m_A")); CausalLm mB = LmFamilies.load(models.resolve("m_B"));
+             dev.calm4j.compose.CalmModel calm = dev.calm4j.compose.CalmModel.create(mB, List.of(mA),
+                     new dev.calm4j.compose.CompositionPlan(dev.calm4j.compose.CompositionPlan.parse(cfg.connections())),
+                     dev.calm4j.compose.Mode.SAME_SEQUENCE, heads, seed)) {
+            var obj = new dev.calm4j.train.BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")));
+            var params = obj.parameters();
+            params.values().forEach(p -> p.set_requires_grad(true));
+            var opts = new org.bytedeco.pytorch.AdamWOptions(lr);
+            opts.weight_decay().put(0.0);
+            opts.eps().put(1e-8);                                   // betas: libtorch's defaults, 0.9 and 0.999, as the job's
+            var opt = new org.bytedeco.pytorch.AdamW(new org.bytedeco.pytorch.TensorVector(
+                    params.values().toArray(new org.bytedeco.pytorch.Tensor[0])), opts);
+            dev.calm4j.data.Batcher batcher = new dev.calm4j.data.Batcher(dc, tc.batchSize(), seed, tc.lengthGroup());
+            long t0 = System.nanoTime();
+            double window = 0;
+            long targets = 0;
+            for (int step = 0; step < steps; step++) {
+                dev.calm4j.data.Batch b = batcher.next();
+                opt.zero_grad();
+                try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+                    org.bytedeco.pytorch.Tensor l = dev.calm4j.nn.Scoped.keep(() -> obj.lossSum(b));
+                    window += l.item_double();
+                    targets += b.targetCount();
+                    l.div(new org.bytedeco.pytorch.Scalar((double) b.targetCount())).backward();
+                }
+                dev.calm4j.train.TrainLoop.clip(params.values(), tc.clipNorm());
+                opt.param_groups().get(0).options().set_lr(tc.lrAt(step));
+                opt.step();
+                if ((step + 1) % every == 0 || step + 1 == steps) {
+                    params.values().forEach(p -> p.set_requires_grad(false));
+                    var acc = Evaluator.exactMatch(EvalModel.of(calm), held, 100, Set.of(KvTask.EOS), null).accuracy();
+                    params.values().forEach(p -> p.set_requires_grad(true));
+                    System.out.printf("step %d  lr %.2e  loss %.4f  held-out keys %.1f%%  (%.0f s)%n", step + 1,
+                            tc.lrAt(step), window / targets, 100 * acc.value(), (System.nanoTime() - t0) / 1e9);
+                    window = 0;
+                    targets = 0;
+                }
+            }
+        }
     }
 
     public static void main(String[] args) throws Exception {
@@ -49,6 +213,14 @@ public final class KvDev {
                 Integer.getInteger("kv.bNoiseRamp", d.anchorNoiseRamp()),
                 System.getProperty("kv.bStages") == null ? d.anchorStages() : KvRecipe.AnchorStage.parse(System.getProperty("kv.bStages")),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
+        if (which.equals("curve")) {       // held-out-key accuracy during one CALM training of the main job
+            curve(out);
+            return;
+        }
+        if (which.equals("steps")) {       // ms per training step of the main job's runs, on its D_C and shipped models
+            stepTimes(out);
+            return;
+        }
         if (which.equals("stamp")) {      // records the recipe next to models trained with it
             Files.createDirectories(out);
             Files.writeString(out.resolve("kv_recipe.json"), KvExperiment.JSON.writeValueAsString(KvExperiment.JSON.valueToTree(r)) + "\n");

@@ -298,7 +298,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     private TrainConfig schedule(int steps, double weightDecay, double peakLr) {
         return new TrainConfig(steps, batch, 1, peakLr, Math.max(1, steps / 20), 0.05, weightDecay, 0.9, 0.98, 1e-8, 1.0,
-                0, 0, Math.max(1, steps / 50), taskSeed);
+                0, 0, Math.max(1, steps / 50), taskSeed, 1, 1.0);
     }
 
     static Integer parseNumber(String s) {
