@@ -101,7 +101,7 @@ public final class KvExperiment {
          * keys), holding it gets there sooner (1,200 steps at 1e-3: 92.0 / 90.5 / 91.5 % over 3 seeds; 1,000 at 1e-3:
          * 91.0 / 70.5 %; 1,000 at 2e-3: 86.0 / 93.5 / 92.0 %, one run each). A quarter of NUM-MATH keeps m_B's
          * arithmetic while more of each batch teaches the keys. With length grouping and the frozen-state cache
-         * (shared by the CALM and encoder runs) a CALM step is ~1.8x cheaper, and the job fits in 15 minutes. README,
+         * (shared by the CALM and encoder runs) a CALM step is ~1.8x cheaper, and the job takes 13 minutes. README,
          * issue 5, and experiments/kv-arithmetic/HISTORY.md, stops 17-18.
          */
         public static Config defaults(Path modelsDir, Path out) {

@@ -294,7 +294,7 @@ final class Report {
                 + "job fit in 15 minutes: the frozen models' states that no bridge influences (m_A's layer 3, m_B's "
                 + "blocks 0-1) are computed once per D_C row and shared by the CALM and encoder runs instead of "
                 + "recomputed every step, and batches hold rows of like length (less padding); a CALM step went from "
-                + "146 to 80 ms, a LoRA step from 173 to 111 ms (one run alone).\n\n"
+                + "182 to 102 ms, a LoRA step from 197 to 149 ms (one run alone; README, Performance).\n\n"
                 + "What we would try next: m_B's NUM-MATH from 83 % to 90 % (a longer third stage); the retrain inside "
                 + "40 minutes (a shorter first stage for m_B: its loss was 0.03 by step 2,400); more keys (N_KV "
                 + "1,000-2,000) and three-key expressions.\n");
