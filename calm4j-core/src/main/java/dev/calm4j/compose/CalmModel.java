@@ -32,6 +32,7 @@ public final class CalmModel implements AutoCloseable {
     private final Mode mode;
     private final int heads;
     private final List<List<Integer>> bridgesAfter;   // anchor layer j -> bridge indices, in plan order
+    private final int lowestBridged;                  // the plan's lowest anchor layer
 
     public CalmModel(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, List<Bridge> bridges, Mode mode,
                      int heads) {
@@ -64,6 +65,7 @@ public final class CalmModel implements AutoCloseable {
         for (int k = 0; k < plan.size(); k++) {
             bridgesAfter.get(plan.get(k).anchorLayer()).add(k);
         }
+        this.lowestBridged = plan.lowestAnchorLayer();
     }
 
     /** Fresh bridges (W_O = 0: the composition starts as exactly the anchor), seeded. */
@@ -110,13 +112,13 @@ public final class CalmModel implements AutoCloseable {
      * instead of computed here (only without a decoding cache), or null to compute everything.
      */
     public Tensor hidden(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache, Given given) {
-        if (given != null) {
-            checkGiven(given, ids, prompts, cache);
-        }
         long past = cache == null ? 0 : cache.anchor().length();
         long t = ids.size(1);
         if (mode == Mode.SEPARATE_PROMPT && (prompts == null || prompts.size() != augments.size())) {
             throw new IllegalArgumentException("separate_prompt mode needs one prompt per augmenting model");
+        }
+        if (given != null) {
+            checkGiven(given, ids, prompts, cache);
         }
 
         // 1. Every bridge's keys and values, from its augment's layer states.
@@ -166,7 +168,7 @@ public final class CalmModel implements AutoCloseable {
         boolean below = given != null && given.anchorBelow() != null;
         Tensor h = below ? given.anchorBelow() : anchor.embed(ids);                             // [B, T, D_B]
         for (int j = 0; j < anchor.numLayers(); j++) {
-            if (!below || j > lowestBridgedLayer()) {                                           // given: blocks 0..lowest ran
+            if (!below || j > lowestBridged) {                                                  // given: blocks 0..lowest ran
                 h = anchor.layer(j, h, ctx, cache == null ? null : cache.anchor().layer(j));   // output of block j
             }
             for (int k : bridgesAfter.get(j)) {
@@ -178,7 +180,7 @@ public final class CalmModel implements AutoCloseable {
 
     /** The lowest anchor layer a bridge writes after: blocks 0..it run as in the anchor alone. */
     public int lowestBridgedLayer() {
-        return plan.connections().stream().mapToInt(Connection::anchorLayer).min().orElseThrow();
+        return lowestBridged;
     }
 
     /**
@@ -189,7 +191,7 @@ public final class CalmModel implements AutoCloseable {
         try (NoGradGuard ng = new NoGradGuard()) {
             AttentionContext ctx = anchor.context(0, ids.size(1), keyPadding);
             Tensor h = anchor.embed(ids);
-            for (int j = 0; j <= lowestBridgedLayer(); j++) {
+            for (int j = 0; j <= lowestBridged; j++) {
                 h = anchor.layer(j, h, ctx, null);
             }
             return h;

@@ -117,6 +117,16 @@ public record CompositionPlan(List<Connection> connections) {
         return connections.stream().filter(c -> c.augment() == a).mapToInt(Connection::augmentLayer).max().orElse(-1);
     }
 
+    /** The augment layers read from augment {@code a}, ascending, each once (empty when none). */
+    public List<Integer> augmentLayers(int a) {
+        return connections.stream().filter(c -> c.augment() == a).map(Connection::augmentLayer).distinct().sorted().toList();
+    }
+
+    /** The lowest anchor layer a bridge writes after: blocks 0..it run as in the anchor alone. */
+    public int lowestAnchorLayer() {
+        return connections.stream().mapToInt(Connection::anchorLayer).min().orElseThrow();
+    }
+
     @Override
     public String toString() {
         return String.join(",", connections.stream().map(Connection::toString).toList());

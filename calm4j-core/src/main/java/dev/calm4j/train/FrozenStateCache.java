@@ -129,21 +129,14 @@ public final class FrozenStateCache {
         }
         List<Map<Integer, Tensor>> augs = new ArrayList<>();
         for (int a = 0; a < calm.augments().size(); a++) {
-            List<Integer> ls = new ArrayList<>();
-            for (int k = 0; k < calm.plan().size(); k++) {
-                int layer = calm.plan().get(k).augmentLayer();
-                if (calm.plan().get(k).augment() == a && !ls.contains(layer)) {
-                    ls.add(layer);
-                }
-            }
+            List<Integer> ls = calm.plan().augmentLayers(a);
             if (ls.isEmpty()) {
                 augs.add(null);
                 continue;
             }
-            ls.sort(null);
             CausalLm m = calm.augments().get(a);
             int augment = a;
-            augs.add(tensors(source(new Key(new IdentityOf(m), List.copyOf(ls), false), m), augmentRows, augmentLength,
+            augs.add(tensors(source(new Key(new IdentityOf(m), ls, false), m), augmentRows, augmentLength,
                     ids -> calm.augmentStates(augment, ids, null)));
         }
         int below = calm.lowestBridgedLayer();

@@ -31,6 +31,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
@@ -88,11 +89,7 @@ public final class TrainLoop {
         for (Tensor p : params.values()) {
             p.set_requires_grad(true);
         }
-        AdamWOptions opts = new AdamWOptions(cfg.lr());
-        opts.weight_decay().put(cfg.weightDecay());
-        opts.eps().put(cfg.eps());
-        Betas.set(opts, cfg.beta1(), cfg.beta2());
-        AdamW optimizer = new AdamW(new TensorVector(params.values().toArray(new Tensor[0])), opts);
+        AdamW optimizer = optimizer(params.values(), cfg);
 
         Path ckpt = out.resolve("checkpoint");
         Path metricsFile = out.resolve("metrics.jsonl");
@@ -131,32 +128,19 @@ public final class TrainLoop {
                     return new Result(step, Double.NaN, Double.NaN, 0, 0, curve);
                 }
                 List<Batch> micro = new ArrayList<>();
-                int targets = 0;
                 for (int m = 0; m < cfg.accumulation(); m++) {
-                    Batch b = batcher.next();
-                    micro.add(b);
-                    targets += b.targetCount();
+                    micro.add(batcher.next());
                 }
-                optimizer.zero_grad();
-                double lossSum = 0;
+                Step st = step(obj, optimizer, params.values(), micro, cfg, step);
                 for (Batch b : micro) {
-                    try (PointerScope scope = new PointerScope()) {
-                        Tensor l = Scoped.keep(() -> obj.lossSum(b));   // forward's tensors freed before backward
-                        lossSum += l.item_double();
-                        l.div(new Scalar((double) targets)).backward();       // mean over all targets of the step
-                    }
                     for (boolean r : b.real()) {
                         tokens += r ? 1 : 0;
                     }
                 }
-                if (!Double.isFinite(lossSum)) {
-                    throw new Calm4jException("training diverged at step " + step + " (loss " + lossSum
-                            + "); lower --lr or raise --warmup");
-                }
-                double gradNorm = clip(params.values(), cfg.clipNorm());
-                double lr = cfg.lrAt(step);
-                optimizer.param_groups().get(0).options().set_lr(lr);
-                optimizer.step();
+                double lossSum = st.lossSum();
+                double gradNorm = st.gradNorm();
+                double lr = st.lr();
+                int targets = st.targets();
 
                 window += lossSum;
                 windowTargets += targets;
@@ -225,6 +209,48 @@ public final class TrainLoop {
         return new Result(cfg.steps(), lastLoss, evalLoss, secs, tokens / Math.max(secs, 1e-9), curve);
     }
 
+    /** AdamW over {@code params} with the run's betas, eps and weight decay (the schedule sets its rate each step). */
+    public static AdamW optimizer(Collection<Tensor> params, TrainConfig cfg) {
+        AdamWOptions opts = new AdamWOptions(cfg.lr());
+        opts.weight_decay().put(cfg.weightDecay());
+        opts.eps().put(cfg.eps());
+        Betas.set(opts, cfg.beta1(), cfg.beta2());
+        return new AdamW(new TensorVector(params.toArray(new Tensor[0])), opts);
+    }
+
+    /** What one optimizer step did: summed loss and target count over its micro-batches, gradient norm, rate. */
+    public record Step(double lossSum, int targets, double gradNorm, double lr) {}
+
+    /**
+     * One optimizer step (0-based {@code step}) over its micro-batches: gradients of the mean loss over all their
+     * targets, the divergence check, global-norm clipping, the scheduled rate, AdamW. {@code params} must require grad.
+     */
+    public static Step step(Objective obj, AdamW optimizer, Collection<Tensor> params, List<Batch> micro, TrainConfig cfg,
+                            int step) {
+        int targets = 0;
+        for (Batch b : micro) {
+            targets += b.targetCount();
+        }
+        optimizer.zero_grad();
+        double lossSum = 0;
+        for (Batch b : micro) {
+            try (PointerScope scope = new PointerScope()) {
+                Tensor l = Scoped.keep(() -> obj.lossSum(b));   // forward's tensors freed before backward
+                lossSum += l.item_double();
+                l.div(new Scalar((double) targets)).backward();       // mean over all targets of the step
+            }
+        }
+        if (!Double.isFinite(lossSum)) {
+            throw new Calm4jException("training diverged at step " + step + " (loss " + lossSum
+                    + "); lower --lr or raise --warmup");
+        }
+        double gradNorm = clip(params, cfg.clipNorm());
+        double lr = cfg.lrAt(step);
+        optimizer.param_groups().get(0).options().set_lr(lr);
+        optimizer.step();
+        return new Step(lossSum, targets, gradNorm, lr);
+    }
+
     /** Mean loss per target token (nats) over a dataset, without gradient. */
     public static double evalLoss(Objective obj, Dataset data, int batchSize) {
         double sum = 0;
@@ -241,7 +267,7 @@ public final class TrainLoop {
     }
 
     /** Global L2 norm of all gradients; scales them down to {@code max} when above it (0 = never). */
-    public static double clip(Iterable<Tensor> params, double max) {
+    static double clip(Iterable<Tensor> params, double max) {
         double sq = 0;
         try (PointerScope scope = new PointerScope()) {
             List<Tensor> grads = new ArrayList<>();

@@ -1,12 +1,30 @@
 package dev.calm4j.experiment.kv;
 
 import dev.calm4j.Torch;
+import dev.calm4j.compose.CalmModel;
+import dev.calm4j.compose.CompositionPlan;
+import dev.calm4j.compose.Mode;
+import dev.calm4j.data.Batch;
+import dev.calm4j.data.Batcher;
 import dev.calm4j.data.Dataset;
 import dev.calm4j.data.Example;
 import dev.calm4j.eval.EvalModel;
 import dev.calm4j.eval.Evaluator;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.lm.llama.LlamaModel;
+import dev.calm4j.nn.Scoped;
+import dev.calm4j.train.BridgeObjective;
+import dev.calm4j.train.FrozenStateCache;
+import dev.calm4j.train.Lora;
+import dev.calm4j.train.LoraObjective;
+import dev.calm4j.train.Objective;
+import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainLoop;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.AdamW;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -33,55 +51,49 @@ public final class KvDev {
      * without the frozen-state cache and length grouping, and the LoRA control. Uses the first 30 batches' worth of
      * D_C so that the cache is warm after 40 untimed steps (a 1,000-step run sees each row 4-5 times), then times 12
      * steps of each configuration in turn, 6 rounds, and prints each one's median round: this VM's speed drifts by
-     * tens of percent over a minute, and interleaving keeps the ratios fair.
+     * tens of percent over a minute, and interleaving keeps the ratios fair. The step is TrainLoop's, written out here
+     * to time its forward, backward and AdamW apart (as {@code calm bench} does).
      */
     static void stepTimes(Path models) throws Exception {
         Torch.setBlasThreads(1);
         org.bytedeco.pytorch.global.torch.set_num_threads(1);
         KvExperiment.Config cfg = KvExperiment.Config.defaults(models, models);
+        TrainConfig tc = KvExperiment.schedule(cfg.composeSteps(), cfg.composeBatch(), cfg.composeLr(), 1L, 1, cfg.decayFraction());
         List<Example> dc = new KvExperiment(cfg, System.out, false).data(cfg.recipe().task()).composition();
         Dataset d = Dataset.of(new ArrayList<>(dc.subList(0, 30 * cfg.composeBatch())), "D_C, first 30 batches");
         List<String> names = List.of("calm, no cache, plain shuffle", "calm, cache, plain shuffle",
                 "calm, cache, length groups of 8", "lora, plain shuffle", "lora, length groups of 8");
         try (CausalLm mA = LmFamilies.load(models.resolve("m_A")); CausalLm mB = LmFamilies.load(models.resolve("m_B"))) {
-            dev.calm4j.compose.CompositionPlan plan = new dev.calm4j.compose.CompositionPlan(
-                    dev.calm4j.compose.CompositionPlan.parse(cfg.connections()));
+            CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.connections()));
             List<AutoCloseable> open = new ArrayList<>();
             List<Runnable> steppers = new ArrayList<>();
-            List<double[]> ms = new ArrayList<>();            // per configuration: {forward, backward, AdamW} of one step
-            List<long[]> cells = new ArrayList<>();
+            List<double[]> ms = new ArrayList<>();            // per configuration: {forward, backward, AdamW, positions} of its last step
             try {
                 for (String run : names) {
-                    var calm = dev.calm4j.compose.CalmModel.create(mB, List.of(mA), plan, dev.calm4j.compose.Mode.SAME_SEQUENCE,
-                            cfg.heads(), 1);
-                    var lora = dev.calm4j.train.Lora.init((dev.calm4j.lm.llama.LlamaModel) mB, List.of("q_proj", "v_proj"), 27, 54, 1);
+                    CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), 1);
+                    Lora lora = Lora.init((LlamaModel) mB, List.of("q_proj", "v_proj"), 27, 54, 1);
                     open.add(calm);
                     open.add(lora);
-                    dev.calm4j.train.Objective obj = run.startsWith("lora")
-                            ? new dev.calm4j.train.LoraObjective((dev.calm4j.lm.llama.LlamaModel) mB, models.resolve("m_B"), lora)
-                            : new dev.calm4j.train.BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")),
-                                    run.contains("no cache") ? null
-                                            : new dev.calm4j.train.FrozenStateCache(dev.calm4j.train.FrozenStateCache.DEFAULT_BUDGET_FLOATS));
-                    var params = obj.parameters();
-                    var opt = new org.bytedeco.pytorch.AdamW(new org.bytedeco.pytorch.TensorVector(
-                            params.values().toArray(new org.bytedeco.pytorch.Tensor[0])), new org.bytedeco.pytorch.AdamWOptions(1e-3));
-                    dev.calm4j.data.Batcher batcher = new dev.calm4j.data.Batcher(d, cfg.composeBatch(), 1, run.endsWith("8") ? 8 : 1);
-                    double[] last = new double[3];
-                    long[] cell = new long[1];
+                    Objective obj = run.startsWith("lora") ? new LoraObjective((LlamaModel) mB, models.resolve("m_B"), lora)
+                            : new BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")),
+                                    run.contains("no cache") ? null : new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS));
+                    var params = obj.parameters().values();
+                    AdamW opt = TrainLoop.optimizer(params, tc);
+                    Batcher batcher = new Batcher(d, cfg.composeBatch(), 1, run.endsWith("8") ? 8 : 1);
+                    double[] last = new double[4];
                     ms.add(last);
-                    cells.add(cell);
                     steppers.add(() -> {
-                        params.values().forEach(p -> p.set_requires_grad(true));
-                        dev.calm4j.data.Batch b = batcher.next();
+                        params.forEach(p -> p.set_requires_grad(true));
+                        Batch b = batcher.next();
                         long t0 = System.nanoTime();
                         opt.zero_grad();
                         long t1;
                         long t2;
-                        try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-                            org.bytedeco.pytorch.Tensor l = dev.calm4j.nn.Scoped.keep(() -> obj.lossSum(b));
+                        try (PointerScope scope = new PointerScope()) {
+                            Tensor l = Scoped.keep(() -> obj.lossSum(b));
                             l.item_double();
                             t1 = System.nanoTime();
-                            l.div(new org.bytedeco.pytorch.Scalar((double) b.targetCount())).backward();
+                            l.div(new Scalar((double) b.targetCount())).backward();
                             t2 = System.nanoTime();
                         }
                         opt.step();
@@ -89,8 +101,8 @@ public final class KvDev {
                         last[0] = (t1 - t0) / 1e6;
                         last[1] = (t2 - t1) / 1e6;
                         last[2] = (t3 - t2) / 1e6;
-                        cell[0] = (long) b.rows() * b.length();
-                        params.values().forEach(p -> p.set_requires_grad(false));
+                        last[3] = b.length();                           // positions per row: the batch's padded length
+                        params.forEach(p -> p.set_requires_grad(false));
                     });
                 }
                 for (Runnable r : steppers) {
@@ -100,15 +112,14 @@ public final class KvDev {
                 }
                 int rounds = 6;
                 int per = 12;
-                double[][][] rows = new double[names.size()][rounds][4];   // [config][round] -> {fwd, bwd, opt, cells}
+                double[][][] rows = new double[names.size()][rounds][4];   // [config][round] -> means of {fwd, bwd, opt, positions}
                 for (int round = 0; round < rounds; round++) {
                     for (int c = 0; c < names.size(); c++) {
                         for (int i = 0; i < per; i++) {
                             steppers.get(c).run();
-                            for (int k = 0; k < 3; k++) {
+                            for (int k = 0; k < 4; k++) {
                                 rows[c][round][k] += ms.get(c)[k] / per;
                             }
-                            rows[c][round][3] += cells.get(c)[0] / (double) per / cfg.composeBatch();
                         }
                     }
                 }
@@ -129,61 +140,43 @@ public final class KvDev {
     }
 
     /**
-     * Trains one CALM run of the main job (its D_C, shipped models and bridge defaults; the training loop's AdamW,
-     * schedule, clipping and batches) and prints the loss and greedy exact match on the held-out-key eval set every
-     * {@code -Dcurve.every} steps. Overrides: {@code -Dcurve.steps}, {@code -Dcurve.lr}, {@code -Dcurve.decay} (the
-     * decay fraction), {@code -Dcurve.group} (length group), {@code -Dcurve.heads}, {@code -Dcurve.seed}, {@code -Dcurve.batch}.
+     * Trains one CALM run of the main job (its D_C, shipped models and bridge defaults; TrainLoop's optimizer and
+     * step) and prints the loss and greedy exact match on the held-out-key eval set every {@code -Dcurve.every} steps.
+     * Overrides: {@code -Dcurve.steps}, {@code -Dcurve.lr}, {@code -Dcurve.decay} (the decay fraction),
+     * {@code -Dcurve.group} (length group), {@code -Dcurve.heads}, {@code -Dcurve.seed}, {@code -Dcurve.batch}.
      */
     static void curve(Path models) throws Exception {
         Torch.setBlasThreads(1);
         KvExperiment.Config cfg = KvExperiment.Config.defaults(models, models);
-        int steps = Integer.getInteger("curve.steps", cfg.composeSteps());
-        double lr = dbl("curve.lr", cfg.composeLr());
-        long seed = Long.getLong("curve.seed", 1L);
         int every = Integer.getInteger("curve.every", 200);
-        int heads = Integer.getInteger("curve.heads", cfg.heads());
-        dev.calm4j.train.TrainConfig tc = new dev.calm4j.train.TrainConfig(steps,
-                Integer.getInteger("curve.batch", cfg.composeBatch()), 1, lr,
-                Math.max(1, steps / 20), 0.1, 0.0, 0.9, 0.999, 1e-8, 1.0, 0, 0, every, seed,
+        long seed = Long.getLong("curve.seed", 1L);
+        TrainConfig tc = KvExperiment.schedule(Integer.getInteger("curve.steps", cfg.composeSteps()),
+                Integer.getInteger("curve.batch", cfg.composeBatch()), dbl("curve.lr", cfg.composeLr()), seed,
                 Integer.getInteger("curve.group", cfg.lengthGroup()), dbl("curve.decay", cfg.decayFraction()));
         System.out.println("curve: " + tc.toJson());
         KvExperiment.Data data = new KvExperiment(cfg, System.out, false).data(cfg.recipe().task());
         Dataset dc = Dataset.of(data.composition(), "D_C");
         Dataset held = Dataset.of(data.eval().get("kv_math_heldout_keys"), "KV-MATH, held-out keys");
         try (CausalLm mA = LmFamilies.load(models.resolve("m_A")); CausalLm mB = LmFamilies.load(models.resolve("m_B"));
-             dev.calm4j.compose.CalmModel calm = dev.calm4j.compose.CalmModel.create(mB, List.of(mA),
-                     new dev.calm4j.compose.CompositionPlan(dev.calm4j.compose.CompositionPlan.parse(cfg.connections())),
-                     dev.calm4j.compose.Mode.SAME_SEQUENCE, heads, seed)) {
-            var obj = new dev.calm4j.train.BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")));
-            var params = obj.parameters();
-            params.values().forEach(p -> p.set_requires_grad(true));
-            var opts = new org.bytedeco.pytorch.AdamWOptions(lr);
-            opts.weight_decay().put(0.0);
-            opts.eps().put(1e-8);                                   // betas: libtorch's defaults, 0.9 and 0.999, as the job's
-            var opt = new org.bytedeco.pytorch.AdamW(new org.bytedeco.pytorch.TensorVector(
-                    params.values().toArray(new org.bytedeco.pytorch.Tensor[0])), opts);
-            dev.calm4j.data.Batcher batcher = new dev.calm4j.data.Batcher(dc, tc.batchSize(), seed, tc.lengthGroup());
+             CalmModel calm = CalmModel.create(mB, List.of(mA), new CompositionPlan(CompositionPlan.parse(cfg.connections())),
+                     Mode.SAME_SEQUENCE, Integer.getInteger("curve.heads", cfg.heads()), seed)) {
+            BridgeObjective obj = new BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")));
+            var params = obj.parameters().values();
+            AdamW opt = TrainLoop.optimizer(params, tc);
+            Batcher batcher = new Batcher(dc, tc.batchSize(), seed, tc.lengthGroup());
             long t0 = System.nanoTime();
             double window = 0;
             long targets = 0;
-            for (int step = 0; step < steps; step++) {
-                dev.calm4j.data.Batch b = batcher.next();
-                opt.zero_grad();
-                try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-                    org.bytedeco.pytorch.Tensor l = dev.calm4j.nn.Scoped.keep(() -> obj.lossSum(b));
-                    window += l.item_double();
-                    targets += b.targetCount();
-                    l.div(new org.bytedeco.pytorch.Scalar((double) b.targetCount())).backward();
-                }
-                dev.calm4j.train.TrainLoop.clip(params.values(), tc.clipNorm());
-                opt.param_groups().get(0).options().set_lr(tc.lrAt(step));
-                opt.step();
-                if ((step + 1) % every == 0 || step + 1 == steps) {
-                    params.values().forEach(p -> p.set_requires_grad(false));
+            for (int step = 0; step < tc.steps(); step++) {
+                params.forEach(p -> p.set_requires_grad(true));
+                TrainLoop.Step st = TrainLoop.step(obj, opt, params, List.of(batcher.next()), tc, step);
+                params.forEach(p -> p.set_requires_grad(false));
+                window += st.lossSum();
+                targets += st.targets();
+                if ((step + 1) % every == 0 || step + 1 == tc.steps()) {
                     var acc = Evaluator.exactMatch(EvalModel.of(calm), held, 100, Set.of(KvTask.EOS), null).accuracy();
-                    params.values().forEach(p -> p.set_requires_grad(true));
                     System.out.printf("step %d  lr %.2e  loss %.4f  held-out keys %.1f%%  (%.0f s)%n", step + 1,
-                            tc.lrAt(step), window / targets, 100 * acc.value(), (System.nanoTime() - t0) / 1e9);
+                            st.lr(), window / targets, 100 * acc.value(), (System.nanoTime() - t0) / 1e9);
                     window = 0;
                     targets = 0;
                 }

@@ -287,9 +287,8 @@ public final class KvExperiment {
             // random-m_A runs each cache their own m_A, and it goes with them).
             FrozenStateCache frozen = new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS);
             for (long seed : cfg.seeds()) {
-                TrainConfig tc = new TrainConfig(cfg.composeSteps(), cfg.composeBatch(), 1, cfg.composeLr(),
-                        Math.max(1, cfg.composeSteps() / 20), 0.1, 0.0, 0.9, 0.999, 1e-8, 1.0, 0, 0,
-                        Math.max(1, cfg.composeSteps() / 50), seed, cfg.lengthGroup(), cfg.decayFraction());
+                TrainConfig tc = schedule(cfg.composeSteps(), cfg.composeBatch(), cfg.composeLr(), seed, cfg.lengthGroup(),
+                        cfg.decayFraction());
                 Path runDir = cfg.out().resolve("seed-" + seed);
                 byModel.get("calm").add(() -> {                                          // CALM
                     try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), seed)) {
@@ -382,6 +381,15 @@ public final class KvExperiment {
     }
 
     private static final List<String> LORA_TARGETS = List.of("q_proj", "v_proj");
+
+    /**
+     * The schedule of every composition-stage run (CALM and the controls alike): 5 % warmup, the peak rate held until
+     * the last {@code decayFraction} of the steps, then cosine to a tenth; clip 1.0, no weight decay.
+     */
+    static TrainConfig schedule(int steps, int batch, double lr, long seed, int lengthGroup, double decayFraction) {
+        return new TrainConfig(steps, batch, 1, lr, Math.max(1, steps / 20), 0.1, 0.0, 0.9, 0.999, 1e-8, 1.0, 0, 0,
+                Math.max(1, steps / 50), seed, lengthGroup, decayFraction);
+    }
 
     /**
      * One finished training run of the composition stage: its model's name in results.json, what it measured, and
