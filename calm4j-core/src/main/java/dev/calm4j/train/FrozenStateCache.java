@@ -4,6 +4,7 @@ import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.Mode;
 import dev.calm4j.data.Batch;
 import dev.calm4j.data.Batcher;
+import dev.calm4j.data.Dataset;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.nn.Tensors;
 import org.bytedeco.javacpp.PointerScope;
@@ -32,7 +33,8 @@ import java.util.Map;
  *
  * <p>States are kept per frozen model (by instance) and layers, not per composition, so one cache can serve several
  * compositions over the same base models (the KV job's seeds of CALM and of its encoder control share one): each row
- * runs through each model once per job. It is safe to use from several training threads at once.
+ * runs through each model once per job. It is safe to use from several training threads at once; for results that do
+ * not depend on the threads' timing, {@link #prefill} it first.
  *
  * <p>States live on the Java heap, not as native tensors: the cache outlives every training step's
  * {@link PointerScope}, and the JVM frees it with its last user. They are packed into large float arrays (16 MiB each)
@@ -143,6 +145,22 @@ public final class FrozenStateCache {
         Source anchor = source(new Key(new IdentityOf(calm.anchor()), List.of(below), true), calm.anchor());
         Tensor h = tensors(anchor, anchorRows, b.length(), ids -> Map.of(below, calm.anchorBelow(ids, null))).get(below);
         return new CalmModel.Given(augs, h);
+    }
+
+    /**
+     * Computes and caches the frozen states of every row of {@code data} for compositions like {@code calm} (the same
+     * base model instances, plan and mode; its bridges play no part), in dataset order and batches of
+     * {@code batchSize}. Why: a row's states round differently with the shape of the batch they are computed in, so a
+     * cache that several runs fill as they go would give each run states that depend on which run met a row first,
+     * and two runs at once would not be repeatable. Filled up front, every run reads the same states whatever the
+     * timing (and larger batches compute them faster).
+     */
+    public void prefill(CalmModel calm, Dataset data, int batchSize) {
+        for (Batch b : Batcher.sequential(data, batchSize)) {
+            try (PointerScope scope = new PointerScope()) {
+                states(calm, b);
+            }
+        }
     }
 
     private synchronized Source source(Key k, CausalLm m) {

@@ -194,6 +194,27 @@ class FrozenStateCacheTest {
         }
     }
 
+    /** Prefilled, a cache serves every row of the data without computing any, and steps still match. */
+    @Test
+    void aPrefilledCacheServesEveryRowAndStepsStillMatch() {
+        Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
+        Path augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
+        try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
+             CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("0->0,1->1")),
+                     Mode.SAME_SEQUENCE, 4, 3)) {
+            randomBridges(calm, 8);
+            List<Example> all = rows(13, 12, false);
+            FrozenStateCache cache = new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS);
+            cache.prefill(calm, dev.calm4j.data.Dataset.of(all, "rows"), 5);        // batches of 5, 5 and 3 rows
+            assertEquals(26, cache.misses());                                     // 13 rows x (augment, anchor)
+            BridgeObjective plain = new BridgeObjective(calm, anchorDir, List.of(augDir), (FrozenStateCache) null);
+            BridgeObjective cached = new BridgeObjective(calm, anchorDir, List.of(augDir), cache);
+            Batch b = Batch.of(List.of(all.get(12), all.get(0), all.get(7), all.get(3)), Batcher.PAD_ID);
+            assertSame(step(plain, b), step(cached, b), "prefilled");
+            assertEquals(26, cache.misses(), "nothing computed after the prefill");
+        }
+    }
+
     @Test
     void aBudgetOfNothingCachesNothingAndStillGivesTheSameStep() {
         Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);

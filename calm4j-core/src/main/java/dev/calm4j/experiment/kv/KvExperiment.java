@@ -283,9 +283,18 @@ public final class KvExperiment {
             int rank = Lora.rankMatching((LlamaModel) mB, LORA_TARGETS, bridgeParams);
             Dataset dcEnc = Dataset.of(d.composition().stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList(),
                     "D_C with the prompt as the augment's input");
-            // m_A's and m_B's states that no bridge influences, computed once for all CALM and encoder runs (the
-            // random-m_A runs each cache their own m_A, and it goes with them).
+            // m_A's and m_B's states that no bridge influences, computed once for all CALM and encoder runs, before
+            // they start, so that what each run reads does not depend on which run met a row first (the random-m_A runs
+            // each cache their own m_A as they go, and it goes with them).
             FrozenStateCache frozen = new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS);
+            try (CalmModel same = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), 0)) {
+                frozen.prefill(same, dc, 256);
+            }
+            if (cfg.controls().contains("calm_encoder")) {
+                try (CalmModel enc = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.heads(), 0)) {
+                    frozen.prefill(enc, dcEnc, 256);
+                }
+            }
             for (long seed : cfg.seeds()) {
                 TrainConfig tc = schedule(cfg.composeSteps(), cfg.composeBatch(), cfg.composeLr(), seed, cfg.lengthGroup(),
                         cfg.decayFraction());
