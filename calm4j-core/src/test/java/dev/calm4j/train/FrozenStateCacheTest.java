@@ -15,6 +15,7 @@ import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -36,9 +37,19 @@ class FrozenStateCacheTest {
     @TempDir
     Path tmp;
 
+    Path anchorDir;
+    Path augDir;
+
     @BeforeAll
     static void init() {
         Torch.init();
+    }
+
+    /** A tiny random anchor and augment, written as HF folders (every test composes these two). */
+    @BeforeEach
+    void models() {
+        anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
+        augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
     }
 
     /** Rows of 3..9 tokens with 1-2 target tokens at the end; in separate-prompt mode a 2..6-token prompt of its own. */
@@ -114,8 +125,6 @@ class FrozenStateCacheTest {
     }
 
     void check(Mode mode) {
-        Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
-        Path augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
         boolean prompts = mode == Mode.SEPARATE_PROMPT;
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
              CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("0->0,1->1")),
@@ -157,8 +166,6 @@ class FrozenStateCacheTest {
     /** One cache shared by two compositions over the same base models (other bridges, other modes), from two threads. */
     @Test
     void oneCacheServesSeveralCompositionsOverTheSameModels() throws Exception {
-        Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
-        Path augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir)) {
             CompositionPlan plan = new CompositionPlan(CompositionPlan.parse("1->1"));
             FrozenStateCache shared = new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS);
@@ -197,8 +204,6 @@ class FrozenStateCacheTest {
     /** Prefilled, a cache serves every row of the data without computing any, and steps still match. */
     @Test
     void aPrefilledCacheServesEveryRowAndStepsStillMatch() {
-        Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
-        Path augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
              CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("0->0,1->1")),
                      Mode.SAME_SEQUENCE, 4, 3)) {
@@ -217,8 +222,6 @@ class FrozenStateCacheTest {
 
     @Test
     void aBudgetOfNothingCachesNothingAndStillGivesTheSameStep() {
-        Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
-        Path augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
              CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->0")),
                      Mode.SAME_SEQUENCE, 4, 3)) {
@@ -236,8 +239,6 @@ class FrozenStateCacheTest {
     @Test
     void givenStatesOfTheWrongShapeAreRefusedBeforeLibtorch() {
         assertTrue(TestModels.tinyAugment().hiddenSize() != TestModels.tinyLlama().hiddenSize(), "the widths tell them apart");
-        Path anchorDir = TestModels.write(tmp.resolve("anchor"), TestModels.tinyLlama(), 41);
-        Path augDir = TestModels.write(tmp.resolve("augment"), TestModels.tinyAugment(), 42);
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
              CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->0")),
                      Mode.SAME_SEQUENCE, 4, 3);
