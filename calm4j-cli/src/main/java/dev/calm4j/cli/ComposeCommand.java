@@ -1,5 +1,6 @@
 package dev.calm4j.cli;
 
+import dev.calm4j.Calm4jException;
 import dev.calm4j.compose.BridgeCheckpoint;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.Mode;
@@ -56,6 +57,12 @@ final class ComposeCommand implements Callable<Integer> {
     @Option(names = "--heads", paramLabel = "H", description = "cross-attention heads per bridge (default: the anchor's attention heads)")
     Integer heads;
 
+    @Option(names = "--query-init", defaultValue = "0", paramLabel = "S",
+            description = "fresh bridges' query weights drawn at S x nn.Linear's init scale, in [0, 1] (default ${DEFAULT-VALUE}: "
+                    + "zeros, uniform attention at first; the key-value job uses 0.1, which gives each head its own soft "
+                    + "pattern and brought its bridges' drop in loss sooner). The output projection starts at zero either way.")
+    double queryInit;
+
     @Option(names = "--mode", defaultValue = "same_sequence", paramLabel = "MODE",
             description = "same_sequence (both models read the same tokens, the paper's setting) or separate_prompt "
                     + "(each augment reads the example's augment_prompt, else its prompt, once) (default ${DEFAULT-VALUE})")
@@ -84,6 +91,9 @@ final class ComposeCommand implements Callable<Integer> {
         List<ModelConfig> augCfgs = new ArrayList<>();
         for (Path p : augments) {
             augCfgs.add(LmFamilies.readConfig(p));
+        }
+        if (!(queryInit >= 0 && queryInit <= 1)) {
+            throw new Calm4jException("--query-init must be in [0, 1], got " + queryInit);
         }
         Compositions comp = Compositions.resolve(anchor, anchorCfg, augments, augCfgs, connections, heads, m);
         ScalarType dtype = train.computeDtype();
@@ -118,7 +128,7 @@ final class ComposeCommand implements Callable<Integer> {
                 o.printf("anchor alone    eval loss %s (perplexity %s)%n", Training.loss(anchorEval), Training.ppl(anchorEval));
                 o.flush();
             }
-            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), train.seed)) {
+            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), queryInit, train.seed)) {
                 BridgeObjective obj = new BridgeObjective(calm, anchor, augments);
                 TrainLoop.Result r = Training.run(obj, trainData, evalData, cfg, out, train, o);
                 o.printf("done            %d steps in %.1f s, %,.0f tokens/s%n", r.steps(), r.seconds(), r.tokensPerSecond());

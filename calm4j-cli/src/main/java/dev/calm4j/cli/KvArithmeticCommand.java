@@ -73,6 +73,9 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default 0.25; 1 = cosine over all steps)")
     Double decayFraction;
 
+    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default 0.1: each head starts with its own soft attention, and the bridges' drop in loss comes sooner; 0 = zeros, uniform attention)")
+    Double queryInit;
+
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "
             + "these small models leave a core partly idle; results can differ in the last digits with the BLAS thread count)")
     Integer jobs;
@@ -103,6 +106,9 @@ class KvArithmeticCommand implements Callable<Integer> {
         if (decayFraction != null && !(decayFraction > 0 && decayFraction <= 1)) {
             throw new Calm4jException("--decay-fraction must be in (0, 1], got " + decayFraction);
         }
+        if (queryInit != null && !(queryInit >= 0 && queryInit <= 1)) {
+            throw new Calm4jException("--query-init must be in [0, 1], got " + queryInit);
+        }
         KvExperiment.Config c = KvExperiment.Config.defaults(modelsDir, outDir);
         if (quick) {
             c = c.quick();
@@ -113,7 +119,8 @@ class KvArithmeticCommand implements Callable<Integer> {
                 heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
                 evalExamples != null ? evalExamples : c.evalExamples(), noControls ? List.of() : c.controls(), retrain, c.probeSteps(),
                 numMathMix != null ? numMathMix : c.numMathMix(), lengthGroup != null ? lengthGroup : c.lengthGroup(),
-                decayFraction != null ? decayFraction : c.decayFraction(), jobs != null ? jobs : c.jobs());
+                decayFraction != null ? decayFraction : c.decayFraction(), queryInit != null ? queryInit : c.queryInit(),
+                jobs != null ? jobs : c.jobs());
 
 
         if (c.composeSteps() <= 0) {

@@ -52,7 +52,21 @@ public final class Bridge implements AutoCloseable {
      * (uniform attention at first, see below); and {@code o = 0}, so the untrained composition is exactly the anchor (invariant 1).
      */
     public static Bridge init(int dAugment, int dAnchor, int heads, Generator g, ScalarType dtype) {
+        return init(dAugment, dAnchor, heads, 0, g, dtype);
+    }
+
+    /**
+     * As {@link #init(int, int, int, Generator, ScalarType)}, with {@code q} drawn from {@code nn.Linear}'s init scaled
+     * by {@code queryInit} (0: zeros). {@code o = 0} either way, so the composition still starts as the anchor.
+     * Why a small random {@code q}: from {@code q = 0} every head attends uniformly and all heads start alike; a tenth
+     * of the default scale gives each head its own soft pattern (logits of order 1 for block outputs of RMS 3-10) and,
+     * in the key-value job, brought the bridges' drop in loss sooner (README, stop 19).
+     */
+    public static Bridge init(int dAugment, int dAnchor, int heads, double queryInit, Generator g, ScalarType dtype) {
         checkHeads(dAnchor, heads);
+        if (!(queryInit >= 0 && queryInit <= 1)) {
+            throw new dev.calm4j.Calm4jException("bridge query init: expected a scale in [0, 1], got " + queryInit);
+        }
         Map<String, Tensor> t = new LinkedHashMap<>();
         t.put("proj.weight", uniform(new long[] {dAnchor, dAugment}, dAugment, g, dtype));
         t.put("proj.bias", uniform(new long[] {dAnchor}, dAugment, g, dtype));
@@ -60,7 +74,9 @@ public final class Bridge implements AutoCloseable {
         // nn.Linear's init, the attention logits scale with |H_B| * |H_A|, and block outputs (unnormalised residual
         // streams, RMS 3-10 in the KV experiment's models, far more in large LMs) put them at ~10: one-hot attention on
         // random positions and a vanishing softmax gradient, which kept bridges from fitting even their training data.
-        t.put("q.weight", zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype)));
+        // q = 0 draws nothing, so a seed gives the same k and v as before queryInit existed.
+        t.put("q.weight", queryInit == 0 ? zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype))
+                : uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype).mul(new org.bytedeco.pytorch.Scalar(queryInit)));
         t.put("k.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
         t.put("v.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
         t.put("o.weight", zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype)));

@@ -68,15 +68,24 @@ public final class CalmModel implements AutoCloseable {
         this.lowestBridged = plan.lowestAnchorLayer();
     }
 
-    /** Fresh bridges (W_O = 0: the composition starts as exactly the anchor), seeded. */
+    /** Fresh bridges (W_O = 0: the composition starts as exactly the anchor), seeded; queries start at zero. */
     public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
                                    int heads, long seed) {
+        return create(anchor, augments, plan, mode, heads, 0, seed);
+    }
+
+    /**
+     * Fresh bridges, seeded, with each bridge's query weights drawn at {@code queryInit} times {@code nn.Linear}'s
+     * scale ({@link Bridge#init(int, int, int, double, Generator, ScalarType)}; 0 = zeros). W_O = 0 either way.
+     */
+    public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
+                                   int heads, double queryInit, long seed) {
         plan.validate(anchor.numLayers(), augments.stream().mapToInt(CausalLm::numLayers).toArray());
         Bridge.checkHeads(anchor.hiddenSize(), heads);
         Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
         List<Bridge> bridges = new ArrayList<>();
         for (Connection c : plan.connections()) {
-            bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, g,
+            bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, queryInit, g,
                     anchor.computeDtype()));
         }
         return new CalmModel(anchor, augments, plan, bridges, mode, heads);

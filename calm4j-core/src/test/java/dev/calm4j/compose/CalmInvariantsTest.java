@@ -105,6 +105,31 @@ class CalmInvariantsTest {
     }
 
     @Test
+    void randomQueriesAtInitStillGiveExactlyTheAnchor() {
+        float[] alone;
+        try (NoGradGuard ng = new NoGradGuard()) {
+            alone = Tensors.toFloats(anchor.forward(TestModels.ids(IDS)));
+        }
+        CompositionPlan plan = new CompositionPlan(CompositionPlan.parse("0->0,1->2"));
+        try (CalmModel zero = CalmModel.create(anchor, List.of(augment), plan, Mode.SAME_SEQUENCE, 4, 5);
+             CalmModel same = CalmModel.create(anchor, List.of(augment), plan, Mode.SAME_SEQUENCE, 4, 0.0, 5);
+             CalmModel random = CalmModel.create(anchor, List.of(augment), plan, Mode.SAME_SEQUENCE, 4, 0.1, 5)) {
+            assertTrue(TestModels.maxAbsDiff(alone, logits(random, IDS, Mode.SAME_SEQUENCE)) < 1e-5, "W_O = 0 whatever q is");
+            Tensor q = random.bridges().get(0).named().get("q.weight");
+            double bound = 0.1 / Math.sqrt(anchor.hiddenSize());
+            double max = q.abs().max().item_double();
+            assertTrue(max > bound / 2 && max <= bound, "q drawn at a tenth of nn.Linear's bound " + bound + ", max " + max);
+            // queryInit 0 is the old init, draw for draw: the same seed gives the same k and v.
+            assertEquals(0.0, TestModels.maxAbsDiff(Tensors.toFloats(zero.bridges().get(1).named().get("k.weight")),
+                    Tensors.toFloats(same.bridges().get(1).named().get("k.weight"))));
+            assertEquals(0.0, same.bridges().get(0).named().get("q.weight").abs().max().item_double());
+        }
+        Calm4jException e = assertThrows(Calm4jException.class, () -> CalmModel.create(anchor, List.of(augment),
+                plan, Mode.SAME_SEQUENCE, 4, 1.5, 5));
+        assertTrue(e.getMessage().contains("query init"), e.getMessage());
+    }
+
+    @Test
     void bridgesChangeTheOutputOnceTrained() {
         try (CalmModel zero = calm(Mode.SAME_SEQUENCE, "1->1", false); CalmModel trained = calm(Mode.SAME_SEQUENCE, "1->1", true)) {
             assertTrue(TestModels.maxAbsDiff(logits(zero, IDS, Mode.SAME_SEQUENCE), logits(trained, IDS, Mode.SAME_SEQUENCE)) > 1e-2);

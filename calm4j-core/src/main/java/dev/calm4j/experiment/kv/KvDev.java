@@ -143,23 +143,32 @@ public final class KvDev {
      * Trains one CALM run of the main job (its D_C, shipped models and bridge defaults; TrainLoop's optimizer and
      * step) and prints the loss and greedy exact match on the held-out-key eval set every {@code -Dcurve.every} steps.
      * Overrides: {@code -Dcurve.steps}, {@code -Dcurve.lr}, {@code -Dcurve.decay} (the decay fraction),
-     * {@code -Dcurve.group} (length group), {@code -Dcurve.heads}, {@code -Dcurve.seed}, {@code -Dcurve.batch}.
+     * {@code -Dcurve.group} (length group), {@code -Dcurve.heads}, {@code -Dcurve.seed}, {@code -Dcurve.batch},
+     * {@code -Dcurve.qinit} (the bridges' query init), {@code -Dcurve.mix} (NUM-MATH in D_C), {@code -Dcurve.examples}
+     * (KV-MATH in D_C), {@code -Dcurve.connections}.
      */
     static void curve(Path models) throws Exception {
         Torch.setBlasThreads(1);
-        KvExperiment.Config cfg = KvExperiment.Config.defaults(models, models);
+        KvExperiment.Config c0 = KvExperiment.Config.defaults(models, models);
+        KvExperiment.Config cfg = new KvExperiment.Config(c0.recipe(), models, models, c0.seeds(), c0.composeSteps(), c0.composeBatch(),
+                c0.composeLr(), System.getProperty("curve.connections", c0.connections()), c0.heads(),
+                Integer.getInteger("curve.examples", c0.compositionExamples()), c0.evalExamples(), c0.controls(), false,
+                c0.probeSteps(), dbl("curve.mix", c0.numMathMix()), c0.lengthGroup(), c0.decayFraction(), dbl("curve.qinit", c0.queryInit()), 1);
         int every = Integer.getInteger("curve.every", 200);
         long seed = Long.getLong("curve.seed", 1L);
-        TrainConfig tc = KvExperiment.schedule(Integer.getInteger("curve.steps", cfg.composeSteps()),
+        TrainConfig base = KvExperiment.schedule(Integer.getInteger("curve.steps", cfg.composeSteps()),
                 Integer.getInteger("curve.batch", cfg.composeBatch()), dbl("curve.lr", cfg.composeLr()), seed,
                 Integer.getInteger("curve.group", cfg.lengthGroup()), dbl("curve.decay", cfg.decayFraction()));
+        TrainConfig tc = new TrainConfig(base.steps(), base.batchSize(), 1, base.lr(), Integer.getInteger("curve.warmup", base.warmupSteps()),
+                dbl("curve.minlr", base.minLrRatio()), 0, dbl("curve.beta1", base.beta1()), dbl("curve.beta2", base.beta2()), base.eps(),
+                dbl("curve.clip", base.clipNorm()), 0, 0, base.logEvery(), seed, base.lengthGroup(), base.decayFraction());
         System.out.println("curve: " + tc.toJson());
         KvExperiment.Data data = new KvExperiment(cfg, System.out, false).data(cfg.recipe().task());
         Dataset dc = Dataset.of(data.composition(), "D_C");
         Dataset held = Dataset.of(data.eval().get("kv_math_heldout_keys"), "KV-MATH, held-out keys");
         try (CausalLm mA = LmFamilies.load(models.resolve("m_A")); CausalLm mB = LmFamilies.load(models.resolve("m_B"));
              CalmModel calm = CalmModel.create(mB, List.of(mA), new CompositionPlan(CompositionPlan.parse(cfg.connections())),
-                     Mode.SAME_SEQUENCE, Integer.getInteger("curve.heads", cfg.heads()), seed)) {
+                     Mode.SAME_SEQUENCE, Integer.getInteger("curve.heads", cfg.heads()), cfg.queryInit(), seed)) {
             BridgeObjective obj = new BridgeObjective(calm, models.resolve("m_B"), List.of(models.resolve("m_A")));
             var params = obj.parameters().values();
             AdamW opt = TrainLoop.optimizer(params, tc);
@@ -181,6 +190,11 @@ public final class KvDev {
                     targets = 0;
                 }
             }
+            // What the bridges must not break: the anchor's own arithmetic, beside m_B alone on the same sums.
+            Dataset num = Dataset.of(data.eval().get("num_math"), "NUM-MATH");
+            System.out.printf("NUM-MATH: composition %.1f%%, m_B alone %.1f%%%n",
+                    100 * Evaluator.exactMatch(EvalModel.of(calm), num, 100, Set.of(KvTask.EOS), null).accuracy().value(),
+                    100 * Evaluator.exactMatch(EvalModel.of(mB), num, 100, Set.of(KvTask.EOS), null).accuracy().value());
         }
     }
 

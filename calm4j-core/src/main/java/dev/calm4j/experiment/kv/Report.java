@@ -76,12 +76,15 @@ final class Report {
         r.append("# calm4j: key-value arithmetic (CALM paper §4.1, Table 1)\n\n");
         r.append(String.format("%d keys of 2–6 letters, values a permutation of 1..%d, expressions of %d keys with + and −, "
                 + "character-level tokens in natural digit order. m_A: Llama d%d × %d layers; m_B: Llama d%d × %d layers. "
-                + "Bridges %s (augment layer -> anchor layer, 0-based), %d heads, %d parameters; trained %d steps × batch %d "
+                + "Bridges %s (augment layer -> anchor layer, 0-based), %d heads, %d parameters, %s; trained %d steps × batch %d "
                 + "(lr %s, %s; %s) on %d KV-MATH examples over the 20 %% composition keys plus %d NUM-MATH examples (D_C; no example "
                 + "shows a key's value). Seeds %s. Accuracy is greedy exact match "
                 + "(the answer and EOS), mean over seeds, with the 95 %% Wilson interval of the pooled examples.\n\n",
                 k.keys(), k.keys(), k.operands(), k.augmentHidden(), k.augmentLayers(), k.anchorHidden(), k.anchorLayers(),
-                cfg.connections(), cfg.heads(), results.path("bridge_parameters").asLong(), cfg.composeSteps(),
+                cfg.connections(), cfg.heads(), results.path("bridge_parameters").asLong(),
+                cfg.queryInit() == 0 ? "queries starting at zero"
+                        : "queries drawn at " + cfg.queryInit() + " × nn.Linear's init scale (the output projection starts at zero)",
+                cfg.composeSteps(),
                 cfg.composeBatch(), cfg.composeLr(), cfg.decayFraction() == 1 ? "cosine decay to a tenth after warmup"
                         : "held until the last " + Math.round(100 * cfg.decayFraction()) + " % of the steps, then cosine decay to a tenth",
                 cfg.lengthGroup() == 1 ? "plain shuffle" : "rows of like length batched together, in runs of " + cfg.lengthGroup() + " batches",

@@ -542,7 +542,7 @@ class KvPipelineTest {
     @Test
     void tinyEndToEnd() throws Exception {
         KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"),
-                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, KvExperiment.Config.CONTROLS, true, 20, 0.25, 2, 0.5, 2);   // 2 jobs: runs at once
+                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, KvExperiment.Config.CONTROLS, true, 20, 0.25, 2, 0.5, 0.1, 2);   // 2 jobs: runs at once
         ObjectNode r = new KvExperiment(c, new PrintStream(OutputStream.nullOutputStream()), false).run();
         for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
             for (String d : KvExperiment.DATASETS) {
@@ -563,10 +563,10 @@ class KvPipelineTest {
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
         // A second run reuses the models trained for this recipe; another recipe is refused.
         KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1, 1.0, 1);
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1, 1.0, 0.0, 1);
         new KvExperiment(again, new PrintStream(OutputStream.nullOutputStream()), false).run();
         KvExperiment.Config other = new KvExperiment.Config(KvRecipe.defaults(), c.modelsDir(), tmp.resolve("run3"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1, 1.0, 1);
+                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1, 1.0, 0.0, 1);
         var e = org.junit.jupiter.api.Assertions.assertThrows(dev.calm4j.Calm4jException.class,
                 () -> new KvExperiment(other, new PrintStream(OutputStream.nullOutputStream()), false).run());
         assertTrue(e.getMessage().contains("--retrain"), e.getMessage());
