@@ -60,7 +60,7 @@ final class ComposeCommand implements Callable<Integer> {
     @Option(names = "--query-init", defaultValue = "0", paramLabel = "S",
             description = "fresh bridges' query weights drawn at S x nn.Linear's init scale, in [0, 1] (default ${DEFAULT-VALUE}: "
                     + "zeros, uniform attention at first; the key-value job uses 0.1, which gives each head its own soft "
-                    + "pattern and brought its bridges' drop in loss sooner). The output projection starts at zero either way.")
+                    + "pattern and helped its bridges reach their drop in loss). The output projection starts at zero either way.")
     double queryInit;
 
     @Option(names = "--mode", defaultValue = "same_sequence", paramLabel = "MODE",

@@ -73,7 +73,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default 0.25; 1 = cosine over all steps)")
     Double decayFraction;
 
-    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default 0.1: each head starts with its own soft attention, and the bridges' drop in loss comes sooner; 0 = zeros, uniform attention)")
+    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default 0.1: each head starts with its own soft attention, which helped the bridges reach their drop in loss; 0 = zeros, uniform attention)")
     Double queryInit;
 
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "

@@ -169,6 +169,15 @@ class CliComposeTest {
         assertEquals(5, JSON.readTree(metrics.get(4)).get("step").asInt());
         userError(calm("compose", "--anchor", anchor.toString(), "--augment", augment.toString(), "--data",
                 train.toString(), "--out", b.toString(), "--steps", "5", "--resume", "--no-progress"), "already at step 5");
+        // Queries drawn at init: trains like the default; a scale outside [0, 1] is a user error before anything runs.
+        Path q = tmp.resolve("bridges-q");
+        ok("compose", "--anchor", anchor.toString(), "--augment", augment.toString(), "--data", train.toString(),
+                "--out", q.toString(), "--steps", "2", "--batch", "4", "--query-init", "0.1", "--no-progress");
+        assertTrue(Files.isRegularFile(q.resolve("bridges.safetensors")));
+        Path badQ = tmp.resolve("bridges-bad-q");
+        userError(calm("compose", "--anchor", anchor.toString(), "--augment", augment.toString(), "--data",
+                train.toString(), "--out", badQ.toString(), "--steps", "2", "--query-init", "2", "--no-progress"), "--query-init");
+        assertFalse(Files.exists(badQ), "nothing written for a refused --query-init");
 
         // Bridges onto another anchor: refused unless --allow-mismatch.
         userError(calm("eval", "--anchor", otherAnchor.toString(), "--bridges", b.toString(), "--data", eval.toString()),

@@ -73,9 +73,11 @@ class KvDemoTest {
 
     @Test
     void nonPositiveSizesAreRefusedBeforeAnythingRuns() throws Exception {
-        for (String flag : List.of("--composition-examples", "--heads", "--steps", "--jobs", "--length-group", "--decay-fraction")) {
+        for (String flag : List.of("--composition-examples", "--heads", "--steps", "--jobs", "--length-group", "--decay-fraction",
+                "--query-init")) {
             Path out = tmp.resolve("bad" + flag);
-            CliTest.Run r = CliTest.calm("demo", "--quick", "--no-progress", "--out", out.toString(), flag, "0");
+            CliTest.Run r = CliTest.calm("demo", "--quick", "--no-progress", "--out", out.toString(), flag,
+                    flag.equals("--query-init") ? "1.5" : "0");                  // 0 is a valid query init: zeros
             assertTrue(r.code() != 0, flag + ": " + r.out());
             assertTrue(r.err().contains(flag), flag + ": " + r.err());
             assertTrue(!r.err().contains("Exception") && !Files.exists(out), flag + ": " + r.err());

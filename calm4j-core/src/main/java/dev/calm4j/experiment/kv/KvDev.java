@@ -176,18 +176,24 @@ public final class KvDev {
             long t0 = System.nanoTime();
             double window = 0;
             long targets = 0;
+            double gradSum = 0;                                  // the gradient's norm before clipping, summed over the window
+            int gradSteps = 0;
             for (int step = 0; step < tc.steps(); step++) {
                 params.forEach(p -> p.set_requires_grad(true));
                 TrainLoop.Step st = TrainLoop.step(obj, opt, params, List.of(batcher.next()), tc, step);
                 params.forEach(p -> p.set_requires_grad(false));
                 window += st.lossSum();
                 targets += st.targets();
+                gradSum += st.gradNorm();
+                gradSteps++;
                 if ((step + 1) % every == 0 || step + 1 == tc.steps()) {
                     var acc = Evaluator.exactMatch(EvalModel.of(calm), held, 100, Set.of(KvTask.EOS), null).accuracy();
-                    System.out.printf("step %d  lr %.2e  loss %.4f  held-out keys %.1f%%  (%.0f s)%n", step + 1,
-                            st.lr(), window / targets, 100 * acc.value(), (System.nanoTime() - t0) / 1e9);
+                    System.out.printf("step %d  lr %.2e  loss %.4f  grad norm %.3f  held-out keys %.1f%%  (%.0f s)%n", step + 1,
+                            st.lr(), window / targets, gradSum / gradSteps, 100 * acc.value(), (System.nanoTime() - t0) / 1e9);
                     window = 0;
                     targets = 0;
+                    gradSum = 0;
+                    gradSteps = 0;
                 }
             }
             // What the bridges must not break: the anchor's own arithmetic, beside m_B alone on the same sums.
