@@ -3,6 +3,7 @@ package dev.calm4j.cli;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.experiment.kv.KvExperiment;
+import dev.calm4j.experiment.kv.KvExperiment.Config;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -43,37 +44,37 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--seeds", split = ",", paramLabel = "S", description = "composition seeds (default 1,2,3)")
     List<Long> seeds;
 
-    @Option(names = "--steps", paramLabel = "N", description = "bridge (and control) training steps per run (default 1000)")
+    @Option(names = "--steps", paramLabel = "N", description = "bridge (and control) training steps per run (default " + Config.DEFAULT_STEPS + ")")
     Integer steps;
 
-    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) peak learning rate (default 2e-3)")
+    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) peak learning rate (default " + Config.DEFAULT_LR + ")")
     Double lr;
 
-    @Option(names = "--batch", paramLabel = "N", description = "composition batch size (default 64)")
+    @Option(names = "--batch", paramLabel = "N", description = "composition batch size (default " + Config.DEFAULT_BATCH + ")")
     Integer batch;
 
-    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads (default 8)")
+    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads (default " + Config.DEFAULT_HEADS + ")")
     Integer heads;
 
-    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set (default 200)")
+    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set (default " + Config.DEFAULT_EVAL_EXAMPLES + ")")
     Integer evalExamples;
 
-    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default 12000)")
+    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default " + Config.DEFAULT_COMPOSITION_EXAMPLES + ")")
     Integer compositionExamples;
 
-    @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default 3->1: into the block whose output m_B reads operands from)")
+    @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default " + Config.DEFAULT_CONNECTIONS + ": into the block whose output m_B reads operands from)")
     String connections;
 
-    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default 0.25: without them the bridges break the anchor's own arithmetic; more slows their learning of the keys)")
+    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default " + Config.DEFAULT_NUM_MATH_MIX + ": without them the bridges break the anchor's own arithmetic; more slows their learning of the keys)")
     Double numMathMix;
 
-    @Option(names = "--length-group", paramLabel = "G", description = "bridge and control training batch rows of like length: each run of G batches' worth of shuffled D_C is sorted by length (default 8: less padding; 1 = plain shuffle)")
+    @Option(names = "--length-group", paramLabel = "G", description = "bridge and control training batch rows of like length: each run of G batches' worth of shuffled D_C is sorted by length (default " + Config.DEFAULT_LENGTH_GROUP + ": less padding; 1 = plain shuffle)")
     Integer lengthGroup;
 
-    @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default 0.25; 1 = cosine over all steps)")
+    @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default " + Config.DEFAULT_DECAY_FRACTION + "; 1 = cosine over all steps)")
     Double decayFraction;
 
-    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default 0.1: each head starts with its own soft attention, which helped the bridges reach their drop in loss; 0 = zeros, uniform attention)")
+    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default " + Config.DEFAULT_QUERY_INIT + ": each head starts with its own soft attention, which helped the bridges reach their drop in loss; 0 = zeros, uniform attention)")
     Double queryInit;
 
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "

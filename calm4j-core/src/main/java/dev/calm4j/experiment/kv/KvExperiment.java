@@ -67,6 +67,19 @@ public final class KvExperiment {
         /** The controls, in the order they train: LoRA (matched), CALM with a random m_A, CALM with m_A as encoder. */
         public static final List<String> CONTROLS = List.of("lora", "calm_random_augment", "calm_encoder");
 
+        // The defaults' values, as constants so that the CLI's help texts are built from them and cannot drift.
+        public static final int DEFAULT_STEPS = 1000;
+        public static final int DEFAULT_BATCH = 64;
+        public static final double DEFAULT_LR = 2e-3;
+        public static final String DEFAULT_CONNECTIONS = "3->1";
+        public static final int DEFAULT_HEADS = 8;
+        public static final int DEFAULT_COMPOSITION_EXAMPLES = 12000;
+        public static final int DEFAULT_EVAL_EXAMPLES = 200;
+        public static final double DEFAULT_NUM_MATH_MIX = 0.25;
+        public static final int DEFAULT_LENGTH_GROUP = 8;
+        public static final double DEFAULT_DECAY_FRACTION = 0.25;
+        public static final double DEFAULT_QUERY_INIT = 0.1;
+
         /**
          * @param queryInit the bridges' query weights at init, as a multiple of nn.Linear's scale (0: zeros;
          *     {@link dev.calm4j.compose.Bridge#init(int, int, int, double, org.bytedeco.pytorch.Generator, org.bytedeco.pytorch.global.torch.ScalarType)})
@@ -112,8 +125,10 @@ public final class KvExperiment {
          * experiments/kv-arithmetic/HISTORY.md, stops 17-19.
          */
         public static Config defaults(Path modelsDir, Path out) {
-            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), 1000, 64, 2e-3, "3->1", 8,
-                    12000, 200, CONTROLS, false, 300, 0.25, 8, 0.25, 0.1, defaultJobs());
+            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), DEFAULT_STEPS, DEFAULT_BATCH,
+                    DEFAULT_LR, DEFAULT_CONNECTIONS, DEFAULT_HEADS, DEFAULT_COMPOSITION_EXAMPLES, DEFAULT_EVAL_EXAMPLES,
+                    CONTROLS, false, 300, DEFAULT_NUM_MATH_MIX, DEFAULT_LENGTH_GROUP, DEFAULT_DECAY_FRACTION,
+                    DEFAULT_QUERY_INIT, defaultJobs());
         }
 
         /** One run per core, at most two (the machine this was measured on has two). */
