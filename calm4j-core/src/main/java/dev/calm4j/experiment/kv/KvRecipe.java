@@ -239,9 +239,11 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * @param init a saved m_B of this recipe's shape to continue from ({@code -Dkv.bInit}): a fixed code at full scale
      *     from the first step, a learned code from the table saved beside it; or null
      * @param hint {@code > 0}: {@link DigitAuxObjective#hint}'s loss of this weight ({@code -Dkv.bHint})
+     * @param decayFraction every stage's schedule holds its peak rate and decays over this last fraction of its steps
+     *     ({@code -Dkv.bDecay}; 1, the recipe's, is a cosine over all of them)
      */
-    record AnchorDev(Path init, double hint) {
-        static final AnchorDev NONE = new AnchorDev(null, 0);
+    record AnchorDev(Path init, double hint, double decayFraction) {
+        static final AnchorDev NONE = new AnchorDev(null, 0, 1.0);
     }
 
     /**
@@ -253,14 +255,16 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
         int n = anchorStages.size();
         Path first = n == 0 ? dir : stageDir(dir, 0);
-        TrainLoop.Result r = trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(), firstStage());
+        TrainLoop.Result r = trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(), firstStage(),
+                opts.decayFraction());
         double seconds = r.seconds();
         int steps = r.steps();
         Path previous = first;
         for (int i = 0; i < n; i++) {
             Path next = i == n - 1 ? dir : stageDir(dir, i + 1);
             log.printf("m_B stage %d of %d, from %s%n", i + 1, n, previous.getFileName());
-            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i));
+            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i),
+                    opts.decayFraction());
             seconds += r.seconds();
             steps += r.steps();
             previous = next;
@@ -275,7 +279,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** One stage of m_B's training: from scratch ({@code init} null) or continued from a saved m_B and its code. */
     private TrainLoop.Result trainAnchorStage(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log,
-                                              Path init, double hint, AnchorStage s) {
+                                              Path init, double hint, AnchorStage s, double decayFraction) {
         LlamaConfig c = anchorConfig(t);
         try (LlamaModel m = init != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(init, ScalarType.Float)
                 : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
@@ -295,7 +299,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                 obj.placeNorm(s.placeNorm());
             }
             Dataset d = Dataset.of(anchorData(t, s.steps()), "m_B pretraining (NUM-MATH)");
-            return TrainLoop.run(obj, d, null, schedule(s.steps(), anchorWeightDecay, s.lr()),
+            return TrainLoop.run(obj, d, null, schedule(s.steps(), anchorWeightDecay, s.lr()).withDecayFraction(decayFraction),
                     dir.resolveSibling(dir.getFileName() + ".train"), false, progress, log, dir);
         }
     }

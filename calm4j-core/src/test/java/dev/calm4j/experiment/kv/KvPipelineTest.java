@@ -484,7 +484,7 @@ class KvPipelineTest {
                 k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
                 k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, List.of(), k.batch(), 2e-3);
         second.trainAnchor(task, byHand.resolve("m_B"), tok, false, new PrintStream(OutputStream.nullOutputStream()),
-                new KvRecipe.AnchorDev(byHand.resolve("first"), 0));
+                new KvRecipe.AnchorDev(byHand.resolve("first"), 0, 1.0));
         for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
             assertArrayEquals(Files.readAllBytes(byHand.resolve("m_B").resolve(f)), Files.readAllBytes(dir.resolve(f)), f);
             assertArrayEquals(Files.readAllBytes(byHand.resolve("first").resolve(f)),
