@@ -315,9 +315,12 @@ final class Report {
                 + "on held-out keys, but NUM-MATH 2.0 below m_B) did not help (KvDev curve, seed 1 unless noted). Over "
                 + "seeds the job does not use, the defaults got 79.5 / 91.0 / 88.5 % (seeds 4-6; NUM-MATH 92.5-94.0 % "
                 + "against m_B's 94.5 %): the margin over 85 % is a few points.\n\n"
-                + "What we would try next: the retrain inside 40 minutes (m_B's four stages take ~110; its first "
-                + "stage's loss was 0.03 by step 2,400 of 3,500, and its rows vary in length as D_C's do); more keys "
-                + "(N_KV 1,000-2,000) and three-key expressions.\n");
+                + "What we would try next: the retrain inside 40 minutes. m_B's four stages take ~110, most of it the "
+                + "first, whose code path learns in a drop of the loss after ~1,600-1,800 steps of 256 rows; a held "
+                + "rate gets a 2,400-step first stage past it (loss 0.015 against 0.0015 after 3,500 cosine steps), "
+                + "which saves ~14 minutes, so the rest must come from cheaper steps (its twin rows of letters are the "
+                + "longest) or a first stage that needs fewer. Then more keys (N_KV 1,000-2,000) and three-key "
+                + "expressions.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();
