@@ -127,8 +127,7 @@ class FrozenStateCacheTest {
     void check(Mode mode) {
         boolean prompts = mode == Mode.SEPARATE_PROMPT;
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
-             CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("0->0,1->1")),
-                     mode, 4, 3)) {
+             CalmModel calm = compose(anchor, aug, "0->0,1->1", mode)) {
             randomBridges(calm, 5);
             BridgeObjective plain = new BridgeObjective(calm, anchorDir, List.of(augDir), (FrozenStateCache) null);
             BridgeObjective cached = new BridgeObjective(calm, anchorDir, List.of(augDir));
@@ -151,6 +150,11 @@ class FrozenStateCacheTest {
             assertEquals(24, cached.stateCache().misses());
             assertTrue(cached.stateCache().floats() > 0);
         }
+    }
+
+    /** The tests' composition: 4 heads, seed 3, over the given plan. */
+    private static CalmModel compose(CausalLm anchor, CausalLm aug, String plan, Mode mode) {
+        return CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse(plan)), mode, 4, 3);
     }
 
     @Test
@@ -205,8 +209,7 @@ class FrozenStateCacheTest {
     @Test
     void aPrefilledCacheServesEveryRowAndStepsStillMatch() {
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
-             CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("0->0,1->1")),
-                     Mode.SAME_SEQUENCE, 4, 3)) {
+             CalmModel calm = compose(anchor, aug, "0->0,1->1", Mode.SAME_SEQUENCE)) {
             randomBridges(calm, 8);
             List<Example> all = rows(13, 12, false);
             FrozenStateCache cache = new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS);
@@ -223,8 +226,7 @@ class FrozenStateCacheTest {
     @Test
     void aBudgetOfNothingCachesNothingAndStillGivesTheSameStep() {
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
-             CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->0")),
-                     Mode.SAME_SEQUENCE, 4, 3)) {
+             CalmModel calm = compose(anchor, aug, "1->0", Mode.SAME_SEQUENCE)) {
             randomBridges(calm, 6);
             BridgeObjective plain = new BridgeObjective(calm, anchorDir, List.of(augDir), (FrozenStateCache) null);
             BridgeObjective tiny = new BridgeObjective(calm, anchorDir, List.of(augDir), new FrozenStateCache(1));
@@ -240,8 +242,7 @@ class FrozenStateCacheTest {
     void givenStatesOfTheWrongShapeAreRefusedBeforeLibtorch() {
         assertTrue(TestModels.tinyAugment().hiddenSize() != TestModels.tinyLlama().hiddenSize(), "the widths tell them apart");
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
-             CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->0")),
-                     Mode.SAME_SEQUENCE, 4, 3);
+             CalmModel calm = compose(anchor, aug, "1->0", Mode.SAME_SEQUENCE);
              PointerScope s = new PointerScope()) {
             Tensor ids = TestModels.ids(new long[][] {{1, 2, 3}, {4, 5, 6}});
             Tensor wrong = Tensors.floats(new float[2 * 2 * aug.hiddenSize()], 2, 2, aug.hiddenSize());
