@@ -35,7 +35,7 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--models", paramLabel = "DIR", description = "base models m_A, m_B (default: the shipped experiments/kv-arithmetic/models)")
     Path models;
 
-    @Option(names = "--quick", description = "one seed, CALM and the LoRA control only, four fifths of the steps, fewer eval examples (about 2.5 minutes): checks the direction of the claim")
+    @Option(names = "--quick", description = "one seed, CALM and the LoRA control only, " + Config.QUICK_STEPS + " steps, fewer eval examples (about 2.5 minutes): checks the direction of the claim")
     boolean quick;
 
     @Option(names = "--retrain", description = "retrain m_A and m_B with the committed recipe into --models (tens of minutes)")

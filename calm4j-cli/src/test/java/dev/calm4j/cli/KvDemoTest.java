@@ -18,7 +18,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * keys, neither base model can do arithmetic over keys, the probe reads held-out values from m_A, and the anchor check
  * ran with m_B's learned operand code), the bridges, trained with NUM-MATH mixed into D_C, leave most of m_B's
  * arithmetic intact, and the claim's direction holds: CALM well above m_B and the matched LoRA on KV-MATH over keys
- * that no D_C example contains. The quick job trains one seed for four fifths of the default steps (about 2.5 minutes), so
+ * that no D_C example contains. The quick job trains one seed for 800 steps (about 2.5 minutes), so
  * the size of the claim (85 % on held-out keys) is the main job's, not this test's.
  */
 class KvDemoTest {

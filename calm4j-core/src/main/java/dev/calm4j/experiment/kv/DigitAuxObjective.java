@@ -63,6 +63,8 @@ final class DigitAuxObjective implements Objective {
     private double digitNoise;                                // > 0: a learned code's noise in digit space (see digitNoise)
     private int digitNoiseRamp;
     private double hintWeight;                                // > 0: twins' states pulled towards their real rows' (see hint)
+    private int twinMinLetters = 2;                           // each twin operand's letter count, uniform in [min, max]
+    private int twinMaxLetters = 6;
     private double placeNorm;                                 // > 0: a learned code used centred, each place at this norm (see placeNorm)
     private boolean linearReadout;                            // aux heads regress one-hot digits (squared error), see linearReadout
     private final long seed;                                  // for heads made after construction
@@ -208,6 +210,20 @@ final class DigitAuxObjective implements Objective {
         }
         this.digitNoise = sigma;
         this.digitNoiseRamp = rampCalls;
+        return this;
+    }
+
+    /**
+     * Each twin operand becomes {@code min..max} random letters (the default 2-6 is a key's shape, {@link KvTask}).
+     * Why shorter: a twin row's tokens are most of a twin-only stage's cost, and its letters carry nothing (the
+     * operands reach the blocks above through the code); the default draws the same random numbers as before.
+     */
+    DigitAuxObjective twinLetters(int min, int max) {
+        if (min < 1 || max < min) {
+            throw new IllegalArgumentException("twin letters: 1 <= min <= max expected, got " + min + ".." + max);
+        }
+        this.twinMinLetters = min;
+        this.twinMaxLetters = max;
         return this;
     }
 
@@ -651,7 +667,7 @@ final class DigitAuxObjective implements Objective {
                 long id = ids[c];
                 if (c < eqAt && KvTask.isDigit(id)) {
                     if (c == 0 || !KvTask.isDigit(ids[c - 1])) {                // an operand starts: letters instead
-                        int len = 2 + twinRng.nextInt(5);
+                        int len = twinMinLetters + twinRng.nextInt(twinMaxLetters - twinMinLetters + 1);
                         for (int k = 0; k < len; k++) {
                             out.add(KvTask.id((char) ('a' + twinRng.nextInt(26))));
                             target.add(false);

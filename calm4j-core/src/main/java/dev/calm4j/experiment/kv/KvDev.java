@@ -37,9 +37,9 @@ import java.util.Set;
  * Development driver: java ... KvDev OUT_DIR [augment|anchor|both|stamp], or KvDev MODELS_DIR steps|curve (the main
  * job's training step times, {@link #stepTimes}; one CALM run's held-out accuracy as it trains, {@link #curve}) (recipe overrides via -Dkv.* properties;
  * {@code -Dkv.bInit=DIR} continues training from a saved m_B instead of starting from scratch;
- * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows'; {@code -Dkv.bDecay=F} holds each m_B stage's
- * peak rate and decays it over the last F of its steps; every other {@code -Dkv.*} overrides one recipe
- * field, e.g. {@code -Dkv.aLinear}, {@code -Dkv.aSlot}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}, and
+ * {@code -Dkv.bHint=W} pulls the twins' states towards their real rows'; every other {@code -Dkv.*} overrides one
+ * recipe field, e.g. {@code -Dkv.bDecay=F} (m_B's first stage holds its peak rate and decays over its last F),
+ * {@code -Dkv.bLetters=MIN:MAX} (its twin operands' letters), {@code -Dkv.aLinear}, {@code -Dkv.aSlot}, {@code -Dkv.bPlaceNorm}, {@code -Dkv.bDigitNoise}, {@code -Dkv.bNoiseRamp}, and
  * {@code -Dkv.bStages=steps:twin:noise:placeNorm:digitNoise:ramp:lr;...} for m_B's later stages, "" for none).
  */
 public final class KvDev {
@@ -224,7 +224,9 @@ public final class KvDev {
                 dbl("kv.bNoise", d.anchorTwinNoise()), dbl("kv.bNorm", d.anchorTwinCodeNorm()),
                 Boolean.parseBoolean(System.getProperty("kv.bGather", Boolean.toString(d.anchorTwinGather()))),
                 dbl("kv.bPlaceNorm", d.anchorPlaceNorm()), dbl("kv.bDigitNoise", d.anchorDigitNoise()),
-                Integer.getInteger("kv.bNoiseRamp", d.anchorNoiseRamp()),
+                Integer.getInteger("kv.bNoiseRamp", d.anchorNoiseRamp()), dbl("kv.bDecay", d.anchorDecayFraction()),
+                Integer.parseInt(System.getProperty("kv.bLetters", d.anchorTwinMinLetters() + ":" + d.anchorTwinMaxLetters()).split(":")[0]),
+                Integer.parseInt(System.getProperty("kv.bLetters", d.anchorTwinMinLetters() + ":" + d.anchorTwinMaxLetters()).split(":")[1]),
                 System.getProperty("kv.bStages") == null ? d.anchorStages() : KvRecipe.AnchorStage.parse(System.getProperty("kv.bStages")),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("curve")) {       // held-out-key accuracy during one CALM training of the main job
@@ -265,7 +267,7 @@ public final class KvDev {
         if (!which.equals("augment")) {
             String init = System.getProperty("kv.bInit");
             var res = r.trainAnchor(t, out.resolve("m_B"), tok, false, System.out, new KvRecipe.AnchorDev(
-                    init == null ? null : Path.of(init), dbl("kv.bHint", 0), dbl("kv.bDecay", 1.0)));
+                    init == null ? null : Path.of(init), dbl("kv.bHint", 0)));
             System.out.printf("m_B trained: loss %.4f in %.0f s (%.0f tok/s)%n", res.finalLoss(), res.seconds(), res.tokensPerSecond());
             try (CausalLm m = LmFamilies.load(out.resolve("m_B"))) {
                 System.out.println("m_B NUM-MATH " + Evaluator.exactMatch(EvalModel.of(m), Dataset.of(num, "num"), 100, Set.of(2), null).accuracy());

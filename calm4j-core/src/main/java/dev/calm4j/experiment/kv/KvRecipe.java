@@ -27,6 +27,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
                        boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
                        double anchorPlaceNorm, double anchorDigitNoise, int anchorNoiseRamp,
+                       double anchorDecayFraction, int anchorTwinMinLetters, int anchorTwinMaxLetters,
                        List<AnchorStage> anchorStages, int batch, double lr) {
 
     /**
@@ -36,13 +37,23 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * ({@link DigitAuxObjective#slotReadout}).
      * {@code anchorPlaceNorm}, {@code anchorDigitNoise}, {@code anchorNoiseRamp}: m_B's learned code used per place at one
      * norm ({@link DigitAuxObjective#placeNorm}) with digit-space noise ramped in ({@link DigitAuxObjective#digitNoise});
-     * 0 turns each off. {@code anchorStages}: m_B's training continued in stages after the first (see {@link AnchorStage});
-     * empty for one stage.
+     * 0 turns each off. {@code anchorDecayFraction}: m_B's first stage holds its peak rate and decays over this last
+     * fraction of its steps (1: a cosine over all of them; the later stages are cosines). {@code anchorTwinMinLetters},
+     * {@code anchorTwinMaxLetters}: the first stage's twin operands are that many random letters (the later stages'
+     * are 2-6, a key's shape). {@code anchorStages}: m_B's training continued in stages after the first (see
+     * {@link AnchorStage}); empty for one stage.
      */
     public KvRecipe {
         if (keys < 2 || operands < 2 || augmentSteps < 1 || anchorSteps < 1 || batch < 1) {
             throw new IllegalArgumentException("kv recipe: keys, operands >= 2 and steps, batch >= 1 expected, got keys "
                     + keys + ", operands " + operands + ", steps " + augmentSteps + "/" + anchorSteps + ", batch " + batch);
+        }
+        if (!(anchorDecayFraction > 0 && anchorDecayFraction <= 1)) {
+            throw new IllegalArgumentException("kv recipe: anchorDecayFraction in (0, 1] expected, got " + anchorDecayFraction);
+        }
+        if (anchorTwinMinLetters < 1 || anchorTwinMaxLetters < anchorTwinMinLetters) {
+            throw new IllegalArgumentException("kv recipe: 1 <= anchorTwinMinLetters <= anchorTwinMaxLetters expected, got "
+                    + anchorTwinMinLetters + " and " + anchorTwinMaxLetters);
         }
         if (anchorStages == null) {
             throw new IllegalArgumentException("kv recipe: anchorStages expected (an empty list for one stage)");
@@ -66,6 +77,22 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                         + "(anchorTwinCode true, anchorTwinCodeNorm 0)");
             }
         }
+    }
+
+    /** A recipe whose first m_B stage is a cosine with key-shaped twins (2-6 letters), as before stop 20. */
+    public KvRecipe(int keys, int operands, long taskSeed,
+                    int augmentHidden, int augmentLayers, int augmentHeadDim, int augmentSteps, int augmentAuxLayer,
+                    double augmentWeightDecay, boolean augmentLinearReadout, boolean augmentSlotReadout,
+                    int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
+                    double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
+                    boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
+                    double anchorPlaceNorm, double anchorDigitNoise, int anchorNoiseRamp,
+                    List<AnchorStage> anchorStages, int batch, double lr) {
+        this(keys, operands, taskSeed, augmentHidden, augmentLayers, augmentHeadDim, augmentSteps, augmentAuxLayer,
+                augmentWeightDecay, augmentLinearReadout, augmentSlotReadout, anchorHidden, anchorLayers, anchorHeadDim,
+                anchorSteps, anchorAuxLayer, anchorAuxWeight, anchorWeightDecay, anchorTwinFraction, anchorTwinCode,
+                anchorTwinNoise, anchorTwinCodeNorm, anchorTwinGather, anchorPlaceNorm, anchorDigitNoise, anchorNoiseRamp,
+                1.0, 2, 6, anchorStages, batch, lr);
     }
 
     /** m_B's first stage: the recipe's own anchor* settings (the later ones are {@link #anchorStages}). */
@@ -124,22 +151,24 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     }
 
     /**
-     * The shipped recipe. m_A: 1,200 steps, linear read-out. m_B in three stages (stop 16): 3,500 steps on twins only,
-     * every row's operands given as the gathered learned code with each place at norm 1.2 and no noise (the reader
-     * learns to take the units from the code: loss 0.0015, 99.3 % of held-out-key sums read from the true code), then
-     * 1,500 steps with NUM-MATH rows back beside the twins and digit-space noise up to 0.25 (the tolerance a bridge's
-     * linear error needs), then 1,500 more with twins 0.3 of the rows, which gives NUM-MATH back (6 % after the
-     * second stage, 83 % after the third). One stage with everything from the first step did not learn the code (stop 15).
-     * A fourth (stop 19): 500 steps, twins 0.3 of the rows, at half the rate, which takes NUM-MATH from 83 to 95 %
-     * (n=300; 1,500 such steps gave 98 %, but bridges over that m_B reached their drop in loss later, and 250 steps
-     * gave 90 %).
+     * The shipped recipe. m_A: 1,200 steps, linear read-out. m_B in four stages: 2,400 steps on twins only, every
+     * row's operands given as the gathered learned code with each place at norm 1.2 and no noise (the reader learns to
+     * take the units from the code, in a drop of the loss after ~1,550-1,800 steps), then 1,000 steps with NUM-MATH
+     * rows back beside the twins and digit-space noise up to 0.25 (the tolerance a bridge's linear error needs), then
+     * 1,000 more with twins 0.3 of the rows, which gives NUM-MATH back, and 500 at half the rate, which takes it above
+     * 90 %. One stage with everything from the first step did not learn the code (stop 15).
+     * <p>Stop 20 made it fit {@code --retrain}'s 40 minutes (it took ~110): the first stage holds its rate and decays
+     * over its last quarter (a cosine must run 3,500 steps to be past the drop before its rate is gone: 2,000 cosine
+     * steps ended at loss 0.59), its twins' operands are 1-2 letters instead of a key's 2-6 (the letters carry nothing
+     * there, and they were most of its tokens: 0.48 against ~1.0 s a step), and the second and third stages are 1,000
+     * steps instead of 1,500 (NUM-MATH 92 % after a 300-step fourth stage, against 95 % with stop 19's 1,500s and 500).
      */
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
                 128, 4, 32, 1200, 3, 0.01, true, true,
-                128, 6, 16, 3500, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0,
-                List.of(new AnchorStage(1500, 0.5, 0.0, 1.2, 0.25, 300, 2e-3),
-                        new AnchorStage(1500, 0.3, 0.0, 1.2, 0.25, 0, 2e-3),
+                128, 6, 16, 2400, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0, 0.25, 1, 2,
+                List.of(new AnchorStage(1000, 0.5, 0.0, 1.2, 0.25, 200, 2e-3),
+                        new AnchorStage(1000, 0.3, 0.0, 1.2, 0.25, 0, 2e-3),
                         new AnchorStage(500, 0.3, 0.0, 1.2, 0.25, 0, 1e-3)),
                 256, 3e-3);
     }
@@ -151,7 +180,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
                 32, 2, 16, 40, 1, 0.01, true, true,
-                32, 3, 16, 30, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0,
+                32, 3, 16, 30, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0, 0.25, 1, 2,
                 List.of(new AnchorStage(10, 0.5, 0.0, 1.2, 0.25, 5, 2e-3)),
                 16, 3e-3);
     }
@@ -239,11 +268,9 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * @param init a saved m_B of this recipe's shape to continue from ({@code -Dkv.bInit}): a fixed code at full scale
      *     from the first step, a learned code from the table saved beside it; or null
      * @param hint {@code > 0}: {@link DigitAuxObjective#hint}'s loss of this weight ({@code -Dkv.bHint})
-     * @param decayFraction every stage's schedule holds its peak rate and decays over this last fraction of its steps
-     *     ({@code -Dkv.bDecay}; 1, the recipe's, is a cosine over all of them)
      */
-    record AnchorDev(Path init, double hint, double decayFraction) {
-        static final AnchorDev NONE = new AnchorDev(null, 0, 1.0);
+    record AnchorDev(Path init, double hint) {
+        static final AnchorDev NONE = new AnchorDev(null, 0);
     }
 
     /**
@@ -253,18 +280,31 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * steps of all of them.
      */
     TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
+        return trainAnchorRest(t, dir, tokenizer, progress, log, opts, trainAnchorFirst(t, dir, tokenizer, progress, log, opts));
+    }
+
+    /**
+     * m_B's first stage alone, into {@code m_B.stage0} beside {@code dir} ({@code dir} itself for a one-stage recipe).
+     * Split from {@link #trainAnchorRest} so that {@code --retrain} can run it beside m_A and the rest with both cores.
+     */
+    TrainLoop.Result trainAnchorFirst(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
+        Path first = anchorStages.isEmpty() ? dir : stageDir(dir, 0);
+        return trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(), firstStage(),
+                anchorDecayFraction, anchorTwinMinLetters, anchorTwinMaxLetters);
+    }
+
+    /** m_B's later stages, each from the one before (the first from {@code m_B.stage0}); the result counts all stages. */
+    TrainLoop.Result trainAnchorRest(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts,
+                                     TrainLoop.Result first) {
         int n = anchorStages.size();
-        Path first = n == 0 ? dir : stageDir(dir, 0);
-        TrainLoop.Result r = trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(), firstStage(),
-                opts.decayFraction());
+        TrainLoop.Result r = first;
         double seconds = r.seconds();
         int steps = r.steps();
-        Path previous = first;
+        Path previous = n == 0 ? dir : stageDir(dir, 0);
         for (int i = 0; i < n; i++) {
             Path next = i == n - 1 ? dir : stageDir(dir, i + 1);
             log.printf("m_B stage %d of %d, from %s%n", i + 1, n, previous.getFileName());
-            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i),
-                    opts.decayFraction());
+            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i), 1.0, 2, 6);
             seconds += r.seconds();
             steps += r.steps();
             previous = next;
@@ -279,7 +319,8 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** One stage of m_B's training: from scratch ({@code init} null) or continued from a saved m_B and its code. */
     private TrainLoop.Result trainAnchorStage(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log,
-                                              Path init, double hint, AnchorStage s, double decayFraction) {
+                                              Path init, double hint, AnchorStage s, double decayFraction,
+                                              int minLetters, int maxLetters) {
         LlamaConfig c = anchorConfig(t);
         try (LlamaModel m = init != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(init, ScalarType.Float)
                 : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
@@ -294,6 +335,9 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             }
             if (hint > 0) {
                 obj.hint(hint);
+            }
+            if (minLetters != 2 || maxLetters != 6) {
+                obj.twinLetters(minLetters, maxLetters);
             }
             if (s.placeNorm() > 0) {
                 obj.placeNorm(s.placeNorm());

@@ -315,12 +315,18 @@ final class Report {
                 + "on held-out keys, but NUM-MATH 2.0 below m_B) did not help (KvDev curve, seed 1 unless noted). Over "
                 + "seeds the job does not use, the defaults got 79.5 / 91.0 / 88.5 % (seeds 4-6; NUM-MATH 92.5-94.0 % "
                 + "against m_B's 94.5 %): the margin over 85 % is a few points.\n\n"
-                + "What we would try next: the retrain inside 40 minutes. m_B's four stages take ~110, most of it the "
-                + "first, whose code path learns in a drop of the loss after ~1,600-1,800 steps of 256 rows; a held "
-                + "rate gets a 2,400-step first stage past it (loss 0.015 against 0.0015 after 3,500 cosine steps), "
-                + "which saves ~14 minutes, so the rest must come from cheaper steps (its twin rows of letters are the "
-                + "longest) or a first stage that needs fewer. Then more keys (N_KV 1,000-2,000) and three-key "
-                + "expressions.\n");
+                + "8. Stop 20 made the retrain fit in 40 minutes (it took ~110; 38:18 measured, m_A beside m_B's "
+                + "first stage, then m_B's later stages with both cores): m_B's first stage holds its rate and decays "
+                + "over its last quarter (2,400 steps instead of 3,500: its code path learns in a drop of the loss at "
+                + "~1,550-1,800 steps, which a cosine over 2,000 steps never reached), its twins' operands are 1-2 "
+                + "letters instead of 2-6 (they carry nothing there, and were most of its tokens), the second and third "
+                + "stages have 1,000 steps instead of 1,500, and the launcher uses OpenBLAS's AVX-512 kernel "
+                + "(SkylakeX) where the CPU has it (1.33x on m_B's steps; the machine pinned the AVX2 one). The new m_B "
+                + "reads 96.0 % of NUM-MATH (anchor check 98.5 %), and the bridges over it reach their drop sooner "
+                + "(by step ~500) but climb more slowly after it: 1,000 steps gave 92.5 / 89.0 / 83.0 % on held-out "
+                + "keys, 1,500 (the default since) 93.5 and 96.0 % on seeds 3 and 2 (KvDev curve, n=200).\n\n"
+                + "What we would try next: more keys (N_KV 1,000-2,000) and three-key expressions; the second core "
+                + "during m_B's first stage once m_A is done (the retrain's margin is under 2 minutes).\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();
@@ -352,8 +358,13 @@ final class Report {
         if (k.anchorStages().isEmpty()) {
             return "";
         }
+        boolean keyShaped = k.anchorTwinMinLetters() == 2 && k.anchorTwinMaxLetters() == 6;
         StringBuilder b = new StringBuilder("trained for " + k.anchorSteps() + " steps with twins " + k.anchorTwinFraction()
-                + " of the rows" + (k.anchorDigitNoise() > 0 || k.anchorTwinNoise() > 0 ? "" : " and no noise")
+                + " of the rows" + (keyShaped ? "" : " (operands of " + k.anchorTwinMinLetters() + "-"
+                        + k.anchorTwinMaxLetters() + " letters)")
+                + (k.anchorDecayFraction() < 1 ? ", the peak rate held and decayed over the last "
+                        + Math.round(100 * k.anchorDecayFraction()) + " % of the steps" : "")
+                + (k.anchorDigitNoise() > 0 || k.anchorTwinNoise() > 0 ? "" : " and no noise")
                 + ", then continued in " + k.anchorStages().size() + " more stage" + (k.anchorStages().size() > 1 ? "s" : "") + " (");
         for (int i = 0; i < k.anchorStages().size(); i++) {
             KvRecipe.AnchorStage s = k.anchorStages().get(i);

@@ -369,6 +369,49 @@ class KvPipelineTest {
         }
     }
 
+    @Test
+    void twinOperandsHaveTheirSetLetterCountsAndTheDefaultIsAKeysShape() throws Exception {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+            List<dev.calm4j.data.Example> rows = new java.util.ArrayList<>();
+            java.util.Random r = new java.util.Random(3);
+            for (int i = 0; i < 64; i++) {
+                rows.add(KvTask.numMath(new KvTask.Expr(java.util.Arrays.asList(null, null),
+                        new int[] {1 + r.nextInt(999), 1 + r.nextInt(999)}, new char[] {r.nextBoolean() ? '+' : '-'})));
+            }
+            var b = dev.calm4j.data.Batch.of(rows, 0);
+            java.util.Set<Integer> seen = new java.util.TreeSet<>();
+            for (var ex : learnedTwins(m, 5, 2).twinLetters(1, 2).twins(b).examples()) {
+                seen.addAll(runs(ex.ids()));
+            }
+            assertEquals(java.util.Set.of(1, 2), seen, "operands of 1 or 2 letters, both drawn");
+            seen.clear();
+            var byDefault = learnedTwins(m, 5, 2).twins(b).examples();
+            var explicit = learnedTwins(m, 5, 2).twinLetters(2, 6).twins(b).examples();
+            for (int i = 0; i < byDefault.size(); i++) {
+                seen.addAll(runs(byDefault.get(i).ids()));
+                assertArrayEquals(byDefault.get(i).ids(), explicit.get(i).ids(), "2-6 is the default, the same draws");
+            }
+            assertEquals(java.util.Set.of(2, 3, 4, 5, 6), seen);
+            var e = assertThrows(IllegalArgumentException.class, () -> learnedTwins(m, 5, 2).twinLetters(3, 2));
+            assertTrue(e.getMessage().contains("3..2"), e.getMessage());
+        }
+    }
+
+    /** The lengths of the runs of letters in {@code ids}. */
+    private static List<Integer> runs(long[] ids) {
+        List<Integer> out = new java.util.ArrayList<>();
+        int run = 0;
+        for (long id : ids) {
+            if (KvTask.isLetter(id)) {
+                run++;
+            } else if (run > 0) {
+                out.add(run);
+                run = 0;
+            }
+        }
+        return out;
+    }
+
     /** Twins only, with a learned code of noise 0.5, from {@code slots} tables (0: one code at each operator). */
     private static DigitAuxObjective learnedTwins(dev.calm4j.lm.llama.LlamaModel m, long seed, int slots) {
         return new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, seed, null, 1.0, true, 0.5, 0, 0, slots);
@@ -484,7 +527,7 @@ class KvPipelineTest {
                 k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
                 k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, List.of(), k.batch(), 2e-3);
         second.trainAnchor(task, byHand.resolve("m_B"), tok, false, new PrintStream(OutputStream.nullOutputStream()),
-                new KvRecipe.AnchorDev(byHand.resolve("first"), 0, 1.0));
+                new KvRecipe.AnchorDev(byHand.resolve("first"), 0));
         for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
             assertArrayEquals(Files.readAllBytes(byHand.resolve("m_B").resolve(f)), Files.readAllBytes(dir.resolve(f)), f);
             assertArrayEquals(Files.readAllBytes(byHand.resolve("first").resolve(f)),
@@ -520,6 +563,26 @@ class KvPipelineTest {
                 true, t.anchorTwinNoise(), 2.0, false, 0, 0, 0, List.of(new KvRecipe.AnchorStage(10, 0.5, 0, 0, 0.25, 0, 1e-3)),
                 t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("anchorStages[0]"), e.getMessage());
+        // the first stage's schedule and twin letters
+        KvRecipe d = KvRecipe.defaults();
+        e = assertThrows(IllegalArgumentException.class, () -> withFirstStage(d, 0.0, 1, 2));
+        assertTrue(e.getMessage().contains("anchorDecayFraction") && e.getMessage().contains("got 0.0"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> withFirstStage(d, 0.25, 0, 2));
+        assertTrue(e.getMessage().contains("anchorTwinMinLetters") && e.getMessage().contains("got 0 and 2"), e.getMessage());
+        assertEquals(d, withFirstStage(d, 0.25, 1, 2), "the defaults: held rate, decay over the last quarter, 1-2 letters");
+        String words = Report.stages(d);
+        assertTrue(words.startsWith("trained for 2400 steps with twins 1.0 of the rows (operands of 1-2 letters), the peak "
+                + "rate held and decayed over the last 25 % of the steps and no noise"), words);
+    }
+
+    /** {@code k} with its first m_B stage's decay fraction and twin letters replaced. */
+    private static KvRecipe withFirstStage(KvRecipe k, double decay, int minLetters, int maxLetters) {
+        return new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(), k.augmentHeadDim(),
+                k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), k.augmentLinearReadout(), k.augmentSlotReadout(),
+                k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), k.anchorSteps(), k.anchorAuxLayer(), k.anchorAuxWeight(),
+                k.anchorWeightDecay(), k.anchorTwinFraction(), k.anchorTwinCode(), k.anchorTwinNoise(), k.anchorTwinCodeNorm(),
+                k.anchorTwinGather(), k.anchorPlaceNorm(), k.anchorDigitNoise(), k.anchorNoiseRamp(), decay, minLetters,
+                maxLetters, k.anchorStages(), k.batch(), k.lr());
     }
 
     @Test
@@ -558,6 +621,8 @@ class KvPipelineTest {
             assertTrue(Files.exists(c.out().resolve(f)), f);
         }
         assertTrue(Files.exists(c.modelsDir().resolve("m_A/model.safetensors")));
+        assertTrue(Files.exists(KvRecipe.stageDir(c.modelsDir().resolve("m_B"), 0).resolve("model.safetensors")),
+                "m_B's first stage (trained beside m_A), then its later stage into m_B");
         assertTrue(Files.exists(c.modelsDir().resolve("m_B/" + DigitAuxObjective.CODE_FILE)), "the anchor's learned operand code");
         assertTrue(r.get("anchor_oracle").get("injected").asText().contains("code"), r.get("anchor_oracle").toString());
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
