@@ -160,7 +160,8 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * <p>Stop 20 made it fit {@code --retrain}'s 40 minutes (it took ~110): the first stage holds its rate and decays
      * over its last quarter (a cosine must run 3,500 steps to be past the drop before its rate is gone: 2,000 cosine
      * steps ended at loss 0.59), its twins' operands are 1-2 letters instead of a key's 2-6 (the letters carry nothing
-     * there, and they were most of its tokens: 0.48 against ~1.0 s a step), and the second and third stages are 1,000
+     * there, and they were most of its tokens; with OpenBLAS's AVX-512 kernel, 0.48 s a step beside another run
+     * against ~1.0 with 2-6 letters and the AVX2 kernel), and the second and third stages are 1,000
      * steps instead of 1,500 (NUM-MATH 92 % after a 300-step fourth stage, against 95 % with stop 19's 1,500s and 500).
      */
     public static KvRecipe defaults() {
