@@ -315,7 +315,8 @@ final class Report {
                 + "on held-out keys, but NUM-MATH 2.0 below m_B) did not help (KvDev curve, seed 1 unless noted). Over "
                 + "seeds the job does not use, the defaults got 79.5 / 91.0 / 88.5 % (seeds 4-6; NUM-MATH 92.5-94.0 % "
                 + "against m_B's 94.5 %): the margin over 85 % is a few points.\n\n"
-                + "8. Stop 20 made the retrain fit in 40 minutes (it took ~110; 38:18 measured, m_A beside m_B's "
+                + "8. Stop 20 brought the retrain to the 40-minute budget (it took ~110; 38:18 and 40:01 in two timed "
+                + "runs, byte-identical models, m_A beside m_B's "
                 + "first stage, then m_B's later stages with both cores): m_B's first stage holds its rate and decays "
                 + "over its last quarter (2,400 steps instead of 3,500: its code path learns in a drop of the loss at "
                 + "~1,550-1,800 steps, which a cosine over 2,000 steps never reached), its twins' operands are 1-2 "
@@ -325,8 +326,9 @@ final class Report {
                 + "reads 96.0 % of NUM-MATH (anchor check 98.5 %), and the bridges over it reach their drop sooner "
                 + "(by step ~500) but climb more slowly after it: 1,000 steps gave 92.5 / 89.0 / 83.0 % on held-out "
                 + "keys, 1,500 (the default since) 93.5 and 96.0 % on seeds 3 and 2 (KvDev curve, n=200).\n\n"
-                + "What we would try next: more keys (N_KV 1,000-2,000) and three-key expressions; the second core "
-                + "during m_B's first stage once m_A is done (the retrain's margin is under 2 minutes).\n");
+                + "What we would try next: margin for the retrain (the second core during m_B's first stage once m_A is "
+                + "done; the fourth m_B stage, which no longer adds NUM-MATH: 97.5 % after the third, 96.0 % after it), "
+                + "then more keys (N_KV 1,000-2,000) and three-key expressions.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();
