@@ -337,9 +337,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             if (hint > 0) {
                 obj.hint(hint);
             }
-            if (minLetters != 2 || maxLetters != 6) {
-                obj.twinLetters(minLetters, maxLetters);
-            }
+            obj.twinLetters(minLetters, maxLetters);         // 2-6 draws what the default draws (tested)
             if (s.placeNorm() > 0) {
                 obj.placeNorm(s.placeNorm());
             }
