@@ -10,6 +10,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 /**
@@ -18,7 +19,10 @@ import java.util.function.Consumer;
  * thread plus a BLAS pool leaves the second core partly idle), so two long runs side by side finish in about the time
  * of the longer one (the KV recipe's m_A and m_B: 32.8 min against ~50); short runs gain less (README, Performance).
  * While more than one runs, OpenBLAS is set to one thread, so that the runs do not fight over its pool; it is restored
- * afterwards. libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs
+ * as soon as a single job is left (running or yet to start), which then has the cores to itself: the KV retrain's m_B
+ * first stage outlives m_A by ~10 minutes, and 2 BLAS threads run its steps in 38 s per 60 against 43 with one. The
+ * count is one process-wide integer that each matmul reads when it starts (a running one keeps the count it began
+ * with), and OpenBLAS's results do not depend on it here (models trained with 1 and 2 threads are bit-identical). libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs
  * that share only frozen, read-only models (the base models of an experiment) do not interact.
  */
 public final class Parallel {
@@ -50,15 +54,22 @@ public final class Parallel {
             t.setDaemon(true);
             return t;
         });
+        AtomicInteger unfinished = new AtomicInteger(jobs.size());
         try {
             List<Future<T>> futures = new ArrayList<>();
             for (Callable<T> j : jobs) {
                 futures.add(pool.submit(() -> {
-                    T r = j.call();
-                    synchronized (Parallel.class) {
-                        onDone.accept(r);
+                    try {
+                        T r = j.call();
+                        synchronized (Parallel.class) {
+                            onDone.accept(r);
+                        }
+                        return r;
+                    } finally {
+                        if (unfinished.decrementAndGet() == 1) {
+                            Torch.setBlasThreads(blas);    // the last job runs alone from here: the pool is its own
+                        }
                     }
-                    return r;
                 }));
             }
             RuntimeException failure = null;

@@ -27,10 +27,12 @@ class ParallelTest {
                     // the first job waits until the second has finished and been reported: with 2 at once they really
                     // run together, and finish out of order
                     assertTrue(secondReported.await(30, TimeUnit.SECONDS), "the second job never ran beside the first");
-                    assertEquals(1, Torch.blasThreads(), "BLAS is single-threaded while jobs run together");
                     return 1;
                 },
-                () -> 2,
+                () -> {
+                    assertEquals(1, Torch.blasThreads(), "BLAS is single-threaded while jobs run together");
+                    return 2;
+                },
                 () -> 3);
         java.util.function.Consumer<Integer> onDone = r -> {
             finished.add(r);
@@ -42,6 +44,36 @@ class ParallelTest {
         assertEquals(3, finished.size());
         assertEquals(2, finished.get(0), "onDone sees results as they finish");
         assertEquals(blasBefore, Torch.blasThreads(), "BLAS threads restored");
+    }
+
+    @Test
+    void theLastJobLeftGetsTheWholeBlasPoolBackWhileItRuns() throws InterruptedException {
+        Torch.init();
+        int blasBefore = Torch.blasThreads();
+        Torch.setBlasThreads(2);
+        try {
+            CountDownLatch read = new CountDownLatch(1);
+            List<Callable<int[]>> jobs = List.of(
+                    () -> {
+                        int together = Torch.blasThreads();    // the second job is still running: it waits for this
+                        read.countDown();
+                        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                        while (Torch.blasThreads() != 2 && System.nanoTime() < deadline) {
+                            Thread.sleep(5);
+                        }
+                        return new int[] {together, Torch.blasThreads()};
+                    },
+                    () -> {
+                        assertTrue(read.await(30, TimeUnit.SECONDS), "the first job never ran beside the second");
+                        return new int[0];
+                    });
+            int[] first = Parallel.run(jobs, 2, r -> {}).get(0);
+            assertEquals(1, first[0], "one BLAS thread while both jobs run");
+            assertEquals(2, first[1], "the pool is back at 2 threads for the job left running alone");
+            assertEquals(2, Torch.blasThreads(), "and stays so afterwards");
+        } finally {
+            Torch.setBlasThreads(blasBefore);
+        }
     }
 
     @Test

@@ -228,9 +228,10 @@ public final class KvExperiment {
         boolean bars = bars();
         PrintStream quiet = together ? new PrintStream(OutputStream.nullOutputStream()) : log;
         log.println("pretraining m_A (KV-SUBS over all keys + lookups, value-digit aux loss)" + (together ? " and m_B (NUM-MATH) at once" : "") + " ...");
-        // m_A beside m_B's first stage, one core each; then m_B's later stages alone, where OpenBLAS gets both cores
-        // back (Parallel restores its pool; 1 and 2 BLAS threads give bit-identical models here). Why not one job per
-        // model: m_A ends long before m_B, and the second core would idle through m_B's later stages.
+        // m_A beside m_B's first stage, one core each; once m_A is done, the rest of that stage and m_B's later
+        // stages run alone with OpenBLAS's two threads (Parallel restores its pool when one job is left; 1 and 2 BLAS
+        // threads give bit-identical models here). Why not one job per model: m_A ends long before m_B, and the second
+        // core would idle through m_B's later stages.
         KvRecipe.AnchorDev none = KvRecipe.AnchorDev.NONE;
         TrainLoop.Result[] first = new TrainLoop.Result[1];
         List<Callable<String>> jobs = List.of(
