@@ -20,10 +20,11 @@ import java.util.function.Consumer;
  * of the longer one (the KV recipe's m_A and m_B: 32.8 min against ~50); short runs gain less (README, Performance).
  * While more than one runs, OpenBLAS is set to one thread, so that the runs do not fight over its pool; it is restored
  * as soon as a single job is left (running or yet to start), which then has the cores to itself: the KV retrain's m_B
- * first stage outlives m_A by ~10 minutes, and 2 BLAS threads run its steps in 38 s per 60 against 43 with one. The
+ * first stage outlives m_A by ~7 minutes, and with 2 BLAS threads its steps take 0.34 s against 0.50 with one. The
  * count is one process-wide integer that each matmul reads when it starts (a running one keeps the count it began
- * with), and OpenBLAS's results do not depend on it here (models trained with 1 and 2 threads are bit-identical). libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs
- * that share only frozen, read-only models (the base models of an experiment) do not interact.
+ * with), and OpenBLAS's results do not depend on it here (models trained with 1 and 2 threads are bit-identical).
+ * libtorch's per-thread state (grad mode, JavaCPP's pointer scopes) is thread-local, so runs that share only frozen,
+ * read-only models (the base models of an experiment) do not interact.
  */
 public final class Parallel {
     private Parallel() {}

@@ -268,7 +268,9 @@ final class Report {
                 + "places at norm 1.2 from the first step (anchor check 99.3 %: the places at one norm made the code "
                 + "path learn the units in 3,500 steps where it had needed 6,000+), then 1,500 with NUM-MATH rows and "
                 + "digit-space noise (97.0 %, but NUM-MATH 6 %), then 1,500 with fewer twins (99.0 %, NUM-MATH 83 %); "
-                + "since stop 19 a fourth stage, 500 steps like the third at half its rate, takes NUM-MATH to 95 %. "
+                + "since stop 19 a fourth stage, 500 steps like the third at half its rate, takes NUM-MATH to 95 % "
+                + "(over stop 20's faster chain it no longer adds NUM-MATH, but without it the bridges got 88.8 % on "
+                + "held-out keys instead of 95.3 %, one seed 80.0 %: it stays). "
                 + "The anchor check of this run is above; with it the anchor is no longer what limits the bridges. "
                 + "At the development bridge settings (8 heads, lr 1e-3, 3,000 steps, 12,000 KV-MATH sums) CALM over the "
                 + "stage-2 m_B reached 11.5 and 27.0 % on held-out keys (2 seeds), and over the stage-1 m_B (NUM-MATH "
@@ -315,10 +317,11 @@ final class Report {
                 + "on held-out keys, but NUM-MATH 2.0 below m_B) did not help (KvDev curve, seed 1 unless noted). Over "
                 + "seeds the job does not use, the defaults got 79.5 / 91.0 / 88.5 % (seeds 4-6; NUM-MATH 92.5-94.0 % "
                 + "against m_B's 94.5 %): the margin over 85 % is a few points.\n\n"
-                + "8. Stop 20 brought the retrain to the 40-minute budget (it took ~110; 38:18 and 40:01 in two timed "
-                + "runs, byte-identical models, m_A beside m_B's "
-                + "first stage, then m_B's later stages with both cores): m_B's first stage holds its rate and decays "
-                + "over its last quarter (2,400 steps instead of 3,500: its code path learns in a drop of the loss at "
+                + "8. Stops 20-21 brought the retrain within the 40-minute budget (it took ~110; stop 20: 38:18 and "
+                + "40:01 in two timed runs, byte-identical models, m_A beside m_B's first stage, then m_B's later stages "
+                + "with both cores; stop 21: OpenBLAS gets both cores back as soon as m_A is done, and the rest of m_B's "
+                + "first stage takes 0.34 s a step instead of 0.50, so the same models in 34:53 and 35:14): m_B's "
+                + "first stage holds its rate and decays over its last quarter (2,400 steps instead of 3,500: its code path learns in a drop of the loss at "
                 + "~1,550-1,800 steps, which a cosine over 2,000 steps never reached), its twins' operands are 1-2 "
                 + "letters instead of 2-6 (they carry nothing there, and were most of its tokens), the second and third "
                 + "stages have 1,000 steps instead of 1,500, and the launcher uses OpenBLAS's AVX-512 kernel "
@@ -326,9 +329,7 @@ final class Report {
                 + "reads 96.0 % of NUM-MATH (anchor check 98.5 %), and the bridges over it reach their drop sooner "
                 + "(by step ~500) but climb more slowly after it: 1,000 steps gave 92.5 / 89.0 / 83.0 % on held-out "
                 + "keys, 1,500 (the default since) 93.5 and 96.0 % on seeds 3 and 2 (KvDev curve, n=200).\n\n"
-                + "What we would try next: margin for the retrain (the second core during m_B's first stage once m_A is "
-                + "done; the fourth m_B stage, which no longer adds NUM-MATH: 97.5 % after the third, 96.0 % after it), "
-                + "then more keys (N_KV 1,000-2,000) and three-key expressions.\n");
+                + "What we would try next: more keys (N_KV 1,000-2,000) and three-key expressions, the paper's range.\n");
         AtomicFiles.writeString(cfg.out().resolve("report.md"), r.toString());
 
         List<double[]> pts = new ArrayList<>();
