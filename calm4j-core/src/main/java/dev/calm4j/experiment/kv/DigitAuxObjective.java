@@ -63,8 +63,8 @@ final class DigitAuxObjective implements Objective {
     private double digitNoise;                                // > 0: a learned code's noise in digit space (see digitNoise)
     private int digitNoiseRamp;
     private double hintWeight;                                // > 0: twins' states pulled towards their real rows' (see hint)
-    private int twinMinLetters = 2;                           // each twin operand's letter count, uniform in [min, max]
-    private int twinMaxLetters = 6;
+    private int twinMinLetters = KvTask.KEY_MIN_LETTERS;      // each twin operand's letter count, uniform in [min, max]
+    private int twinMaxLetters = KvTask.KEY_MAX_LETTERS;
     private double placeNorm;                                 // > 0: a learned code used centred, each place at this norm (see placeNorm)
     private boolean linearReadout;                            // aux heads regress one-hot digits (squared error), see linearReadout
     private final long seed;                                  // for heads made after construction

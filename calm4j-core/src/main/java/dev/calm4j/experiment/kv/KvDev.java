@@ -205,11 +205,28 @@ public final class KvDev {
         }
     }
 
+    /** {@code -Dkv.bLetters=MIN:MAX} (null: the defaults' first stage). */
+    static int[] letters(String spec, KvRecipe d) {
+        if (spec == null) {
+            return new int[] {d.anchorTwinMinLetters(), d.anchorTwinMaxLetters()};
+        }
+        String[] f = spec.split(":");
+        try {
+            if (f.length == 2) {
+                return new int[] {Integer.parseInt(f[0].trim()), Integer.parseInt(f[1].trim())};
+            }
+        } catch (NumberFormatException e) {
+            // the message below
+        }
+        throw new IllegalArgumentException("kv.bLetters: '" + spec + "': expected MIN:MAX, e.g. 1:2");
+    }
+
     public static void main(String[] args) throws Exception {
         Torch.init();
         Path out = Path.of(args[0]);
         String which = args.length > 1 ? args[1] : "both";
         KvRecipe d = KvRecipe.defaults();
+        int[] letters = letters(System.getProperty("kv.bLetters"), d);
         KvRecipe r = new KvRecipe(Integer.getInteger("kv.keys", d.keys()), d.operands(), d.taskSeed(),
                 Integer.getInteger("kv.aHidden", d.augmentHidden()), Integer.getInteger("kv.aLayers", d.augmentLayers()),
                 Integer.getInteger("kv.aHeadDim", d.augmentHeadDim()), Integer.getInteger("kv.aSteps", d.augmentSteps()),
@@ -225,8 +242,7 @@ public final class KvDev {
                 Boolean.parseBoolean(System.getProperty("kv.bGather", Boolean.toString(d.anchorTwinGather()))),
                 dbl("kv.bPlaceNorm", d.anchorPlaceNorm()), dbl("kv.bDigitNoise", d.anchorDigitNoise()),
                 Integer.getInteger("kv.bNoiseRamp", d.anchorNoiseRamp()), dbl("kv.bDecay", d.anchorDecayFraction()),
-                Integer.parseInt(System.getProperty("kv.bLetters", d.anchorTwinMinLetters() + ":" + d.anchorTwinMaxLetters()).split(":")[0]),
-                Integer.parseInt(System.getProperty("kv.bLetters", d.anchorTwinMinLetters() + ":" + d.anchorTwinMaxLetters()).split(":")[1]),
+                letters[0], letters[1],
                 System.getProperty("kv.bStages") == null ? d.anchorStages() : KvRecipe.AnchorStage.parse(System.getProperty("kv.bStages")),
                 Integer.getInteger("kv.batch", d.batch()), dbl("kv.lr", d.lr()));
         if (which.equals("curve")) {       // held-out-key accuracy during one CALM training of the main job

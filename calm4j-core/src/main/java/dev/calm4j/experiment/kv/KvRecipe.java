@@ -79,21 +79,8 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         }
     }
 
-    /** A recipe whose first m_B stage is a cosine with key-shaped twins (2-6 letters), as before stop 20. */
-    public KvRecipe(int keys, int operands, long taskSeed,
-                    int augmentHidden, int augmentLayers, int augmentHeadDim, int augmentSteps, int augmentAuxLayer,
-                    double augmentWeightDecay, boolean augmentLinearReadout, boolean augmentSlotReadout,
-                    int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
-                    double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
-                    boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
-                    double anchorPlaceNorm, double anchorDigitNoise, int anchorNoiseRamp,
-                    List<AnchorStage> anchorStages, int batch, double lr) {
-        this(keys, operands, taskSeed, augmentHidden, augmentLayers, augmentHeadDim, augmentSteps, augmentAuxLayer,
-                augmentWeightDecay, augmentLinearReadout, augmentSlotReadout, anchorHidden, anchorLayers, anchorHeadDim,
-                anchorSteps, anchorAuxLayer, anchorAuxWeight, anchorWeightDecay, anchorTwinFraction, anchorTwinCode,
-                anchorTwinNoise, anchorTwinCodeNorm, anchorTwinGather, anchorPlaceNorm, anchorDigitNoise, anchorNoiseRamp,
-                1.0, 2, 6, anchorStages, batch, lr);
-    }
+    /** {@code anchorDecayFraction} 1: no held rate, a cosine over all of a stage's steps (m_B's later stages). */
+    public static final double COSINE = 1.0;
 
     /** m_B's first stage: the recipe's own anchor* settings (the later ones are {@link #anchorStages}). */
     AnchorStage firstStage() {
@@ -305,7 +292,8 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         for (int i = 0; i < n; i++) {
             Path next = i == n - 1 ? dir : stageDir(dir, i + 1);
             log.printf("m_B stage %d of %d, from %s%n", i + 1, n, previous.getFileName());
-            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i), 1.0, 2, 6);
+            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i), COSINE,
+                    KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS);
             seconds += r.seconds();
             steps += r.steps();
             previous = next;
@@ -337,7 +325,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             if (hint > 0) {
                 obj.hint(hint);
             }
-            obj.twinLetters(minLetters, maxLetters);         // 2-6 draws what the default draws (tested)
+            obj.twinLetters(minLetters, maxLetters);         // a key's shape draws what the default draws (tested)
             if (s.placeNorm() > 0) {
                 obj.placeNorm(s.placeNorm());
             }

@@ -24,6 +24,9 @@ public final class KvTask {
     public static final String ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789+-=";
     public static final int BOS = 1;
     public static final int EOS = 2;
+    /** A key's letters: uniform in [KEY_MIN_LETTERS, KEY_MAX_LETTERS] (m_B's operand-blind twins take this shape too). */
+    public static final int KEY_MIN_LETTERS = 2;
+    public static final int KEY_MAX_LETTERS = 6;
 
     private final List<String> keys;
     private final Map<String, Integer> values;
@@ -68,7 +71,7 @@ public final class KvTask {
         Set<String> seen = new HashSet<>();
         keys = new ArrayList<>();
         while (keys.size() < n) {
-            int len = 2 + r.nextInt(5);
+            int len = KEY_MIN_LETTERS + r.nextInt(KEY_MAX_LETTERS - KEY_MIN_LETTERS + 1);
             StringBuilder k = new StringBuilder();
             for (int i = 0; i < len; i++) {
                 k.append((char) ('a' + r.nextInt(26)));

@@ -362,7 +362,7 @@ final class Report {
         if (k.anchorStages().isEmpty()) {
             return "";
         }
-        boolean keyShaped = k.anchorTwinMinLetters() == 2 && k.anchorTwinMaxLetters() == 6;
+        boolean keyShaped = k.anchorTwinMinLetters() == KvTask.KEY_MIN_LETTERS && k.anchorTwinMaxLetters() == KvTask.KEY_MAX_LETTERS;
         StringBuilder b = new StringBuilder("trained for " + k.anchorSteps() + " steps with twins " + k.anchorTwinFraction()
                 + " of the rows" + (keyShaped ? "" : " (operands of " + k.anchorTwinMinLetters() + "-"
                         + k.anchorTwinMaxLetters() + " letters)")

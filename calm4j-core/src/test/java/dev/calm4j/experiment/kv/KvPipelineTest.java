@@ -466,7 +466,8 @@ class KvPipelineTest {
         KvRecipe k = new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
                 t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true, t.augmentSlotReadout(),
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), 10, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, List.of(), t.batch(), t.lr());
+                t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                List.of(), t.batch(), t.lr());
         KvTask task = k.task();
         Path tok = tmp.resolve("options-tokenizer.json");
         task.writeTokenizer(tok);
@@ -500,7 +501,8 @@ class KvPipelineTest {
         return new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
                 t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true, t.augmentSlotReadout(),
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), steps, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), twin, true, 0.0, 0.0, true, placeNorm, 0.0, 0, stages, t.batch(), t.lr());
+                t.anchorWeightDecay(), twin, true, 0.0, 0.0, true, placeNorm, 0.0, 0, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                stages, t.batch(), t.lr());
     }
 
     @Test
@@ -525,7 +527,8 @@ class KvPipelineTest {
         KvRecipe second = new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(),
                 k.augmentHeadDim(), k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), true, k.augmentSlotReadout(),
                 k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
-                k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, List.of(), k.batch(), 2e-3);
+                k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                List.of(), k.batch(), 2e-3);
         second.trainAnchor(task, byHand.resolve("m_B"), tok, false, new PrintStream(OutputStream.nullOutputStream()),
                 new KvRecipe.AnchorDev(byHand.resolve("first"), 0));
         for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
@@ -560,7 +563,8 @@ class KvPipelineTest {
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
                 t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                true, t.anchorTwinNoise(), 2.0, false, 0, 0, 0, List.of(new KvRecipe.AnchorStage(10, 0.5, 0, 0, 0.25, 0, 1e-3)),
+                true, t.anchorTwinNoise(), 2.0, false, 0, 0, 0, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                List.of(new KvRecipe.AnchorStage(10, 0.5, 0, 0, 0.25, 0, 1e-3)),
                 t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("anchorStages[0]"), e.getMessage());
         // the first stage's schedule and twin letters
@@ -573,6 +577,17 @@ class KvPipelineTest {
         String words = Report.stages(d);
         assertTrue(words.startsWith("trained for 2400 steps with twins 1.0 of the rows (operands of 1-2 letters), the peak "
                 + "rate held and decayed over the last 25 % of the steps and no noise"), words);
+    }
+
+    @Test
+    void kvDevReadsTwinLettersAsMinColonMaxAndNamesTheFlagOtherwise() {
+        KvRecipe d = KvRecipe.defaults();
+        assertArrayEquals(new int[] {d.anchorTwinMinLetters(), d.anchorTwinMaxLetters()}, KvDev.letters(null, d));
+        assertArrayEquals(new int[] {2, 6}, KvDev.letters("2:6", d));
+        for (String bad : List.of("3", "1:x", "1:2:3")) {
+            var e = assertThrows(IllegalArgumentException.class, () -> KvDev.letters(bad, d));
+            assertTrue(e.getMessage().contains("kv.bLetters") && e.getMessage().contains("MIN:MAX"), e.getMessage());
+        }
     }
 
     /** {@code k} with its first m_B stage's decay fraction and twin letters replaced. */
@@ -592,13 +607,15 @@ class KvPipelineTest {
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
                 t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, List.of(), t.batch(), t.lr()));
+                t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("anchorPlaceNorm"), e.getMessage());     // a fixed code (norm 2) has no places to norm
         e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
                 t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, List.of(), t.batch(), t.lr()));
+                t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("digit noise -0.25"), e.getMessage());
     }
 
