@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.compose.Bridge;
+import dev.calm4j.compose.CompositionException;
 import dev.calm4j.compose.CompositionPlan;
 import dev.calm4j.compose.Connection;
 import dev.calm4j.compose.Mode;
@@ -42,32 +43,18 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
             list.addAll(CompositionPlan.parse(connections));
         }
         CompositionPlan plan = new CompositionPlan(list);
-        try {
-            plan.validate(anchor.numHiddenLayers(), depths);
-        } catch (Calm4jException e) {
-            throw new Calm4jException((connections == null ? "" : "--connections: ") + e.getMessage());
-        }
-        for (int a = 0; a < augments.size(); a++) {
-            if (plan.deepestAugmentLayer(a) < 0) {
-                throw new Calm4jException("--connections: augment " + a + " (" + augmentDirs.get(a) + ") has no connection; "
-                        + "give it one (e.g. \"" + a + ":" + (depths[a] - 1) + "->" + (anchor.numHiddenLayers() - 1)
-                        + "\") or drop that --augment");
-            }
-        }
         int h = heads == null ? anchor.numAttentionHeads() : heads;
-        if (h <= 0 || anchor.hiddenSize() % h != 0) {
-            throw new Calm4jException("--heads " + h + " must be positive and divide the anchor hidden size ("
-                    + anchor.hiddenSize() + ")");
-        }
-        if (mode == Mode.SAME_SEQUENCE) {
-            for (int a = 0; a < augments.size(); a++) {
-                if (augments.get(a).vocabSize() < anchor.vocabSize()) {
-                    throw new Calm4jException("same_sequence mode feeds the anchor's token ids to augment " + a + " ("
-                            + augmentDirs.get(a) + "), whose vocabulary (" + augments.get(a).vocabSize()
-                            + ") is smaller than the anchor's (" + anchor.vocabSize()
-                            + "); the models must share a tokenizer (or use --mode separate_prompt)");
-                }
-            }
+        try {
+            plan.check(anchor, augments, augmentDirs.stream().map(Path::toString).toList(), h, mode);
+        } catch (CompositionException e) {
+            // the same message, led by the option that set the wrong part
+            String flag = switch (e.part()) {
+                case AUGMENTS -> "--augment: ";
+                case CONNECTIONS -> connections == null ? "" : "--connections: ";
+                case HEADS -> "--heads: ";
+                case MODE -> "--mode: ";
+            };
+            throw new Calm4jException(flag + e.getMessage());
         }
         return new Compositions(anchorDir, anchor, List.copyOf(augmentDirs), List.copyOf(augments), plan, h, mode);
     }

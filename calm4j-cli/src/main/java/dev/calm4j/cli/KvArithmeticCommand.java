@@ -44,37 +44,37 @@ class KvArithmeticCommand implements Callable<Integer> {
     @Option(names = "--seeds", split = ",", paramLabel = "S", description = "composition seeds (default 1,2,3)")
     List<Long> seeds;
 
-    @Option(names = "--steps", paramLabel = "N", description = "bridge (and control) training steps per run (default " + Config.DEFAULT_STEPS + ")")
+    @Option(names = "--steps", paramLabel = "N", description = "bridge (and control) training steps per run (default " + Config.Training.DEFAULT_STEPS + ")")
     Integer steps;
 
-    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) peak learning rate (default " + Config.DEFAULT_LR + ")")
+    @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) peak learning rate (default " + Config.Training.DEFAULT_LR + ")")
     Double lr;
 
-    @Option(names = "--batch", paramLabel = "N", description = "composition batch size (default " + Config.DEFAULT_BATCH + ")")
+    @Option(names = "--batch", paramLabel = "N", description = "composition batch size (default " + Config.Training.DEFAULT_BATCH + ")")
     Integer batch;
 
-    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads (default " + Config.DEFAULT_HEADS + ")")
+    @Option(names = "--heads", paramLabel = "N", description = "bridge cross-attention heads (default " + Config.Bridges.DEFAULT_HEADS + ")")
     Integer heads;
 
-    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set (default " + Config.DEFAULT_EVAL_EXAMPLES + ")")
+    @Option(names = "--eval-examples", paramLabel = "N", description = "examples per evaluation set (default " + Config.Data.DEFAULT_EVAL_EXAMPLES + ")")
     Integer evalExamples;
 
-    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default " + Config.DEFAULT_COMPOSITION_EXAMPLES + ")")
+    @Option(names = "--composition-examples", paramLabel = "N", description = "KV-MATH examples in D_C, over the composition keys (default " + Config.Data.DEFAULT_COMPOSITION_EXAMPLES + ")")
     Integer compositionExamples;
 
-    @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default " + Config.DEFAULT_CONNECTIONS + ": into the block whose output m_B reads operands from)")
+    @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer (default " + Config.Bridges.DEFAULT_CONNECTIONS + ": into the block whose output m_B reads operands from)")
     String connections;
 
-    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default " + Config.DEFAULT_NUM_MATH_MIX + ": without them the bridges break the anchor's own arithmetic; more slows their learning of the keys)")
+    @Option(names = "--mix-num-math", paramLabel = "F", description = "NUM-MATH examples added to D_C, as a fraction of its KV-MATH examples (default " + Config.Data.DEFAULT_NUM_MATH_MIX + ": without them the bridges break the anchor's own arithmetic; more slows their learning of the keys)")
     Double numMathMix;
 
-    @Option(names = "--length-group", paramLabel = "G", description = "bridge and control training batch rows of like length: each run of G batches' worth of shuffled D_C is sorted by length (default " + Config.DEFAULT_LENGTH_GROUP + ": less padding; 1 = plain shuffle)")
+    @Option(names = "--length-group", paramLabel = "G", description = "bridge and control training batch rows of like length: each run of G batches' worth of shuffled D_C is sorted by length (default " + Config.Training.DEFAULT_LENGTH_GROUP + ": less padding; 1 = plain shuffle)")
     Integer lengthGroup;
 
-    @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default " + Config.DEFAULT_DECAY_FRACTION + "; 1 = cosine over all steps)")
+    @Option(names = "--decay-fraction", paramLabel = "F", description = "bridge and control training hold the peak --lr, then decay it (cosine, to a tenth) over the last F of the steps (default " + Config.Training.DEFAULT_DECAY_FRACTION + "; 1 = cosine over all steps)")
     Double decayFraction;
 
-    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default " + Config.DEFAULT_QUERY_INIT + ": each head starts with its own soft attention, which helped the bridges reach their drop in loss; 0 = zeros, uniform attention)")
+    @Option(names = "--query-init", paramLabel = "S", description = "the bridges' query weights start drawn at S x nn.Linear's init scale (default " + Config.Bridges.DEFAULT_QUERY_INIT + ": each head starts with its own soft attention, which helped the bridges reach their drop in loss; 0 = zeros, uniform attention)")
     Double queryInit;
 
     @Option(names = "--jobs", paramLabel = "N", description = "training runs at once, each on one thread (default: one per core, at most 2; "
@@ -114,29 +114,39 @@ class KvArithmeticCommand implements Callable<Integer> {
         if (quick) {
             c = c.quick();
         }
-        c = new KvExperiment.Config(c.recipe(), c.modelsDir(), c.out(), seeds != null ? seeds : c.seeds(),
-                steps != null ? steps : c.composeSteps(), batch != null ? batch : c.composeBatch(),
-                lr != null ? lr : c.composeLr(), connections != null ? connections : c.connections(),
-                heads != null ? heads : c.heads(), compositionExamples != null ? compositionExamples : c.compositionExamples(),
-                evalExamples != null ? evalExamples : c.evalExamples(), noControls ? List.of() : c.controls(), retrain, c.probeSteps(),
-                numMathMix != null ? numMathMix : c.numMathMix(), lengthGroup != null ? lengthGroup : c.lengthGroup(),
-                decayFraction != null ? decayFraction : c.decayFraction(), queryInit != null ? queryInit : c.queryInit(),
-                jobs != null ? jobs : c.jobs());
-
-
-        if (c.composeSteps() <= 0) {
+        if (steps != null && steps <= 0) {
             throw new Calm4jException("--steps must be > 0");
         }
-        if (c.composeBatch() <= 0 || c.heads() <= 0 || c.evalExamples() <= 0 || c.compositionExamples() <= 0 || !(c.composeLr() > 0)) {
+        if ((batch != null && batch <= 0) || (heads != null && heads <= 0) || (evalExamples != null && evalExamples <= 0)
+                || (compositionExamples != null && compositionExamples <= 0) || (lr != null && !(lr > 0))) {
             throw new Calm4jException("--batch, --heads, --eval-examples, --composition-examples and --lr must be > 0");
         }
-        if (c.seeds().isEmpty()) {
+        if (seeds != null && seeds.isEmpty()) {
             throw new Calm4jException("--seeds is empty");
         }
+        if (numMathMix != null && !(numMathMix >= 0)) {
+            throw new Calm4jException("--mix-num-math must be >= 0, got " + numMathMix);
+        }
+        Config.Bridges b = c.bridges();
+        Config.Training t = c.training();
+        Config.Data d = c.data();
+        c = new Config(c.recipe(), c.modelsDir(), c.out(), retrain, seeds != null ? seeds : c.seeds(),
+                noControls ? List.of() : c.controls(),
+                new Config.Bridges(connections != null ? connections : b.connections(), heads != null ? heads : b.heads(),
+                        queryInit != null ? queryInit : b.queryInit()),
+                new Config.Training(steps != null ? steps : t.steps(), batch != null ? batch : t.batch(),
+                        lr != null ? lr : t.lr(), decayFraction != null ? decayFraction : t.decayFraction(),
+                        lengthGroup != null ? lengthGroup : t.lengthGroup()),
+                new Config.Data(compositionExamples != null ? compositionExamples : d.compositionExamples(),
+                        numMathMix != null ? numMathMix : d.numMathMix(), evalExamples != null ? evalExamples : d.evalExamples(),
+                        d.probeSteps()),
+                jobs != null ? jobs : c.jobs());
         Files.createDirectories(outDir);
         // UTF-8 a line at a time: the run log names "CALM m_A⊕m_B" (a byte-per-char copy printed it as mojibake)
         java.io.PrintStream log = Training.printStream(w);
-        ObjectNode r = new KvExperiment(c, log, !noProgress).run();
+        KvExperiment.RunListeners bars = noProgress ? KvExperiment.RunListeners.NONE
+                : name -> new Training.BarListener(name, System.err);
+        ObjectNode r = new KvExperiment(c, log, bars).run();
         w.println();
         w.println(Files.readString(outDir.resolve("report.md")).split("## Probe")[0].trim());
         w.printf("%nreport: %s   results: %s   wall time %.0f s%n", outDir.resolve("report.md"),

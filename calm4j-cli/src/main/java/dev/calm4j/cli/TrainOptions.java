@@ -123,9 +123,11 @@ final class TrainOptions {
         }
         JsonNode prev = resume && saved != null ? saved.path("train_config") : null;
         int w = warmup != null ? warmup
-                : prev != null && prev.has("warmupSteps") ? prev.get("warmupSteps").asInt() : Math.max(0, steps / 20);
+                : prev != null && prev.path("schedule").has("warmupSteps") ? prev.get("schedule").get("warmupSteps").asInt()
+                : Math.max(0, steps / 20);
         int l = logEvery != null ? logEvery
-                : prev != null && prev.has("logEvery") ? prev.get("logEvery").asInt() : Math.max(1, steps / 100);
+                : prev != null && prev.path("intervals").has("log") ? prev.get("intervals").get("log").asInt()
+                : Math.max(1, steps / 100);
         if (logEvery != null && logEvery <= 0) {
             throw new Calm4jException("--log-every must be > 0, got " + logEvery);
         }
@@ -135,7 +137,9 @@ final class TrainOptions {
         if (saveEvery < 0) {
             throw new Calm4jException("--save-every must be >= 0, got " + saveEvery);
         }
-        return new TrainConfig(steps, batch, accumulation, lr, w, minLrRatio, weightDecay, 0.9, 0.999, 1e-8, clip,
-                evalEvery, saveEvery, l, seed, lengthGroup, decayFraction);
+        return new TrainConfig(steps, new TrainConfig.Batching(batch, accumulation, lengthGroup),
+                new TrainConfig.Schedule(lr, w, minLrRatio, decayFraction),
+                new TrainConfig.Optimizer(weightDecay, 0.9, 0.999, 1e-8, clip), new TrainConfig.Intervals(l, evalEvery, saveEvery),
+                seed);
     }
 }

@@ -1,12 +1,16 @@
 package dev.calm4j.cli;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.data.Dataset;
 import dev.calm4j.train.Objective;
 import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainListener;
 import dev.calm4j.train.TrainLoop;
+import dev.calm4j.plot.LossCurve;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -18,32 +22,109 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
-/** Runs the training loop for a command: its log goes to the command's output, with a line per logged step. */
+/**
+ * Runs the training loop for a command: its messages and a line per logged step go to the command's output (or a
+ * progress bar to stderr with {@code --progress}), and the loss curve to {@code loss.png} in the run's folder.
+ */
 final class Training {
     private Training() {}
 
     static TrainLoop.Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out,
                                 TrainOptions opts, PrintWriter w) {
-        int start = 0;
-        if (opts.resume) {
-            start = Math.max(0, TrainOptions.checkpointStep(out));
-        } else {
+        if (!opts.resume) {
             try {
-                Files.deleteIfExists(out.resolve("metrics.jsonl"));   // a previous run's lines must not be echoed
+                Files.deleteIfExists(out.resolve("metrics.jsonl"));   // a previous run's lines must not stay
             } catch (IOException e) {
                 throw new Calm4jException(out.resolve("metrics.jsonl") + ": cannot delete (" + e.getMessage() + ")");
             }
         }
-        boolean bar = opts.progressBar();
-        MetricsTail tail = bar ? null : new MetricsTail(out.resolve("metrics.jsonl"), start, cfg.steps(), w);
-        if (tail != null) {
-            tail.start();
+        TrainListener console = opts.progressBar() ? new BarListener("train", System.err) : new LineListener(w);
+        return TrainLoop.run(obj, train, eval, cfg, out, opts.resume, TrainListener.all(List.of(messages(w), console, PLOT)));
+    }
+
+    /** Plots the run's loss curve into its folder when it ends. */
+    static final TrainListener PLOT = new TrainListener() {
+        @Override
+        public void finished(TrainLoop.Result r, Path out) {
+            LossCurve.write(out.resolve("loss.png"), r.describe(), r.curve());
         }
-        try (PrintStream log = printStream(w)) {
-            return TrainLoop.run(obj, train, eval, cfg, out, opts.resume, bar, log);
-        } finally {
-            if (tail != null) {
-                tail.finish();
+    };
+
+    /** The loop's messages ("resumed from ...", "training ... on N examples"), a line each. */
+    static TrainListener messages(PrintWriter w) {
+        return new TrainListener() {
+            @Override
+            public void message(String line) {
+                w.println(line);
+                w.flush();
+            }
+        };
+    }
+
+    /** A line per logged step: step, loss, eval loss, rate, throughput. */
+    static final class LineListener implements TrainListener {
+        private final PrintWriter out;
+
+        LineListener(PrintWriter out) {
+            this.out = out;
+        }
+
+        @Override
+        public void logged(Metrics m) {
+            StringBuilder sb = new StringBuilder(String.format("step %" + String.valueOf(m.steps()).length() + "d/%d",
+                    m.step(), m.steps()));
+            if (!Double.isNaN(m.loss())) {
+                sb.append(String.format("  loss %.4f", m.loss()));
+            }
+            if (!Double.isNaN(m.evalLoss())) {
+                sb.append(String.format("  eval %.4f", m.evalLoss()));
+            }
+            if (!Double.isNaN(m.loss())) {
+                sb.append(String.format("  lr %.2e  %,.0f tok/s", m.lr(), m.tokensPerSecond()));
+            }
+            out.println(sb);
+            out.flush();
+        }
+    }
+
+    /** An ASCII progress bar (me.tongfei:progressbar) with the last logged loss and throughput. */
+    static final class BarListener implements TrainListener {
+        private final String task;
+        private final PrintStream to;
+        private ProgressBar bar;
+
+        BarListener(String task, PrintStream to) {
+            this.task = task;
+            this.to = to;
+        }
+
+        @Override
+        public void started(int startStep, int steps) {
+            bar = new ProgressBarBuilder().setTaskName(task).setInitialMax(steps).setStyle(ProgressBarStyle.ASCII)
+                    .setConsumer(new ConsoleProgressBarConsumer(to)).setUpdateIntervalMillis(500)
+                    .startsFrom(startStep, java.time.Duration.ZERO).build();
+        }
+
+        @Override
+        public void logged(Metrics m) {
+            if (bar != null && !Double.isNaN(m.loss())) {
+                bar.setExtraMessage(String.format(" loss %.4f%s %.0f tok/s", m.loss(),
+                        Double.isNaN(m.evalLoss()) ? "" : String.format(" eval %.4f", m.evalLoss()), m.tokensPerSecond()));
+            }
+        }
+
+        @Override
+        public void stepped(int done) {
+            if (bar != null) {
+                bar.stepTo(done);
+            }
+        }
+
+        @Override
+        public void finished(TrainLoop.Result result, Path out) {
+            if (bar != null) {
+                bar.close();
+                bar = null;
             }
         }
     }
@@ -89,94 +170,5 @@ final class Training {
             }
         }
         out.printf("wrote           %s: %s%n", dir, sb);
-    }
-
-    /** Prints metrics.jsonl lines as the loop appends them (when there is no progress bar). */
-    private static final class MetricsTail extends Thread {
-        private final Path file;
-        private final int steps;
-        private final PrintWriter out;
-        private final ObjectMapper json = new ObjectMapper();
-        private int printed;
-        private volatile boolean stop;
-
-        MetricsTail(Path file, int start, int steps, PrintWriter out) {
-            super("calm-metrics-tail");
-            setDaemon(true);
-            this.file = file;
-            this.printed = start;
-            this.steps = steps;
-            this.out = out;
-        }
-
-        @Override
-        public void run() {
-            while (!stop) {
-                poll();
-                try {
-                    Thread.sleep(250);
-                } catch (InterruptedException e) {
-                    return;
-                }
-            }
-        }
-
-        void finish() {
-            stop = true;
-            interrupt();
-            try {
-                join(2000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-            poll();
-        }
-
-        private synchronized void poll() {
-            List<String> lines;
-            try {
-                if (!Files.isRegularFile(file)) {
-                    return;
-                }
-                String all = Files.readString(file, StandardCharsets.UTF_8);
-                int end = all.lastIndexOf('\n');
-                if (end < 0) {
-                    return;
-                }
-                lines = all.substring(0, end).lines().toList();     // complete lines only
-            } catch (IOException e) {
-                return;
-            }
-            for (String line : lines) {
-                JsonNode m;
-                try {
-                    m = json.readTree(line);
-                } catch (IOException e) {
-                    continue;
-                }
-                int step = m.path("step").asInt();
-                boolean hasLoss = m.has("loss");
-                if (step <= printed) {
-                    continue;
-                }
-                StringBuilder sb = new StringBuilder(String.format("step %" + String.valueOf(steps).length() + "d/%d",
-                        step, steps));
-                if (hasLoss) {
-                    sb.append(String.format("  loss %.4f", m.get("loss").asDouble()));
-                }
-                if (m.has("eval_loss")) {
-                    sb.append(String.format("  eval %.4f", m.get("eval_loss").asDouble()));
-                }
-                if (m.has("lr")) {
-                    sb.append(String.format("  lr %.2e", m.get("lr").asDouble()));
-                }
-                if (m.has("tokens_per_s")) {
-                    sb.append(String.format("  %,.0f tok/s", m.get("tokens_per_s").asDouble()));
-                }
-                out.println(sb);
-                out.flush();
-                printed = step;
-            }
-        }
     }
 }

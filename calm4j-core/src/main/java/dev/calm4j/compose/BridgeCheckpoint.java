@@ -107,8 +107,8 @@ public final class BridgeCheckpoint {
                 throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": field 'connections' must be listed in "
                         + "application order (by anchor layer, then augment, then augment layer)");
             }
-            plan.validate(anchor.numLayers(), augments.stream().mapToInt(CausalLm::numLayers).toArray());
-            Bridge.checkHeads(anchor.hiddenSize(), cfg.heads());
+            plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(),
+                    augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode());
             List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg.heads(), dtype);
             return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads()), cfg);
         } catch (RuntimeException e) {

@@ -36,22 +36,10 @@ public final class CalmModel implements AutoCloseable {
 
     public CalmModel(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, List<Bridge> bridges, Mode mode,
                      int heads) {
-        int[] depths = augments.stream().mapToInt(CausalLm::numLayers).toArray();
-        plan.validate(anchor.numLayers(), depths);
+        plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode);
         if (bridges.size() != plan.size()) {
             throw new IllegalArgumentException(bridges.size() + " bridges for " + plan.size() + " connections");
         }
-        if (mode == Mode.SAME_SEQUENCE) {
-            for (int a = 0; a < augments.size(); a++) {
-                if (augments.get(a).config().vocabSize() < anchor.config().vocabSize()) {
-                    throw new Calm4jException("same_sequence mode feeds the anchor's token ids to augment " + a
-                            + ", but its vocabulary (" + augments.get(a).config().vocabSize()
-                            + ") is smaller than the anchor's (" + anchor.config().vocabSize()
-                            + "); the models must share a tokenizer (or use separate_prompt)");
-                }
-            }
-        }
-        Bridge.checkHeads(anchor.hiddenSize(), heads);
         this.anchor = anchor;
         this.augments = List.copyOf(augments);
         this.plan = plan;
@@ -80,8 +68,7 @@ public final class CalmModel implements AutoCloseable {
      */
     public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
                                    int heads, double queryInit, long seed) {
-        plan.validate(anchor.numLayers(), augments.stream().mapToInt(CausalLm::numLayers).toArray());
-        Bridge.checkHeads(anchor.hiddenSize(), heads);
+        plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode);
         Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
         List<Bridge> bridges = new ArrayList<>();
         for (Connection c : plan.connections()) {

@@ -1,6 +1,7 @@
 package dev.calm4j.compose;
 
 import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.ModelConfig;
 
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -86,8 +87,47 @@ public record CompositionPlan(List<Connection> connections) {
         }
     }
 
+    /**
+     * Everything a composition must satisfy before a weight is touched, checked in this one place for the library,
+     * the CLI and bridge checkpoints alike: at least one augment, every index within the models' depths, every augment
+     * read by some connection, heads that divide the anchor's hidden size, and in {@code same_sequence} mode augments
+     * whose vocabularies take the anchor's token ids.
+     *
+     * @throws CompositionException naming the part that is wrong
+     * @param augmentNames how to name each augment in a message (its folder, say); null for "augment i"
+     */
+    public void check(ModelConfig anchor, List<? extends ModelConfig> augments, List<String> augmentNames, int heads,
+                      Mode mode) {
+        if (augments.isEmpty()) {
+            throw new CompositionException(CompositionException.Part.AUGMENTS, "a composition needs at least one augmenting model");
+        }
+        int[] depths = augments.stream().mapToInt(ModelConfig::numHiddenLayers).toArray();
+        try {
+            validate(anchor.numHiddenLayers(), depths);
+        } catch (Calm4jException e) {
+            throw new CompositionException(CompositionException.Part.CONNECTIONS, e.getMessage());
+        }
+        for (int a = 0; a < augments.size(); a++) {
+            String name = augmentNames == null ? "augment " + a : "augment " + a + " (" + augmentNames.get(a) + ")";
+            if (deepestAugmentLayer(a) < 0) {
+                throw new CompositionException(CompositionException.Part.CONNECTIONS, name + " has no connection; "
+                        + "give it one (e.g. \"" + a + ":" + (depths[a] - 1) + "->" + (anchor.numHiddenLayers() - 1)
+                        + "\") or drop it");
+            }
+            if (mode == Mode.SAME_SEQUENCE && augments.get(a).vocabSize() < anchor.vocabSize()) {
+                throw new CompositionException(CompositionException.Part.MODE, "same_sequence mode feeds the anchor's token ids to " + name
+                        + ", whose vocabulary (" + augments.get(a).vocabSize() + ") is smaller than the anchor's ("
+                        + anchor.vocabSize() + "); the models must share a tokenizer (or use separate_prompt)");
+            }
+        }
+        if (heads <= 0 || anchor.hiddenSize() % heads != 0) {
+            throw new CompositionException(CompositionException.Part.HEADS, "bridge heads (" + heads + ") must be positive and divide the anchor hidden size ("
+                    + anchor.hiddenSize() + ")");
+        }
+    }
+
     /** Checks every index against the models' depths. */
-    public void validate(int anchorLayers, int[] augmentLayers) {
+    void validate(int anchorLayers, int[] augmentLayers) {
         for (Connection c : connections) {
             if (c.augment() >= augmentLayers.length) {
                 throw new Calm4jException("connection " + c + " names augment " + c.augment() + " but there are "

@@ -10,10 +10,6 @@ import dev.calm4j.data.Dataset;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.nn.Scoped;
-import me.tongfei.progressbar.ConsoleProgressBarConsumer;
-import me.tongfei.progressbar.ProgressBar;
-import me.tongfei.progressbar.ProgressBarBuilder;
-import me.tongfei.progressbar.ProgressBarStyle;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
@@ -25,7 +21,6 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
 
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -38,11 +33,12 @@ import java.util.stream.Stream;
 
 /**
  * The one training loop: libtorch's AdamW, linear warmup + cosine schedule, global-norm clipping, gradient
- * accumulation, periodic evaluation, periodic resumable checkpoints (atomic), a progress bar, a JSONL metrics log
- * and a loss-curve PNG. Used for bridges, for the LoRA baseline and for pretraining small LMs.
+ * accumulation, periodic evaluation, periodic resumable checkpoints (atomic) and a JSONL metrics log; progress goes to
+ * a {@link TrainListener} (the CLI draws bars and plots from it). Used for bridges, for the LoRA baseline and for
+ * pretraining small LMs.
  *
  * <p>Output directory: the objective's result (e.g. bridges.safetensors + calm_config.json) at the end,
- * {@code metrics.jsonl}, {@code loss.png}, {@code train_config.json}, {@code numerics.json} (the BLAS kernel, threads and
+ * {@code metrics.jsonl}, {@code train_config.json}, {@code numerics.json} (the BLAS kernel, threads and
  * CPU that rounded the sums: {@link dev.calm4j.Torch#numerics}), and {@code checkpoint/} (trainable tensors,
  * optimizer state, data position) for {@code --resume}.
  */
@@ -56,27 +52,27 @@ public final class TrainLoop {
      * @param evalLoss mean eval loss per target token at the end (NaN without eval data)
      */
     public record Result(int steps, double finalLoss, double evalLoss, double seconds, double tokensPerSecond,
-                         List<double[]> curve) {}
+                         List<double[]> curve, String describe) {}
 
     public static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
-                             boolean progress, PrintStream log) {
-        return run(obj, train, eval, cfg, out, resume, progress, log, Integer.MAX_VALUE, out);
+                             TrainListener listener) {
+        return run(obj, train, eval, cfg, out, resume, listener, Integer.MAX_VALUE, out);
     }
 
     /** As {@link #run}, with the objective's result written to {@code resultDir} instead of {@code out}. */
     public static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
-                             boolean progress, PrintStream log, Path resultDir) {
-        return run(obj, train, eval, cfg, out, resume, progress, log, Integer.MAX_VALUE, resultDir);
+                             TrainListener listener, Path resultDir) {
+        return run(obj, train, eval, cfg, out, resume, listener, Integer.MAX_VALUE, resultDir);
     }
 
     /** As {@link #run}, but stops (as if killed) after {@code killAfter} steps: for testing --resume. */
     static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
-                      boolean progress, PrintStream log, int killAfter) {
-        return run(obj, train, eval, cfg, out, resume, progress, log, killAfter, out);
+                      TrainListener listener, int killAfter) {
+        return run(obj, train, eval, cfg, out, resume, listener, killAfter, out);
     }
 
     static Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
-                      boolean progress, PrintStream log, int killAfter, Path resultDir) {
+                      TrainListener listener, int killAfter, Path resultDir) {
         Map<String, Tensor> params = obj.parameters();
         if (params.isEmpty()) {
             throw new IllegalArgumentException("nothing to train");
@@ -94,24 +90,25 @@ public final class TrainLoop {
         Path ckpt = out.resolve("checkpoint");
         Path metricsFile = out.resolve("metrics.jsonl");
         int start = 0;
-        Batcher batcher = new Batcher(train, cfg.batchSize(), cfg.seed(), cfg.lengthGroup());
+        TrainConfig.Batching batching = cfg.batching();
+        Batcher batcher = new Batcher(train, batching.size(), cfg.seed(), batching.lengthGroup());
         List<double[]> curve = new ArrayList<>();        // {step, train loss, eval loss or NaN}
         if (resume && Files.isDirectory(ckpt)) {
             State s = State.load(ckpt, cfg, params, optimizer);
             start = s.step;
-            batcher = Batcher.resume(train, cfg.batchSize(), cfg.seed(), cfg.lengthGroup(), s.position);
+            batcher = Batcher.resume(train, batching.size(), cfg.seed(), batching.lengthGroup(), s.position);
             curve.addAll(readCurve(metricsFile, start));
-            log.printf("resumed from %s at step %d%n", ckpt, start);
+            listener.message("resumed from " + ckpt + " at step " + start);
         } else if (resume) {
-            log.printf("no checkpoint in %s: starting from step 0%n", out);
+            listener.message("no checkpoint in " + out + ": starting from step 0");
         }
         rewriteMetrics(metricsFile, start);
         writeString(out.resolve("train_config.json"), cfg.toJson().toPrettyString() + "\n");
         // the kernels and threads that round this run's sums: the same seed elsewhere can follow another trajectory
         JsonNode numerics = JSON.valueToTree(dev.calm4j.Torch.numerics());
         writeString(out.resolve("numerics.json"), numerics.toPrettyString() + "\n");
-        log.printf("training %s on %d examples (%d target tokens), %d steps of %d x %d%n", obj.describe(),
-                train.size(), train.targetTokens(), cfg.steps(), cfg.batchSize(), cfg.accumulation());
+        listener.message(String.format("training %s on %d examples (%d target tokens), %d steps of %d x %d", obj.describe(),
+                train.size(), train.targetTokens(), cfg.steps(), batching.size(), batching.accumulation()));
 
         long tokens = 0;
         long t0 = System.nanoTime();
@@ -119,73 +116,65 @@ public final class TrainLoop {
         long windowTargets = 0;
         double lastLoss = Double.NaN;
         double evalLoss = Double.NaN;
-        ProgressBar bar = progress ? new ProgressBarBuilder().setTaskName("train").setInitialMax(cfg.steps())
-                .setStyle(ProgressBarStyle.ASCII).setConsumer(new ConsoleProgressBarConsumer(System.err))
-                .setUpdateIntervalMillis(500).startsFrom(start, java.time.Duration.ZERO).build() : null;
-        try {
-            for (int step = start; step < cfg.steps(); step++) {
-                if (step >= killAfter) {
-                    return new Result(step, Double.NaN, Double.NaN, 0, 0, curve);
-                }
-                List<Batch> micro = new ArrayList<>();
-                for (int m = 0; m < cfg.accumulation(); m++) {
-                    micro.add(batcher.next());
-                }
-                Step st = step(obj, optimizer, params.values(), micro, cfg, step);
-                for (Batch b : micro) {
-                    for (boolean r : b.real()) {
-                        tokens += r ? 1 : 0;
-                    }
-                }
-                double lossSum = st.lossSum();
-                double gradNorm = st.gradNorm();
-                double lr = st.lr();
-                int targets = st.targets();
-
-                window += lossSum;
-                windowTargets += targets;
-                int done = step + 1;
-                boolean last = done == cfg.steps();
-                if (done % cfg.logEvery() == 0 || last) {
-                    lastLoss = window / windowTargets;
-                    double secs = (System.nanoTime() - t0) / 1e9;
-                    ObjectNode m = JSON.createObjectNode();
-                    m.put("step", done);
-                    m.put("loss", lastLoss);
-                    m.put("lr", lr);
-                    m.put("grad_norm", gradNorm);
-                    m.put("tokens_per_s", tokens / Math.max(secs, 1e-9));
-                    m.put("elapsed_s", secs);
-                    boolean evalNow = eval != null && ((cfg.evalEvery() > 0 && done % cfg.evalEvery() == 0) || last);
-                    double ev = Double.NaN;
-                    if (evalNow) {
-                        ev = evalLoss(obj, eval, cfg.batchSize());
-                        evalLoss = ev;
-                        m.put("eval_loss", ev);
-                    }
-                    appendLine(metricsFile, m.toString());
-                    curve.add(new double[] {done, lastLoss, ev});
-                    window = 0;
-                    windowTargets = 0;
-                    if (bar != null) {
-                        bar.setExtraMessage(String.format(" loss %.4f%s %.0f tok/s", lastLoss,
-                                Double.isNaN(ev) ? "" : String.format(" eval %.4f", ev), tokens / Math.max(secs, 1e-9)));
-                    }
-                } else if (eval != null && cfg.evalEvery() > 0 && done % cfg.evalEvery() == 0) {
-                    evalLoss = evalLoss(obj, eval, cfg.batchSize());
-                    ObjectNode m = JSON.createObjectNode().put("step", done).put("eval_loss", evalLoss);
-                    appendLine(metricsFile, m.toString());
-                }
-                if (bar != null) {
-                    bar.stepTo(done);
-                }
-                if (cfg.saveEvery() > 0 && done % cfg.saveEvery() == 0 && !last) {
-                    State.save(ckpt, done, batcher.position(), cfg, params, optimizer);
+        listener.started(start, cfg.steps());
+        for (int step = start; step < cfg.steps(); step++) {
+            if (step >= killAfter) {
+                return new Result(step, Double.NaN, Double.NaN, 0, 0, curve, obj.describe());
+            }
+            List<Batch> micro = new ArrayList<>();
+            for (int m = 0; m < batching.accumulation(); m++) {
+                micro.add(batcher.next());
+            }
+            Step st = step(obj, optimizer, params.values(), micro, cfg, step);
+            for (Batch b : micro) {
+                for (boolean r : b.real()) {
+                    tokens += r ? 1 : 0;
                 }
             }
-        } finally {
-            if (bar != null) {
-                bar.close();
+            double lossSum = st.lossSum();
+            double gradNorm = st.gradNorm();
+            double lr = st.lr();
+            int targets = st.targets();
+
+            window += lossSum;
+            windowTargets += targets;
+            int done = step + 1;
+            boolean last = done == cfg.steps();
+            if (done % cfg.intervals().log() == 0 || last) {
+                lastLoss = window / windowTargets;
+                double secs = (System.nanoTime() - t0) / 1e9;
+                ObjectNode m = JSON.createObjectNode();
+                m.put("step", done);
+                m.put("loss", lastLoss);
+                m.put("lr", lr);
+                m.put("grad_norm", gradNorm);
+                m.put("tokens_per_s", tokens / Math.max(secs, 1e-9));
+                m.put("elapsed_s", secs);
+                TrainConfig.Intervals every = cfg.intervals();
+                boolean evalNow = eval != null && ((every.eval() > 0 && done % every.eval() == 0) || last);
+                double ev = Double.NaN;
+                if (evalNow) {
+                    ev = evalLoss(obj, eval, batching.size());
+                    evalLoss = ev;
+                    m.put("eval_loss", ev);
+                }
+                appendLine(metricsFile, m.toString());
+                curve.add(new double[] {done, lastLoss, ev});
+                window = 0;
+                windowTargets = 0;
+                listener.logged(new TrainListener.Metrics(done, cfg.steps(), lastLoss, lr, gradNorm,
+                        tokens / Math.max(secs, 1e-9), secs, ev));
+            } else if (eval != null && cfg.intervals().eval() > 0 && done % cfg.intervals().eval() == 0) {
+                evalLoss = evalLoss(obj, eval, batching.size());
+                ObjectNode m = JSON.createObjectNode().put("step", done).put("eval_loss", evalLoss);
+                appendLine(metricsFile, m.toString());
+                double secs = (System.nanoTime() - t0) / 1e9;
+                listener.logged(new TrainListener.Metrics(done, cfg.steps(), Double.NaN, lr, gradNorm,
+                        tokens / Math.max(secs, 1e-9), secs, evalLoss));
+            }
+            listener.stepped(done);
+            if (cfg.intervals().save() > 0 && done % cfg.intervals().save() == 0 && !last) {
+                State.save(ckpt, done, batcher.position(), cfg, params, optimizer);
             }
         }
         double secs = (System.nanoTime() - t0) / 1e9;
@@ -205,16 +194,19 @@ public final class TrainLoop {
         provenance.set("numerics", numerics);
         obj.save(resultDir, provenance);
         State.save(ckpt, cfg.steps(), batcher.position(), cfg, params, optimizer);
-        LossCurve.write(out.resolve("loss.png"), obj.describe(), curve);
-        return new Result(cfg.steps(), lastLoss, evalLoss, secs, tokens / Math.max(secs, 1e-9), curve);
+        Result result = new Result(cfg.steps(), lastLoss, evalLoss, secs, tokens / Math.max(secs, 1e-9), curve,
+                obj.describe());
+        listener.finished(result, out);
+        return result;
     }
 
     /** AdamW over {@code params} with the run's betas, eps and weight decay (the schedule sets its rate each step). */
     public static AdamW optimizer(Collection<Tensor> params, TrainConfig cfg) {
-        AdamWOptions opts = new AdamWOptions(cfg.lr());
-        opts.weight_decay().put(cfg.weightDecay());
-        opts.eps().put(cfg.eps());
-        Betas.set(opts, cfg.beta1(), cfg.beta2());
+        TrainConfig.Optimizer o = cfg.optimizer();
+        AdamWOptions opts = new AdamWOptions(cfg.schedule().lr());
+        opts.weight_decay().put(o.weightDecay());
+        opts.eps().put(o.eps());
+        Betas.set(opts, o.beta1(), o.beta2());
         return new AdamW(new TensorVector(params.toArray(new Tensor[0])), opts);
     }
 
@@ -244,7 +236,7 @@ public final class TrainLoop {
             throw new Calm4jException("training diverged at step " + step + " (loss " + lossSum
                     + "); lower --lr or raise --warmup");
         }
-        double gradNorm = clip(params, cfg.clipNorm());
+        double gradNorm = clip(params, cfg.optimizer().clipNorm());
         double lr = cfg.lrAt(step);
         optimizer.param_groups().get(0).options().set_lr(lr);
         optimizer.step();
@@ -329,12 +321,6 @@ public final class TrainLoop {
                 JsonNode now = JSON.readTree(cfg.toJson().toString());     // same number types as read back
                 ObjectNode savedCmp = saved.deepCopy();
                 savedCmp.remove("steps");
-                if (!savedCmp.has("lengthGroup")) {
-                    savedCmp.put("lengthGroup", 1);                 // checkpoints from before length grouping
-                }
-                if (!savedCmp.has("decayFraction")) {
-                    savedCmp.put("decayFraction", 1.0);             // ... and before warmup-stable-decay
-                }
                 ObjectNode nowCmp = (ObjectNode) now.deepCopy();
                 nowCmp.remove("steps");
                 if (!savedCmp.equals(nowCmp)) {

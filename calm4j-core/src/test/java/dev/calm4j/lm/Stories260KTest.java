@@ -30,7 +30,7 @@ class Stories260KTest {
     }
 
     static Path dir() {
-        // A copy of ../shared/models/stories260K (MIT, llama2.c; its README says how it was made), so that a clone
+        // A copy of llama2.c's stories260K (MIT, llama2.c; its README says how it was made), so that a clone
         // tests on its own.
         return Path.of("src/test/resources/stories260K");
     }

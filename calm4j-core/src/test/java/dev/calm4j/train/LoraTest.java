@@ -16,8 +16,6 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.OutputStream;
-import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -63,7 +61,7 @@ class LoraTest {
             LoraObjective obj = new LoraObjective(base, dir, lora);
             double l0 = TrainLoop.evalLoss(obj, d, 16);
             TrainLoop.Result r = TrainLoop.run(obj, d, d, TrainConfig.defaults(60, 16, 1e-2, 1), tmp.resolve("lora"),
-                    false, false, new PrintStream(OutputStream.nullOutputStream()));
+                    false, TrainListener.NONE);
             assertTrue(r.evalLoss() < 0.7 * l0, "LoRA must learn: " + l0 + " -> " + r.evalLoss());
             Map<String, float[]> after = TrainLoopTest.snapshot(base.namedWeights());
             for (String k : before.keySet()) {
@@ -91,7 +89,7 @@ class LoraTest {
             Dataset d = Dataset.read(data, t, new DataRules(64, m.config().vocabSize(), 2, null, false));
             double untrained = Evaluator.exactMatch(EvalModel.of(m), d, 5, Set.of(2), null).accuracy().value();
             TrainLoop.run(new LmObjective(m, null), d, null, TrainConfig.defaults(150, 16, 1e-2, 1), tmp.resolve("o"),
-                    false, false, new PrintStream(OutputStream.nullOutputStream()));
+                    false, TrainListener.NONE);
             Evaluator.ExactMatch em = Evaluator.exactMatch(EvalModel.of(m), d, 5, Set.of(2), null);
             assertEquals(16, em.accuracy().n());
             assertEquals(1.0, em.accuracy().value(), "memorised mapping; untrained was " + untrained);

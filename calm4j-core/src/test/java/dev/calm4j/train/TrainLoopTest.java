@@ -21,8 +21,6 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.PrintStream;
-import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -41,7 +39,14 @@ class TrainLoopTest {
     @TempDir
     Path tmp;
 
-    static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
+    static final TrainListener QUIET = TrainListener.NONE;
+    /** Plots the loss curve at the end, as the CLI's listener does. */
+    static final TrainListener PLOT = new TrainListener() {
+        @Override
+        public void finished(TrainLoop.Result r, Path out) {
+            dev.calm4j.plot.LossCurve.write(out.resolve("loss.png"), r.describe(), r.curve());
+        }
+    };
 
     @BeforeAll
     static void init() {
@@ -112,7 +117,7 @@ class TrainLoopTest {
                 Map<String, float[]> b0 = snapshot(calm.bridgeTensors());
                 Dataset d = read(mappingData(tmp.resolve("d.jsonl"), 1), anchorDir, anchor);
                 TrainLoop.run(new BridgeObjective(calm, anchorDir, List.of(augDir)), d, null,
-                        TrainConfig.defaults(3, 4, 1e-2, 1), tmp.resolve("out"), false, false, QUIET);
+                        TrainConfig.defaults(3, 4, 1e-2, 1), tmp.resolve("out"), false, PLOT);
                 Map<String, float[]> a1 = snapshot(anchor.namedWeights());
                 Map<String, float[]> g1 = snapshot(aug.namedWeights());
                 for (String k : a0.keySet()) {
@@ -151,19 +156,20 @@ class TrainLoopTest {
             try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir)) {
                 Dataset d = read(data, anchorDir, anchor);
                 Path out = tmp.resolve("run-" + interrupted);
-                TrainConfig six = new TrainConfig(6, 4, 2, 5e-3, 2, 0.1, 0.01, 0.9, 0.98, 1e-8, 1.0, 0, 3, 1, 7, 1, 1.0);
+                TrainConfig six = new TrainConfig(6, new TrainConfig.Batching(4, 2, 1), TrainConfig.Schedule.cosine(5e-3, 2, 0.1),
+                        new TrainConfig.Optimizer(0.01, 0.9, 0.98, 1e-8, 1.0), new TrainConfig.Intervals(1, 0, 3), 7);
                 if (interrupted) {
                     try (CalmModel c = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->1")),
                             Mode.SAME_SEQUENCE, 4, 9)) {
                         // A run that saves at step 3 and is then "killed": emulate by running only 3 of the 6 steps.
                         TrainLoop.run(new BridgeObjective(c, anchorDir, List.of(augDir)), d, null, six,
-                                out, false, false, QUIET, 4);   // checkpoint at 3, killed during step 4
+                                out, false, QUIET, 4);   // checkpoint at 3, killed during step 4
                     }
                 }
                 try (CalmModel c = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("1->1")),
                         Mode.SAME_SEQUENCE, 4, 9)) {
                     TrainLoop.run(new BridgeObjective(c, anchorDir, List.of(augDir)), d, null, six, out, interrupted,
-                            false, QUIET);
+                            QUIET);
                     float[] all = new float[0];
                     for (Tensor t : c.bridgeTensors().values()) {
                         float[] x = Tensors.toFloats(t);
@@ -193,7 +199,7 @@ class TrainLoopTest {
         try (CausalLm aug = LmFamilies.load(augDir)) {
             Dataset d = read(data, augDir, aug);
             TrainLoop.Result r = TrainLoop.run(new LmObjective(aug, augDir.resolve("tokenizer.json")), d, null,
-                    TrainConfig.defaults(150, 16, 1e-2, 1), trained, false, false, QUIET);
+                    TrainConfig.defaults(150, 16, 1e-2, 1), trained, false, QUIET);
             assertTrue(r.finalLoss() < 0.1, "the augment must memorise the mapping, loss " + r.finalLoss());
         }
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(trained)) {
@@ -203,7 +209,7 @@ class TrainLoopTest {
                 BridgeObjective obj = new BridgeObjective(calm, anchorDir, List.of(trained));
                 double before = TrainLoop.evalLoss(obj, d, 16);     // W_O = 0: the anchor alone
                 TrainLoop.Result r = TrainLoop.run(obj, d, d, TrainConfig.defaults(200, 16, 3e-3, 1),
-                        tmp.resolve("bridges"), false, false, QUIET);
+                        tmp.resolve("bridges"), false, QUIET);
                 assertTrue(r.evalLoss() < 0.25 * before, "composed loss " + r.evalLoss() + " vs anchor alone " + before);
             }
         }

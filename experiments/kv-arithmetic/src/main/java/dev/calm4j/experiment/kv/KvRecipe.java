@@ -7,10 +7,10 @@ import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.lm.llama.LlamaWeights;
 import dev.calm4j.lm.llama.RopeScaling;
 import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainListener;
 import dev.calm4j.train.TrainLoop;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
-import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -233,7 +233,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     }
 
     /** Trains m_A (lookups made readable at the key by the aux loss) into {@code dir}. */
-    public TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
+    public TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, TrainListener listener) {
         LlamaConfig c = augmentConfig(t);
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 10, 0.02, ScalarType.Float), ScalarType.Float)) {
             var values = t.lookupTable();
@@ -241,13 +241,13 @@ public record KvRecipe(int keys, int operands, long taskSeed,
                     .linearReadout(augmentLinearReadout).slotReadout(augmentSlotReadout ? operands : 0);
             Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
             return TrainLoop.run(obj, d, null, schedule(augmentSteps, augmentWeightDecay, lr), dir.resolveSibling(dir.getFileName() + ".train"),
-                    false, progress, log, dir);
+                    false, listener, dir);
         }
     }
 
     /** Trains m_B on NUM-MATH (with an operand-digit aux loss at an early layer) into {@code dir}. */
-    public TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log) {
-        return trainAnchor(t, dir, tokenizer, progress, log, AnchorDev.NONE);
+    public TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, TrainListener listener) {
+        return trainAnchor(t, dir, tokenizer, listener, AnchorDev.NONE);
     }
 
     /**
@@ -267,22 +267,22 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * {@code dir}; each stage keeps its own {@code .train} log. The result is the last stage's, with the seconds and
      * steps of all of them.
      */
-    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
-        return trainAnchorRest(t, dir, tokenizer, progress, log, opts, trainAnchorFirst(t, dir, tokenizer, progress, log, opts));
+    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, TrainListener listener, AnchorDev opts) {
+        return trainAnchorRest(t, dir, tokenizer, listener, opts, trainAnchorFirst(t, dir, tokenizer, listener, opts));
     }
 
     /**
      * m_B's first stage alone, into {@code m_B.stage0} beside {@code dir} ({@code dir} itself for a one-stage recipe).
      * Split from {@link #trainAnchorRest} so that {@code --retrain} can run it beside m_A and the rest with both cores.
      */
-    TrainLoop.Result trainAnchorFirst(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts) {
+    TrainLoop.Result trainAnchorFirst(KvTask t, Path dir, Path tokenizer, TrainListener listener, AnchorDev opts) {
         Path first = anchorStages.isEmpty() ? dir : stageDir(dir, 0);
-        return trainAnchorStage(t, first, tokenizer, progress, log, opts.init(), opts.hint(), firstStage(),
+        return trainAnchorStage(t, first, tokenizer, listener, opts.init(), opts.hint(), firstStage(),
                 anchorDecayFraction, anchorTwinMinLetters, anchorTwinMaxLetters);
     }
 
     /** m_B's later stages, each from the one before (the first from {@code m_B.stage0}); the result counts all stages. */
-    TrainLoop.Result trainAnchorRest(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log, AnchorDev opts,
+    TrainLoop.Result trainAnchorRest(KvTask t, Path dir, Path tokenizer, TrainListener listener, AnchorDev opts,
                                      TrainLoop.Result first) {
         int n = anchorStages.size();
         TrainLoop.Result r = first;
@@ -291,14 +291,14 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         Path previous = n == 0 ? dir : stageDir(dir, 0);
         for (int i = 0; i < n; i++) {
             Path next = i == n - 1 ? dir : stageDir(dir, i + 1);
-            log.printf("m_B stage %d of %d, from %s%n", i + 1, n, previous.getFileName());
-            r = trainAnchorStage(t, next, tokenizer, progress, log, previous, opts.hint(), anchorStages.get(i), COSINE,
+            listener.message(String.format("m_B stage %d of %d, from %s", i + 1, n, previous.getFileName()));
+            r = trainAnchorStage(t, next, tokenizer, listener, previous, opts.hint(), anchorStages.get(i), COSINE,
                     KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS);
             seconds += r.seconds();
             steps += r.steps();
             previous = next;
         }
-        return new TrainLoop.Result(steps, r.finalLoss(), r.evalLoss(), seconds, r.tokensPerSecond(), r.curve());
+        return new TrainLoop.Result(steps, r.finalLoss(), r.evalLoss(), seconds, r.tokensPerSecond(), r.curve(), r.describe());
     }
 
     /** Where stage {@code i} (0 = the first) of a staged m_B is saved, beside the final model. */
@@ -307,7 +307,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
     }
 
     /** One stage of m_B's training: from scratch ({@code init} null) or continued from a saved m_B and its code. */
-    private TrainLoop.Result trainAnchorStage(KvTask t, Path dir, Path tokenizer, boolean progress, PrintStream log,
+    private TrainLoop.Result trainAnchorStage(KvTask t, Path dir, Path tokenizer, TrainListener listener,
                                               Path init, double hint, AnchorStage s, double decayFraction,
                                               int minLetters, int maxLetters) {
         LlamaConfig c = anchorConfig(t);
@@ -331,13 +331,15 @@ public record KvRecipe(int keys, int operands, long taskSeed,
             }
             Dataset d = Dataset.of(anchorData(t, s.steps()), "m_B pretraining (NUM-MATH)");
             return TrainLoop.run(obj, d, null, schedule(s.steps(), anchorWeightDecay, s.lr()).withDecayFraction(decayFraction),
-                    dir.resolveSibling(dir.getFileName() + ".train"), false, progress, log, dir);
+                    dir.resolveSibling(dir.getFileName() + ".train"), false, listener, dir);
         }
     }
 
     private TrainConfig schedule(int steps, double weightDecay, double peakLr) {
-        return new TrainConfig(steps, batch, 1, peakLr, Math.max(1, steps / 20), 0.05, weightDecay, 0.9, 0.98, 1e-8, 1.0,
-                0, 0, Math.max(1, steps / 50), taskSeed, 1, 1.0);
+        return new TrainConfig(steps, new TrainConfig.Batching(batch, 1, 1),
+                TrainConfig.Schedule.cosine(peakLr, Math.max(1, steps / 20), 0.05),
+                TrainConfig.Optimizer.adamW(weightDecay).withBeta2(0.98), new TrainConfig.Intervals(Math.max(1, steps / 50), 0, 0),
+                taskSeed);
     }
 
     static Integer parseNumber(String s) {

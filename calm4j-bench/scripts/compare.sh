@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# calm4j next to PyTorch eager on the same composed model: `calm bench` and the peer
-# ../shared/bench/calm_torch.py, on the b1 configs (anchor d 512 x 8 layers, augment d 256 x 4 layers,
+# calm4j next to PyTorch eager on the same composed model: `calm bench` and the peer calm_torch.py (vendored beside
+# this script), on the b1 configs in calm4j-bench/configs (anchor d 512 x 8 layers, augment d 256 x 4 layers,
 # connections 1->3,3->7, batch 8, sequence 256, 2 threads), RUNS times each per mode, interleaved so that drift
-# hits every contestant alike. Prints the medians, the ratios and the issue's targets as a Markdown table.
+# hits every contestant alike. Prints the medians, the ratios and the performance targets as Markdown tables
+# (summarize.py).
 #
-#   bench/compare.sh                                  # every mode, every Python with torch it finds
-#   PEER_PYTHONS="/usr/bin/python3 ~/venvs/torch/bin/python" MODES="calm-train" bench/compare.sh
+#   calm4j-bench/scripts/compare.sh                   # every mode, every Python with torch it finds
+#   PEER_PYTHONS="/usr/bin/python3 ~/venvs/torch/bin/python" MODES="calm-train" calm4j-bench/scripts/compare.sh
 #
 # Environment (all optional):
 #   PEER_PYTHONS   Python interpreters that have PyTorch (default: /usr/bin/python3 and python3 on PATH, those
@@ -14,7 +15,8 @@
 #   RUNS (3)  STEPS (10)  WARMUP (3)  THREADS (2, the peers' --threads)  CALM4J_THREADS (calm4j's defaults)
 #   DECODE_BATCH (1)
 #   BF16           1/0: also time calm4j's bf16 compute mode in calm-train (default: 1 where the CPU has avx512_bf16 or amx)
-#   BENCH_DIR      where calm_torch.py and configs/ are (default ../shared/bench next to the repository)
+#   BENCH_DIR      a folder holding another calm_torch.py, peak_gemm.py and configs/ (default: calm_torch.py and
+#                  peak_gemm.py beside this script, the configs in calm4j-bench/configs)
 #   BENCH_LOCK     a file to flock around every single run (a shared machine's CPU lock), e.g. /tmp/cpu.lock
 #   OUT            directory for the raw JSON lines (default: a new temporary directory)
 #   MAX_OTHER      repeat a run when other processes used more than this share of the machine (0.10)
@@ -22,8 +24,13 @@
 #
 # It installs nothing. Where something is missing it says what to install and stops.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bench_dir="${BENCH_DIR:-$here/../shared/bench}"
+scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # calm4j-bench/scripts
+here="$(cd "$scripts/../.." && pwd)"                        # the repository root (./calm, calm4j-cli/target)
+if [ -n "${BENCH_DIR:-}" ]; then
+  bench_dir="$BENCH_DIR"; config_dir="$BENCH_DIR/configs"
+else
+  bench_dir="$scripts"; config_dir="$(cd "$scripts/../configs" && pwd)"
+fi
 runs="${RUNS:-3}"
 steps="${STEPS:-10}"
 warmup="${WARMUP:-3}"
@@ -39,8 +46,8 @@ else bf16="$BF16"; fi
 modes="${MODES:-calm-train calm-forward anchor-full-ft calm-decode}"
 lock="${BENCH_LOCK:-}"
 out="${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/calm4j-compare.XXXXXX")}"
-anchor="$bench_dir/configs/anchor-b1.json"
-augment="$bench_dir/configs/augment-b1.json"
+anchor="$config_dir/anchor-b1.json"
+augment="$config_dir/augment-b1.json"
 connections="1->3,3->7"
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -76,7 +83,7 @@ if [ "${#peers[@]}" -eq 0 ]; then
     apt-get install python3-torch libopenblas0-pthread    # the second replaces the slow reference BLAS
 or a CPU build of torch 2.x in a virtual environment:
     python3 -m venv --system-site-packages ~/venvs/torch && ~/venvs/torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-and pass it: PEER_PYTHONS=\"/usr/bin/python3 ~/venvs/torch/bin/python\" bench/compare.sh"
+and pass it: PEER_PYTHONS=\"/usr/bin/python3 ~/venvs/torch/bin/python\" calm4j-bench/scripts/compare.sh"
 fi
 for p in "${peers[@]}"; do
   blas="$("$p" -c 'import torch, os
@@ -164,4 +171,4 @@ for r in $(seq 1 "$runs"); do
   done
 done
 
-python3 "$here/bench/summarize.py" "$out/results.jsonl"
+python3 "$scripts/summarize.py" "$out/results.jsonl"

@@ -1,16 +1,11 @@
-package dev.calm4j.train;
+package dev.calm4j.plot;
 
-import dev.calm4j.Calm4jException;
-import dev.calm4j.io.AtomicFiles;
 import org.jfree.chart.ChartFactory;
-import org.jfree.chart.ChartUtils;
 import org.jfree.chart.JFreeChart;
 import org.jfree.chart.plot.PlotOrientation;
 import org.jfree.data.xy.XYSeries;
 import org.jfree.data.xy.XYSeriesCollection;
 
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -36,12 +31,6 @@ public final class LossCurve {
         }
         JFreeChart chart = ChartFactory.createXYLineChart(title, "step", "loss (nats / target token)", data,
                 PlotOrientation.VERTICAL, true, false, false);
-        try {
-            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-            ChartUtils.writeChartAsPNG(bytes, chart, 900, 500);
-            AtomicFiles.writeBytes(png, bytes.toByteArray());
-        } catch (IOException e) {
-            throw new Calm4jException(png + ": cannot write (" + e.getMessage() + ")");
-        }
+        Png.write(png, chart, 900, 500);
     }
 }

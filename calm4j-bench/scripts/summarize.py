@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summarise bench/compare.sh's raw results (one JSON object per line, tagged with "impl") as Markdown tables:
-medians over the runs, calm4j's ratios to the fastest PyTorch build, and the performance targets of issue 4.
+"""Summarise compare.sh's raw results (one JSON object per line, tagged with "impl") as Markdown tables:
+medians over the runs, calm4j's ratios to the fastest PyTorch build, and calm4j's performance targets
+(docs/performance.md).
 Standard library only (no torch needed)."""
 
 import json
@@ -112,7 +113,7 @@ def main(path):
         print(f"\nCPU used by other processes during the timed parts of the runs kept: up to {max(contention):.0%} of "
               "the machine (a few % is background).")
 
-    print("\nTargets (issue 4):\n")
+    print("\nTargets:\n")
 
     def target(name, value, goal, ok):
         mark = "–" if value is None else ("met" if ok(value) else "missed")

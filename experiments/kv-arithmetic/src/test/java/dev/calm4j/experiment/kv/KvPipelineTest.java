@@ -8,6 +8,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import dev.calm4j.train.TrainListener;
 import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
@@ -472,7 +473,7 @@ class KvPipelineTest {
         Path tok = tmp.resolve("options-tokenizer.json");
         task.writeTokenizer(tok);
         ByteArrayOutputStream log = new ByteArrayOutputStream();
-        k.trainAnchor(task, tmp.resolve("options").resolve("m_B"), tok, false, new PrintStream(log));
+        k.trainAnchor(task, tmp.resolve("options").resolve("m_B"), tok, TrainListener.messagesTo(new PrintStream(log)));
         // its saved code has every place centred at RMS row norm 1.2
         try (var st = dev.calm4j.io.Safetensors.open(tmp.resolve("options").resolve("m_B/" + DigitAuxObjective.CODE_FILE))) {
             float[] code = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
@@ -515,21 +516,20 @@ class KvPipelineTest {
         task.writeTokenizer(tok);
         ByteArrayOutputStream log = new ByteArrayOutputStream();
         Path dir = tmp.resolve("staged").resolve("m_B");
-        var r = k.trainAnchor(task, dir, tok, false, new PrintStream(log));
+        var r = k.trainAnchor(task, dir, tok, TrainListener.messagesTo(new PrintStream(log)));
         assertEquals(14, r.steps());
         assertTrue(log.toString().contains("m_B stage 1 of 1, from m_B.stage0"), log.toString());
         assertTrue(Files.isRegularFile(KvRecipe.stageDir(dir, 0).resolve("model.safetensors")));
 
         // The same chain by hand, as KvDev runs it: the first stage alone, then a one-stage recipe continued from it.
         Path byHand = tmp.resolve("byhand");
-        staged(8, 1.0, 1.2, List.of()).trainAnchor(task, byHand.resolve("first"), tok, false,
-                new PrintStream(OutputStream.nullOutputStream()));
+        staged(8, 1.0, 1.2, List.of()).trainAnchor(task, byHand.resolve("first"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())));
         KvRecipe second = new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(),
                 k.augmentHeadDim(), k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), true, k.augmentSlotReadout(),
                 k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
                 k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
                 List.of(), k.batch(), 2e-3);
-        second.trainAnchor(task, byHand.resolve("m_B"), tok, false, new PrintStream(OutputStream.nullOutputStream()),
+        second.trainAnchor(task, byHand.resolve("m_B"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())),
                 new KvRecipe.AnchorDev(byHand.resolve("first"), 0));
         for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
             assertArrayEquals(Files.readAllBytes(byHand.resolve("m_B").resolve(f)), Files.readAllBytes(dir.resolve(f)), f);
@@ -579,17 +579,6 @@ class KvPipelineTest {
                 + "rate held and decayed over the last 25 % of the steps and no noise"), words);
     }
 
-    @Test
-    void kvDevReadsTwinLettersAsMinColonMaxAndNamesTheFlagOtherwise() {
-        KvRecipe d = KvRecipe.defaults();
-        assertArrayEquals(new int[] {d.anchorTwinMinLetters(), d.anchorTwinMaxLetters()}, KvDev.letters(null, d));
-        assertArrayEquals(new int[] {2, 6}, KvDev.letters("2:6", d));
-        for (String bad : List.of("3", "1:x", "1:2:3")) {
-            var e = assertThrows(IllegalArgumentException.class, () -> KvDev.letters(bad, d));
-            assertTrue(e.getMessage().contains("kv.bLetters") && e.getMessage().contains("MIN:MAX"), e.getMessage());
-        }
-    }
-
     /** {@code k} with its first m_B stage's decay fraction and twin letters replaced. */
     private static KvRecipe withFirstStage(KvRecipe k, double decay, int minLetters, int maxLetters) {
         return new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(), k.augmentHeadDim(),
@@ -621,9 +610,11 @@ class KvPipelineTest {
 
     @Test
     void tinyEndToEnd() throws Exception {
-        KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"),
-                List.of(1L), 10, 8, 3e-3, "1->0,1->1", 1, 60, 12, KvExperiment.Config.CONTROLS, true, 20, 0.25, 2, 0.5, 0.1, 2);   // 2 jobs: runs at once
-        ObjectNode r = new KvExperiment(c, new PrintStream(OutputStream.nullOutputStream()), false).run();
+        KvExperiment.Config c = new KvExperiment.Config(KvRecipe.tiny(), tmp.resolve("models"), tmp.resolve("run"), true,
+                List.of(1L), KvExperiment.Config.CONTROLS, new KvExperiment.Config.Bridges("1->0,1->1", 1, 0.1),
+                new KvExperiment.Config.Training(10, 8, 3e-3, 0.5, 2), new KvExperiment.Config.Data(60, 0.25, 12, 20),
+                2);   // 2 jobs: runs at once
+        ObjectNode r = new KvExperiment(c, new PrintStream(OutputStream.nullOutputStream()), KvExperiment.RunListeners.NONE).run();
         for (String model : List.of("m_A", "m_B", "calm", "lora", "calm_random_augment", "calm_encoder")) {
             for (String d : KvExperiment.DATASETS) {
                 JsonNode cell = r.get("models").get(model).get(d);
@@ -644,13 +635,13 @@ class KvPipelineTest {
         assertTrue(r.get("anchor_oracle").get("injected").asText().contains("code"), r.get("anchor_oracle").toString());
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("Table 1"));
         // A second run reuses the models trained for this recipe; another recipe is refused.
-        KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1, 1.0, 0.0, 1);
-        new KvExperiment(again, new PrintStream(OutputStream.nullOutputStream()), false).run();
-        KvExperiment.Config other = new KvExperiment.Config(KvRecipe.defaults(), c.modelsDir(), tmp.resolve("run3"),
-                List.of(2L), 5, 8, 3e-3, "1->1", 1, 60, 12, List.of(), false, 10, 0.0, 1, 1.0, 0.0, 1);
+        KvExperiment.Config again = new KvExperiment.Config(KvRecipe.tiny(), c.modelsDir(), tmp.resolve("run2"), false,
+                List.of(2L), List.of(), new KvExperiment.Config.Bridges("1->1", 1, 0.0),
+                new KvExperiment.Config.Training(5, 8, 3e-3, 1.0, 1), new KvExperiment.Config.Data(60, 0.0, 12, 10), 1);
+        new KvExperiment(again, new PrintStream(OutputStream.nullOutputStream()), KvExperiment.RunListeners.NONE).run();
+        KvExperiment.Config other = again.withRecipe(KvRecipe.defaults());
         var e = org.junit.jupiter.api.Assertions.assertThrows(dev.calm4j.Calm4jException.class,
-                () -> new KvExperiment(other, new PrintStream(OutputStream.nullOutputStream()), false).run());
+                () -> new KvExperiment(other, new PrintStream(OutputStream.nullOutputStream()), KvExperiment.RunListeners.NONE).run());
         assertTrue(e.getMessage().contains("--retrain"), e.getMessage());
     }
 }

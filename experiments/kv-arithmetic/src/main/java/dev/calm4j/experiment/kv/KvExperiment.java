@@ -28,12 +28,13 @@ import dev.calm4j.train.Lora;
 import dev.calm4j.train.Parallel;
 import dev.calm4j.train.LoraObjective;
 import dev.calm4j.train.TrainConfig;
+import dev.calm4j.train.TrainListener;
 import dev.calm4j.train.TrainLoop;
+import dev.calm4j.plot.LossCurve;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.io.IOException;
-import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -58,56 +59,120 @@ public final class KvExperiment {
     public static final List<String> DATASETS = List.of("kv_subs", "num_math", "kv_math_heldout_keys", "kv_math_heldout_expr");
     static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
-    /** Everything that defines a run (written next to its results). */
-    public record Config(KvRecipe recipe, Path modelsDir, Path out, List<Long> seeds, int composeSteps, int composeBatch,
-                         double composeLr, String connections, int heads, int compositionExamples, int evalExamples,
-                         List<String> controls, boolean retrain, int probeSteps, double numMathMix, int lengthGroup,
-                         double decayFraction, double queryInit, int jobs) {
+    /**
+     * Everything that defines a run (written next to its results as config.json), in named parts.
+     *
+     * @param recipe the base models' recipe (the shipped models must have been trained with it)
+     * @param modelsDir where the base models are (or are retrained into, with {@code retrain})
+     * @param out the run's folder
+     * @param seeds one composition-stage run of every model per seed
+     * @param controls which of {@link #CONTROLS} train beside CALM
+     * @param jobs training runs at once (the base models' two, or the composition's seeds x models), each on one
+     *     thread with single-threaded BLAS. Why: these models are so small that a step is bound by per-op overhead,
+     *     not FLOPs, so one run leaves the second core partly idle (docs/performance.md, "Running several trainings
+     *     at once")
+     */
+    public record Config(KvRecipe recipe, Path modelsDir, Path out, boolean retrain, List<Long> seeds,
+                         List<String> controls, Bridges bridges, Training training, Data data, int jobs) {
 
         /** The controls, in the order they train: LoRA (matched), CALM with a random m_A, CALM with m_A as encoder. */
         public static final List<String> CONTROLS = List.of("lora", "calm_random_augment", "calm_encoder");
 
-        // The defaults' values, as constants so that the CLI's help texts are built from them and cannot drift.
-        public static final int DEFAULT_STEPS = 1500;
-        /** {@link #quick}'s steps (fewer if {@code composeSteps} is). */
+        /** {@link #quick}'s steps (fewer if the training's are). */
         public static final int QUICK_STEPS = 800;
-        public static final int DEFAULT_BATCH = 64;
-        public static final double DEFAULT_LR = 2e-3;
-        public static final String DEFAULT_CONNECTIONS = "3->1";
-        public static final int DEFAULT_HEADS = 8;
-        public static final int DEFAULT_COMPOSITION_EXAMPLES = 12000;
-        public static final int DEFAULT_EVAL_EXAMPLES = 200;
-        public static final double DEFAULT_NUM_MATH_MIX = 0.25;
-        public static final int DEFAULT_LENGTH_GROUP = 8;
-        public static final double DEFAULT_DECAY_FRACTION = 0.25;
-        public static final double DEFAULT_QUERY_INIT = 0.1;
 
-        /**
-         * @param queryInit the bridges' query weights at init, as a multiple of nn.Linear's scale (0: zeros;
-         *     {@link dev.calm4j.compose.Bridge#init(int, int, int, double, org.bytedeco.pytorch.Generator, org.bytedeco.pytorch.global.torch.ScalarType)})
-         * @param jobs training runs at once (the base models' two, or the composition's seeds x models), each on one
-         *     thread with single-threaded BLAS. Why: these models are so small that a step is bound by per-op overhead,
-         *     not FLOPs, so one run leaves the second core partly idle: side by side, m_B ran at 0.77 s/step against
-         *     0.85 alone, so --retrain takes m_B's time, not the sum; the default job gains less (404 s against 419 s;
-         *     README, "Running several trainings at once").
-         */
         public Config {
             if (jobs < 1) {
                 throw new IllegalArgumentException("jobs: expected >= 1, got " + jobs);
             }
-            if (lengthGroup < 1) {
-                throw new IllegalArgumentException("lengthGroup: expected >= 1, got " + lengthGroup);
+            if (seeds.isEmpty()) {
+                throw new IllegalArgumentException("seeds: expected at least one");
             }
-            if (!(decayFraction > 0 && decayFraction <= 1)) {
-                throw new IllegalArgumentException("decayFraction: expected in (0, 1], got " + decayFraction);
-            }
-            if (!(queryInit >= 0 && queryInit <= 1)) {
-                throw new IllegalArgumentException("queryInit: expected in [0, 1], got " + queryInit);
-            }
+            seeds = List.copyOf(seeds);
             controls = List.copyOf(controls);
             for (String c : controls) {
                 if (!CONTROLS.contains(c)) {
                     throw new IllegalArgumentException("controls: expected some of " + CONTROLS + ", got " + c);
+                }
+            }
+        }
+
+        /**
+         * The bridges of every CALM run.
+         *
+         * @param connections the composition plan, {@code augmentLayer->anchorLayer,...}
+         * @param heads cross-attention heads per bridge
+         * @param queryInit the bridges' query weights at init, as a multiple of nn.Linear's scale (0: zeros;
+         *     {@link dev.calm4j.compose.Bridge})
+         */
+        public record Bridges(String connections, int heads, double queryInit) {
+            // The defaults as constants, so that the CLI's help texts are built from them and cannot drift.
+            public static final String DEFAULT_CONNECTIONS = "3->1";
+            public static final int DEFAULT_HEADS = 8;
+            public static final double DEFAULT_QUERY_INIT = 0.1;
+            public static final Bridges DEFAULT = new Bridges(DEFAULT_CONNECTIONS, DEFAULT_HEADS, DEFAULT_QUERY_INIT);
+
+            public Bridges {
+                if (heads < 1) {
+                    throw new IllegalArgumentException("heads: expected >= 1, got " + heads);
+                }
+                if (!(queryInit >= 0 && queryInit <= 1)) {
+                    throw new IllegalArgumentException("queryInit: expected in [0, 1], got " + queryInit);
+                }
+            }
+        }
+
+        /**
+         * The schedule of every composition-stage run, CALM and controls alike ({@link #schedule}).
+         *
+         * @param decayFraction the peak rate is held until the last {@code decayFraction} of the steps, then decayed
+         * @param lengthGroup batches of rows of like length per run of each epoch (1: plain shuffle)
+         */
+        public record Training(int steps, int batch, double lr, double decayFraction, int lengthGroup) {
+            public static final int DEFAULT_STEPS = 1500;
+            public static final int DEFAULT_BATCH = 64;
+            public static final double DEFAULT_LR = 2e-3;
+            public static final double DEFAULT_DECAY_FRACTION = 0.25;
+            public static final int DEFAULT_LENGTH_GROUP = 8;
+            public static final Training DEFAULT = new Training(DEFAULT_STEPS, DEFAULT_BATCH, DEFAULT_LR,
+                    DEFAULT_DECAY_FRACTION, DEFAULT_LENGTH_GROUP);
+
+            public Training {
+                if (steps < 1 || batch < 1 || !(lr > 0) || Double.isInfinite(lr)) {
+                    throw new IllegalArgumentException("training: steps, batch >= 1 and a finite lr > 0 expected, got steps "
+                            + steps + ", batch " + batch + ", lr " + lr);
+                }
+                if (lengthGroup < 1) {
+                    throw new IllegalArgumentException("lengthGroup: expected >= 1, got " + lengthGroup);
+                }
+                if (!(decayFraction > 0 && decayFraction <= 1)) {
+                    throw new IllegalArgumentException("decayFraction: expected in (0, 1], got " + decayFraction);
+                }
+            }
+        }
+
+        /**
+         * The datasets.
+         *
+         * @param compositionExamples KV-MATH sums over the composition keys in D_C
+         * @param numMathMix NUM-MATH sums added to D_C, as a share of {@code compositionExamples}
+         * @param evalExamples examples per evaluation set (and seed)
+         * @param probeSteps training steps of the probe of m_A's states
+         */
+        public record Data(int compositionExamples, double numMathMix, int evalExamples, int probeSteps) {
+            public static final int DEFAULT_COMPOSITION_EXAMPLES = 12000;
+            public static final double DEFAULT_NUM_MATH_MIX = 0.25;
+            public static final int DEFAULT_EVAL_EXAMPLES = 200;
+            public static final Data DEFAULT = new Data(DEFAULT_COMPOSITION_EXAMPLES, DEFAULT_NUM_MATH_MIX,
+                    DEFAULT_EVAL_EXAMPLES, 300);
+
+            public Data {
+                if (compositionExamples < 1 || evalExamples < 1 || probeSteps < 1) {
+                    throw new IllegalArgumentException("data: composition examples, eval examples and probe steps >= 1 "
+                            + "expected, got " + compositionExamples + ", " + evalExamples + ", " + probeSteps);
+                }
+                if (!(numMathMix >= 0) || Double.isInfinite(numMathMix)) {
+                    throw new IllegalArgumentException("numMathMix: expected a finite share >= 0, got " + numMathMix);
                 }
             }
         }
@@ -118,21 +183,14 @@ public final class KvExperiment {
          * quarter as many NUM-MATH ones, in batches of rows of like length (runs of 8 batches). Why these: with m_A's
          * slot read-out the bridges fit D_C in a sudden drop of the loss, and generalise to held-out keys with it; a
          * cosine over all the steps lowers the rate before the drop (1,200 cosine steps at 1e-3: 60-65 % on held-out
-         * keys), holding it gets there sooner (1,200 steps at 1e-3: 92.0 / 90.5 / 91.5 % over 3 seeds; 1,000 at 1e-3:
-         * 91.0 / 70.5 %; 1,000 at 2e-3: 86.0 / 93.5 / 92.0 %, one run each). A quarter of NUM-MATH keeps m_B's
-         * arithmetic while more of each batch teaches the keys. With length grouping and the frozen-state cache
-         * (shared by the CALM and encoder runs) a CALM step is ~1.8x cheaper, and the job takes 13 minutes. Since stop
-         * 19 the bridges' queries start at a tenth of nn.Linear's scale and AdamW's beta2 is 0.95 ({@link #schedule}):
-         * over stop 19's m_B (NUM-MATH 95 %) the drop then still comes before step 1,000. Over stop 20's m_B (NUM-MATH
-         * 96 %) it comes by step ~500 but accuracy climbs more slowly after it: 1,000 steps gave 92.5 / 89.0 / 83.0 %,
-         * 1,500 gave 93.5 / 96.0 % on seeds 3 and 2, so the job has 1,500. README, issue 5, and
-         * experiments/kv-arithmetic/HISTORY.md, stops 17-20.
+         * keys), holding it gets there sooner. A quarter of NUM-MATH keeps m_B's arithmetic while more of each batch
+         * teaches the keys. Over the shipped m_B the drop comes by step ~500 but accuracy climbs slowly after it:
+         * 1,000 steps gave 92.5 / 89.0 / 83.0 % on held-out keys, 1,500 gave 93.5 / 96.0 % on seeds 3 and 2
+         * (experiments/kv-arithmetic/REPORT.md and HISTORY.md).
          */
         public static Config defaults(Path modelsDir, Path out) {
-            return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), DEFAULT_STEPS, DEFAULT_BATCH,
-                    DEFAULT_LR, DEFAULT_CONNECTIONS, DEFAULT_HEADS, DEFAULT_COMPOSITION_EXAMPLES, DEFAULT_EVAL_EXAMPLES,
-                    CONTROLS, false, 300, DEFAULT_NUM_MATH_MIX, DEFAULT_LENGTH_GROUP, DEFAULT_DECAY_FRACTION,
-                    DEFAULT_QUERY_INIT, defaultJobs());
+            return new Config(KvRecipe.defaults(), modelsDir, out, false, List.of(1L, 2L, 3L), CONTROLS, Bridges.DEFAULT,
+                    Training.DEFAULT, Data.DEFAULT, defaultJobs());
         }
 
         /** One run per core, at most two (the machine this was measured on has two). */
@@ -146,9 +204,15 @@ public final class KvExperiment {
          * Checks the claim's direction (CALM well above m_B and LoRA on held-out keys), not its size.
          */
         public Config quick() {
-            return new Config(recipe, modelsDir, out, List.of(1L), Math.min(QUICK_STEPS, composeSteps), composeBatch, composeLr,
-                    connections, heads, compositionExamples, 150, controls.contains("lora") ? List.of("lora") : List.of(),
-                    retrain, probeSteps / 2, numMathMix, lengthGroup, decayFraction, queryInit, jobs);
+            Training t = new Training(Math.min(QUICK_STEPS, training.steps()), training.batch(), training.lr(),
+                    training.decayFraction(), training.lengthGroup());
+            Data d = new Data(data.compositionExamples(), data.numMathMix(), 150, data.probeSteps() / 2);
+            return new Config(recipe, modelsDir, out, retrain, List.of(1L),
+                    controls.contains("lora") ? List.of("lora") : List.of(), bridges, t, d, jobs);
+        }
+
+        public Config withRecipe(KvRecipe r) {
+            return new Config(r, modelsDir, out, retrain, seeds, controls, bridges, training, data, jobs);
         }
 
         ObjectNode toJson() {
@@ -161,12 +225,46 @@ public final class KvExperiment {
 
     private final Config cfg;
     private final PrintStream log;
-    private final boolean progress;
+    private final RunListeners listeners;
 
-    public KvExperiment(Config cfg, PrintStream log, boolean progress) {
+    /**
+     * @param log the experiment's own lines (what it does, each run's result)
+     * @param listeners each training run's listener, by the run's name (a command line draws a progress bar with it)
+     */
+    public KvExperiment(Config cfg, PrintStream log, RunListeners listeners) {
         this.cfg = cfg;
         this.log = log;
-        this.progress = progress;
+        this.listeners = listeners;
+    }
+
+    /** The listener of each training run the experiment starts, by a name that says which ("m_A", "seed 2, CALM"). */
+    @FunctionalInterface
+    public interface RunListeners {
+        RunListeners NONE = name -> TrainListener.NONE;
+
+        TrainListener forRun(String name);
+    }
+
+    /**
+     * A run's listener: its loss curve plotted into its folder at the end ({@code loss.png}); the caller's (a progress
+     * bar) only when runs go one at a time, since two bars on one terminal line would garble each other; its messages
+     * ("training ... on N examples") into the log when {@code messages}.
+     */
+    private TrainListener listener(String name, boolean messages) {
+        List<TrainListener> ls = new ArrayList<>();
+        ls.add(new TrainListener() {
+            @Override
+            public void finished(TrainLoop.Result r, Path out) {
+                LossCurve.write(out.resolve("loss.png"), r.describe(), r.curve());
+            }
+        });
+        if (cfg.jobs() == 1) {
+            ls.add(listeners.forRun(name));
+        }
+        if (messages) {
+            ls.add(TrainListener.messagesTo(log));
+        }
+        return TrainListener.all(ls);
     }
 
     /** The datasets, built from the task deterministically. */
@@ -177,10 +275,10 @@ public final class KvExperiment {
         Random r = new Random(cfg.recipe().taskSeed() + 100);
         List<String> in = t.heldInKeys();
         List<String> out = t.heldOutKeys();
-        List<KvTask.Expr> dc = t.exprs(in, cfg.compositionExamples(), Set.of(), r);
+        List<KvTask.Expr> dc = t.exprs(in, cfg.data().compositionExamples(), Set.of(), r);
         Set<String> dcTexts = new HashSet<>();
         dc.forEach(e -> dcTexts.add(e.keyText()));
-        int n = cfg.evalExamples();
+        int n = cfg.data().evalExamples();
         List<KvTask.Expr> heldKeys = t.exprs(out, n, Set.of(), r);
         List<KvTask.Expr> heldExpr = t.exprs(in, n, dcTexts, r);
         List<KvTask.Expr> any = t.exprs(t.keys(), n, dcTexts, r);
@@ -192,7 +290,7 @@ public final class KvExperiment {
         List<Example> comp = new ArrayList<>(dc.stream().map(KvTask::kvMath).toList());
         // Optionally some NUM-MATH in D_C (like the paper's NTL mixture of low- and high-resource data): it shows the
         // bridges that plain numbers must pass through untouched.
-        int mix = (int) Math.round(cfg.numMathMix() * comp.size());
+        int mix = (int) Math.round(cfg.data().numMathMix() * comp.size());
         for (KvTask.Expr e : t.exprs(t.keys(), mix, dcTexts, r)) {
             comp.add(KvTask.numMath(e));
         }
@@ -225,8 +323,6 @@ public final class KvExperiment {
         Path tok = cfg.modelsDir().resolve("tokenizer.json");
         t.writeTokenizer(tok);
         boolean together = cfg.jobs() > 1;
-        boolean bars = bars();
-        PrintStream quiet = together ? new PrintStream(OutputStream.nullOutputStream()) : log;
         log.println("pretraining m_A (KV-SUBS over all keys + lookups, value-digit aux loss)" + (together ? " and m_B (NUM-MATH) at once" : "") + " ...");
         // m_A beside m_B's first stage, one core each; once m_A is done, the rest of that stage and m_B's later
         // stages run alone with OpenBLAS's two threads (Parallel restores its pool when one job is left; 1 and 2 BLAS
@@ -236,17 +332,17 @@ public final class KvExperiment {
         TrainLoop.Result[] first = new TrainLoop.Result[1];
         List<Callable<String>> jobs = List.of(
                 () -> {
-                    var ra = cfg.recipe().trainAugment(t, a, tok, bars, quiet);
+                    var ra = cfg.recipe().trainAugment(t, a, tok, listener("m_A", !together));
                     return String.format("  m_A: loss %.4f, %.0f s", ra.finalLoss(), ra.seconds());
                 },
                 () -> {
-                    first[0] = cfg.recipe().trainAnchorFirst(t, b, tok, bars, quiet, none);
+                    first[0] = cfg.recipe().trainAnchorFirst(t, b, tok, listener("m_B", !together), none);
                     return String.format("  m_B's first stage: loss %.4f, %.0f s", first[0].finalLoss(), first[0].seconds());
                 });
         Parallel.run(jobs, cfg.jobs(), log::println);
         if (!cfg.recipe().anchorStages().isEmpty()) {
             log.println("pretraining m_B's later stages ...");
-            var rb = cfg.recipe().trainAnchorRest(t, b, tok, bars, log, none, first[0]);
+            var rb = cfg.recipe().trainAnchorRest(t, b, tok, listener("m_B", true), none, first[0]);
             log.printf("  m_B: loss %.4f, %.0f s in all%n", rb.finalLoss(), rb.seconds());
         }
         AtomicFiles.writeString(stamp, want + "\n");
@@ -268,14 +364,13 @@ public final class KvExperiment {
         ObjectNode models = results.putObject("models");
         Map<String, Map<String, List<Accuracy>>> acc = new LinkedHashMap<>();
         List<double[]> curves = new ArrayList<>();
-        PrintStream quiet = new PrintStream(OutputStream.nullOutputStream());
         try (CausalLm mA = LmFamilies.load(aDir); CausalLm mB = LmFamilies.load(bDir)) {
             log.println("evaluating the base models ...");
             acc.put("m_A", evalAll(EvalModel.of(mA), d));
             acc.put("m_B", evalAll(EvalModel.of(mB), d));
             // The probe: is there a key-independent reading of values in m_A's states?
             log.println("probing m_A ...");
-            List<Probe.Result> probe = Probe.run(mA, d.probeTrain(), d.probeTest(), t.values(), cfg.probeSteps());
+            List<Probe.Result> probe = Probe.run(mA, d.probeTrain(), d.probeTest(), t.values(), cfg.data().probeSteps());
             ArrayNode probeJson = results.putArray("probe");
             for (Probe.Result p : probe) {
                 probeJson.addObject().put("layer", p.layer()).put("value_accuracy", p.valueAccuracy())
@@ -305,7 +400,7 @@ public final class KvExperiment {
             log.printf("  m_B with the true operands' %s added %s after block %d: %.1f%% of held-out-key "
                     + "KV-MATH (n=%d)%n", code == null ? "states" : "code", where, oracleLayer, 100 * oracle.value(), oracle.n());
             Dataset dc = Dataset.of(d.composition(), "KV-MATH over the composition keys (D_C)");
-            CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.connections()));
+            CompositionPlan plan = new CompositionPlan(CompositionPlan.parse(cfg.bridges().connections()));
             long bridgeParams = 0;
             for (Connection c : plan.connections()) {
                 bridgeParams += Bridge.parameterCount(mA.hiddenSize(), mB.hiddenSize());
@@ -316,7 +411,6 @@ public final class KvExperiment {
             for (String m : List.of("lora", "calm_random_augment", "calm", "calm_encoder")) {
                 byModel.put(m, new ArrayList<>());
             }
-            boolean bars = bars();
             int rank = Lora.rankMatching((LlamaModel) mB, LORA_TARGETS, bridgeParams);
             Dataset dcEnc = Dataset.of(d.composition().stream().map(e -> new Example(e.ids(), e.target(), e.prompt(), e.line())).toList(),
                     "D_C with the prompt as the augment's input");
@@ -324,22 +418,21 @@ public final class KvExperiment {
             // they start, so that what each run reads does not depend on which run met a row first (the random-m_A runs
             // each cache their own m_A as they go, and it goes with them).
             FrozenStateCache frozen = new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS);
-            try (CalmModel same = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), 0)) {
+            try (CalmModel same = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.bridges().heads(), 0)) {
                 frozen.prefill(same, dc, 256);
             }
             if (cfg.controls().contains("calm_encoder")) {
-                try (CalmModel enc = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.heads(), 0)) {
+                try (CalmModel enc = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.bridges().heads(), 0)) {
                     frozen.prefill(enc, dcEnc, 256);
                 }
             }
             for (long seed : cfg.seeds()) {
-                TrainConfig tc = schedule(cfg.composeSteps(), cfg.composeBatch(), cfg.composeLr(), seed, cfg.lengthGroup(),
-                        cfg.decayFraction());
+                TrainConfig tc = schedule(cfg.training(), seed);
                 Path runDir = cfg.out().resolve("seed-" + seed);
                 byModel.get("calm").add(() -> {                                          // CALM
-                    try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.heads(), cfg.queryInit(), seed)) {
+                    try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SAME_SEQUENCE, cfg.bridges().heads(), cfg.bridges().queryInit(), seed)) {
                         var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir), frozen), dc, null, tc,
-                                runDir.resolve("calm"), false, bars, quiet);
+                                runDir.resolve("calm"), false, listener("seed " + seed + ", CALM", false));
                         return new Run("calm", seed, r, evalAll(EvalModel.of(calm), d), "", 0);
                     }
                 });
@@ -348,7 +441,7 @@ public final class KvExperiment {
                         LlamaModel base = (LlamaModel) mB;
                         try (Lora lora = Lora.init(base, LORA_TARGETS, rank, 2.0 * rank, seed)) {
                             var r = TrainLoop.run(new LoraObjective(base, bDir, lora), dc, null, tc, runDir.resolve("lora"),
-                                    false, bars, quiet);
+                                    false, listener("seed " + seed + ", LoRA", false));
                             return new Run("lora", seed, r, evalAll(EvalModel.of(lora.apply(base)), d),
                                     String.format(" r=%d (%,d params)", rank, lora.parameterCount()), lora.parameterCount());
                         }
@@ -360,9 +453,10 @@ public final class KvExperiment {
                         Path randomDir = runDir.resolve("random_m_A");
                         try (LlamaModel rnd = new LlamaModel(ac, LlamaWeights.random(ac, 1000 + seed, 0.02, ScalarType.Float), ScalarType.Float)) {
                             LmFamilies.save(rnd, randomDir);
-                            try (CalmModel calm = CalmModel.create(mB, List.of(rnd), plan, Mode.SAME_SEQUENCE, cfg.heads(), cfg.queryInit(), seed)) {
+                            try (CalmModel calm = CalmModel.create(mB, List.of(rnd), plan, Mode.SAME_SEQUENCE, cfg.bridges().heads(), cfg.bridges().queryInit(), seed)) {
                                 var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(randomDir)), dc, null, tc,
-                                        runDir.resolve("calm_random_augment"), false, bars, quiet);
+                                        runDir.resolve("calm_random_augment"), false,
+                                        listener("seed " + seed + ", CALM over a random m_A", false));
                                 return new Run("calm_random_augment", seed, r, evalAll(EvalModel.of(calm), d), "", 0);
                             }
                         }
@@ -370,9 +464,10 @@ public final class KvExperiment {
                 }
                 if (cfg.controls().contains("calm_encoder")) {
                     byModel.get("calm_encoder").add(() -> {        // m_A as an encoder: it reads the prompt once (separate prompt), the anchor sees all of it
-                        try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.heads(), cfg.queryInit(), seed)) {
+                        try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, Mode.SEPARATE_PROMPT, cfg.bridges().heads(), cfg.bridges().queryInit(), seed)) {
                             var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir), frozen), dcEnc, null, tc,
-                                    runDir.resolve("calm_encoder"), false, bars, quiet);
+                                    runDir.resolve("calm_encoder"), false,
+                                    listener("seed " + seed + ", m_A as encoder", false));
                             return new Run("calm_encoder", seed, r, evalAll(EvalModel.of(calm), withPrompts(d)), "", 0);
                         }
                     });
@@ -438,9 +533,11 @@ public final class KvExperiment {
      * gave 81.5 / 82.5 / 92.0 % on held-out keys (seeds 1-3) with 0.999, 85.0 / 88.0 / 93.5 % with 0.98, and 92.0 /
      * 92.0 / 94.0 % with 0.95 (KvDev curve, n=100 each).
      */
-    static TrainConfig schedule(int steps, int batch, double lr, long seed, int lengthGroup, double decayFraction) {
-        return new TrainConfig(steps, batch, 1, lr, Math.max(1, steps / 20), 0.1, 0.0, 0.9, 0.95, 1e-8, 1.0, 0, 0,
-                Math.max(1, steps / 50), seed, lengthGroup, decayFraction);
+    static TrainConfig schedule(Config.Training t, long seed) {
+        return new TrainConfig(t.steps(), new TrainConfig.Batching(t.batch(), 1, t.lengthGroup()),
+                new TrainConfig.Schedule(t.lr(), Math.max(1, t.steps() / 20), 0.1, t.decayFraction()),
+                TrainConfig.Optimizer.adamW(0.0).withBeta2(0.95), new TrainConfig.Intervals(Math.max(1, t.steps() / 50), 0, 0),
+                seed);
     }
 
     /**
@@ -449,11 +546,6 @@ public final class KvExperiment {
      */
     private record Run(String model, long seed, TrainLoop.Result train, Map<String, List<Accuracy>> acc, String detail,
                        long parameters) {}
-
-    /** Per-run progress bars only when runs go one at a time: two bars on one terminal line would garble each other. */
-    private boolean bars() {
-        return progress && cfg.jobs() == 1;
-    }
 
     private static void add(Map<String, Map<String, List<Accuracy>>> acc, String model, Map<String, List<Accuracy>> one) {
         Map<String, List<Accuracy>> m = acc.computeIfAbsent(model, k -> new LinkedHashMap<>());

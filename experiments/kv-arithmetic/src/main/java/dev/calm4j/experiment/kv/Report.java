@@ -3,9 +3,9 @@ package dev.calm4j.experiment.kv;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.io.AtomicFiles;
-import dev.calm4j.train.LossCurve;
+import dev.calm4j.plot.LossCurve;
+import dev.calm4j.plot.Png;
 import org.jfree.chart.ChartFactory;
-import org.jfree.chart.ChartUtils;
 import org.jfree.chart.JFreeChart;
 import org.jfree.chart.plot.PlotOrientation;
 import org.jfree.data.category.DefaultCategoryDataset;
@@ -81,14 +81,14 @@ final class Report {
                 + "shows a key's value). Seeds %s. Accuracy is greedy exact match "
                 + "(the answer and EOS), mean over seeds, with the 95 %% Wilson interval of the pooled examples.\n\n",
                 k.keys(), k.keys(), k.operands(), k.augmentHidden(), k.augmentLayers(), k.anchorHidden(), k.anchorLayers(),
-                cfg.connections(), cfg.heads(), results.path("bridge_parameters").asLong(),
-                cfg.queryInit() == 0 ? "queries starting at zero"
-                        : "queries drawn at " + cfg.queryInit() + " × nn.Linear's init scale (the output projection starts at zero)",
-                cfg.composeSteps(),
-                cfg.composeBatch(), cfg.composeLr(), cfg.decayFraction() == 1 ? "cosine decay to a tenth after warmup"
-                        : "held until the last " + Math.round(100 * cfg.decayFraction()) + " % of the steps, then cosine decay to a tenth",
-                cfg.lengthGroup() == 1 ? "plain shuffle" : "rows of like length batched together, in runs of " + cfg.lengthGroup() + " batches",
-                cfg.compositionExamples(), Math.round(cfg.numMathMix() * cfg.compositionExamples()),
+                cfg.bridges().connections(), cfg.bridges().heads(), results.path("bridge_parameters").asLong(),
+                cfg.bridges().queryInit() == 0 ? "queries starting at zero"
+                        : "queries drawn at " + cfg.bridges().queryInit() + " × nn.Linear's init scale (the output projection starts at zero)",
+                cfg.training().steps(),
+                cfg.training().batch(), cfg.training().lr(), cfg.training().decayFraction() == 1 ? "cosine decay to a tenth after warmup"
+                        : "held until the last " + Math.round(100 * cfg.training().decayFraction()) + " % of the steps, then cosine decay to a tenth",
+                cfg.training().lengthGroup() == 1 ? "plain shuffle" : "rows of like length batched together, in runs of " + cfg.training().lengthGroup() + " batches",
+                cfg.data().compositionExamples(), Math.round(cfg.data().numMathMix() * cfg.data().compositionExamples()),
                 cfg.seeds()));
         r.append("## Table 1 layout (accuracy %)\n\n").append(table(results)).append('\n');
         r.append("The paper evaluates KV-MATH on expressions not in D_C; it does not split keys. Our headline cell is the "
@@ -260,7 +260,7 @@ final class Report {
                 + "gets 61.5 % on held-out keys and 91.0 % on held-out expressions. That m_B is a three-hour development chain, not yet the recipe.\n"
                 + "4. Bridges trained on KV-MATH alone broke NUM-MATH (0 % vs m_B's 70 %): they write into every "
                 + "position. D_C therefore mixes in NUM-MATH examples (`--mix-num-math`, a fraction of D_C's size; "
-                + "this run: " + cfg.numMathMix() + "), as the paper's composition mixtures do; no example shows a "
+                + "this run: " + cfg.data().numMathMix() + "), as the paper's composition mixtures do; no example shows a "
                 + "key's value.\n\n"
                 + "5. The linear read-out is the recipe's m_A since stop 15. One-stage m_Bs with the chain's "
                 + "ingredients from the first step did not learn the code (anchor check 3.0-14.5 %, stop 15). Since "
@@ -352,9 +352,7 @@ final class Report {
         }
         JFreeChart chart = ChartFactory.createBarChart("Key-value arithmetic: exact match (%)", "", "accuracy %", bars,
                 PlotOrientation.VERTICAL, true, false, false);
-        ByteArrayOutputStream png = new ByteArrayOutputStream();
-        ChartUtils.writeChartAsPNG(png, chart, 1100, 550);
-        AtomicFiles.writeBytes(cfg.out().resolve("accuracy.png"), png.toByteArray());
+        Png.write(cfg.out().resolve("accuracy.png"), chart, 1100, 550);
     }
 
     /** m_B's later stages in words, or "" for a one-stage recipe. */

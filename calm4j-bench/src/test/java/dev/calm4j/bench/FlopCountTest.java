@@ -64,7 +64,7 @@ class FlopCountTest {
 
     @Test
     void referenceConfigsMatchThePeer() throws Exception {
-        Path shared = Path.of("../bench/configs");             // copies of ../shared/bench/configs, in the repo
+        Path shared = Path.of("configs");                      // calm4j-bench/configs: the peer's configs
         LlamaConfig a = LlamaConfig.read(shared.resolve("anchor-b1.json"));
         LlamaConfig u = LlamaConfig.read(shared.resolve("augment-b1.json"));
         List<Connection> c = CompositionPlan.parse("1->3,3->7");

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Where a training step's time goes, in the PyTorch-eager peer, phase by phase and op by op.
 
-It builds the peer's own model (``calm_torch.build``, imported from BENCH_DIR, default ../shared/bench next to the
-repository), runs the same steps as ``calm_torch.py`` (same flags, same seeds), and prints the median forward /
-backward / optimizer milliseconds of the timed steps, the same ``phase_ms`` that ``calm bench --json`` reports, so
-the two can be set side by side; with ``--ops N`` it then profiles one more step with ``torch.profiler`` and prints
-the N ops with the most self CPU time. Run by hand (it needs PyTorch); it installs nothing:
+It builds the peer's own model (``calm_torch.build``, imported from the calm_torch.py beside this script, or from
+BENCH_DIR when set; the configs default to calm4j-bench/configs, or BENCH_DIR/configs), runs the same steps as
+``calm_torch.py`` (same flags, same seeds), and prints the median forward / backward / optimizer milliseconds of
+the timed steps, the same ``phase_ms`` that ``calm bench --json`` reports, so the two can be set side by side;
+with ``--ops N`` it then profiles one more step with ``torch.profiler`` and prints the N ops with the most self
+CPU time. Run by hand (it needs PyTorch); it installs nothing:
 
-  python bench/profile_torch.py --mode calm-train --steps 10 --ops 15
-  ./calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json \\
+  python calm4j-bench/scripts/profile_torch.py --mode calm-train --steps 10 --ops 15
+  ./calm bench --anchor calm4j-bench/configs/anchor-b1.json --augment calm4j-bench/configs/augment-b1.json \\
       --mode calm-train --steps 10 --json        # calm4j's phase_ms, same model and flags
 """
 import argparse
@@ -19,7 +20,8 @@ import sys
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
-bench_dir = os.environ.get("BENCH_DIR", os.path.join(here, "..", "..", "shared", "bench"))
+bench_dir = os.environ.get("BENCH_DIR", here)
+config_dir = os.path.join(bench_dir, "configs") if "BENCH_DIR" in os.environ else os.path.join(here, "..", "configs")
 if not os.path.isfile(os.path.join(bench_dir, "calm_torch.py")):
     sys.exit(f"profile_torch.py: {bench_dir}/calm_torch.py is missing (set BENCH_DIR to the folder that holds it)")
 sys.path.insert(0, bench_dir)
@@ -30,8 +32,8 @@ import calm_torch as ct  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description="phase and op profile of the PyTorch-eager peer")
     ap.add_argument("--mode", choices=["calm-train", "calm-forward", "anchor-full-ft"], default="calm-train")
-    ap.add_argument("--anchor", default=os.path.join(bench_dir, "configs", "anchor-b1.json"))
-    ap.add_argument("--augment", default=os.path.join(bench_dir, "configs", "augment-b1.json"))
+    ap.add_argument("--anchor", default=os.path.join(config_dir, "anchor-b1.json"))
+    ap.add_argument("--augment", default=os.path.join(config_dir, "augment-b1.json"))
     ap.add_argument("--connections", default="1->3,3->7")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
