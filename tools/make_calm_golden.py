@@ -57,7 +57,7 @@ Checks before anything is written
 A second, loop-based NumPy implementation (explicit per-position / per-head loops, explicit
 key lists instead of masks) agrees with the vectorised PyTorch float64 reference to < 1e-10 for
 every logit written; the anchor-alone path equals ``make_golden.forward_torch``; when
-``calm_torch.py`` (the bench peer, ``$CALM_TORCH`` or ``/work/shared/bench/calm_torch.py``) is
+``calm_torch.py`` (the bench peer, ``$CALM_TORCH`` or ``calm4j-bench/scripts/calm_torch.py``) is
 available, its ``CalmModel`` (run in float64) reproduces the same_sequence logits too.
 Semantic checks: bridges change the logits; no look-ahead (changing anchor_ids[:, t+1] leaves
 positions <= t bitwise unchanged and changes t+1); in separate_prompt a padded augment id
@@ -392,7 +392,8 @@ def calm_loop_ref(case: dict, anchor_ids, augment_ids=None, augment_mask=None) -
 
 
 def load_calm_torch():
-    for path in (os.environ.get("CALM_TORCH"), "/work/shared/bench/calm_torch.py"):
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.environ.get("CALM_TORCH"), os.path.join(here, "..", "calm4j-bench", "scripts", "calm_torch.py")):
         if path and os.path.exists(path):
             spec = importlib.util.spec_from_file_location("calm_torch", path)
             mod = importlib.util.module_from_spec(spec)

@@ -10,9 +10,9 @@ import java.util.function.Supplier;
  * {@link #init()} before touching a tensor.
  *
  * <p>Why: libtorch's OpenMP pool spin-waits, and OpenBLAS keeps its own pthreads; on two cores the two pools fight
- * and work gets 3-17x slower (shared/reference/java-stack.md). calm4j gives libtorch one intra-op thread and leaves
+ * and work gets 3-17x slower. calm4j gives libtorch one intra-op thread and leaves
  * OpenBLAS (which does the matmuls, the bulk of the work) its own pool of one thread per core. Measured on the
- * 110M-parameter Llama of bench/configs (README, "Speed"): 1 libtorch thread 464 prefill / 40.7 decode tokens/s;
+ * 110M-parameter Llama of calm4j-bench/configs (docs/performance.md): 1 libtorch thread 464 prefill / 40.7 decode tokens/s;
  * 2 threads with OMP_WAIT_POLICY=PASSIVE 284 / 37.6; 2 threads spinning 142 / 8.8. {@code -Dcalm4j.threads=N}
  * overrides the choice.
  */
@@ -166,7 +166,7 @@ public final class Torch {
      * Runs {@code body} with OpenBLAS single-threaded, then restores its pool. For kernels that make many small
      * matmuls (libtorch's CPU attention splits into blocks and calls sgemm per block): waking a second BLAS thread
      * for each costs far more than the block, and on a loaded machine it made attention 5-20x slower
-     * (bench/README.md). Setting the count takes microseconds. The pool is process-wide: concurrent callers share it.
+     * (docs/performance.md). Setting the count takes microseconds. The pool is process-wide: concurrent callers share it.
      */
     public static <T> T withSingleThreadedBlas(Supplier<T> body) {
         int before = blasThreads();

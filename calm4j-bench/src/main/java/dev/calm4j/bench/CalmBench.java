@@ -41,7 +41,7 @@ import static org.bytedeco.pytorch.global.torch.randint;
 
 /**
  * The composition benchmark behind {@code calm bench}: the same composed model, modes, step definitions, FLOP rules
- * and JSON field meanings as the PyTorch-eager peer {@code shared/bench/calm_torch.py}, so the two can be compared
+ * and JSON field meanings as the PyTorch-eager peer {@code calm4j-bench/scripts/calm_torch.py}, so the two can be compared
  * number for number. Random weights from HF config.json files, random token ids, fixed seeds; warm-up steps are not
  * timed.
  *
@@ -88,7 +88,7 @@ public final class CalmBench {
 
     /**
      * libtorch intra-op threads used when {@code --threads} is not given, per mode, as measured on the 2-core
-     * reference machine (README, "Performance"): OpenBLAS keeps its own pool of one thread per core for the matmuls
+     * reference machine (docs/performance.md): OpenBLAS keeps its own pool of one thread per core for the matmuls
      * either way. Training and forward: 2, so attention and elementwise work also use both cores (with OpenBLAS's
      * worker sleeping between matmuls, {@link dev.calm4j.Torch#NATIVE_ENV}); 1 thread was 10-30 % slower. Decode: 1
      * (calm4j's library default), since one-row steps are too small to split and a second OpenMP thread only adds

@@ -10,7 +10,7 @@ import java.util.Map;
 
 /**
  * Analytic matmul FLOPs of one benchmark step, counted exactly as the PyTorch-eager peer
- * ({@code shared/bench/calm_torch.py}, {@code step_flops}) counts them, so that GFLOP/s figures of the two compare.
+ * ({@code calm4j-bench/scripts/calm_torch.py}, {@code step_flops}) counts them, so that GFLOP/s figures of the two compare.
  *
  * <p>Rules (ported, not re-derived): every matmul {@code (m x k) @ (k x n)} costs {@code 2 m n k} forward; its
  * backward is up to two more of the same size (dX when its input needs grad, dW when its weight is trainable), so

@@ -13,7 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
  * The analytic FLOP count against a count by hand, matmul by matmul, and against the numbers the PyTorch peer's
- * {@code step_flops} prints for the same shapes (shared/bench/calm_torch.py, Debian python3-torch 1.13).
+ * {@code step_flops} prints for the same shapes (calm4j-bench/scripts/calm_torch.py, Debian python3-torch 1.13).
  */
 class FlopCountTest {
     // Anchor: d 4, 2 heads of 2 (1 kv head), SwiGLU 6, 3 layers, vocab 10. Augment: d 2, 1 head of 2, SwiGLU 4, 2 layers.

@@ -14,7 +14,7 @@ import static org.bytedeco.pytorch.global.torch.rand;
 import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
- * One CALM bridge (paper §3, DESIGN.md §3): a projection of the augment's layer states to the anchor's width, then
+ * One CALM bridge (paper §3, docs/design.md §3): a projection of the augment's layer states to the anchor's width, then
  * multi-head cross-attention with the anchor's hidden state as query, added residually.
  *
  * <pre>
@@ -61,7 +61,7 @@ public final class Bridge implements AutoCloseable {
      * Why a small random {@code q}: from {@code q = 0} every head attends uniformly and all heads start alike; a tenth
      * of the default scale gives each head its own soft pattern (logits of order 1 for block outputs of RMS 3-10). In
      * the key-value job it turned a run that missed the bridges' drop in loss within 1,000 steps (9 % on held-out keys)
-     * into one that reached it (83 %), and was neutral to positive on others (README, stop 19).
+     * into one that reached it (83 %), and was neutral to positive on others (experiments/kv-arithmetic/HISTORY.md).
      */
     public static Bridge init(int dAugment, int dAnchor, int heads, double queryInit, Generator g, ScalarType dtype) {
         checkHeads(dAnchor, heads);

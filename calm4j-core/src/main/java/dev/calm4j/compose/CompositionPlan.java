@@ -10,7 +10,7 @@ import java.util.List;
 /**
  * Which anchor layer reads which augment layer. Either the paper's default or explicit pairs.
  *
- * <p>The paper's default (DESIGN.md §3): for an augment of N_A layers and an anchor of N_B layers,
+ * <p>The paper's default (docs/design.md §3): for an augment of N_A layers and an anchor of N_B layers,
  * n = max(1, floor(N_A / 4)) connections; connection i = 1..n joins augment layer min(4i, N_A) - 1 to anchor layer
  * round(i * N_B / n) - 1. So equal depths give 3->3, 7->7, ...; a 4-layer augment into an 8-layer anchor gives 3->7.
  *

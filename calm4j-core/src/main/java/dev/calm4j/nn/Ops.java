@@ -11,15 +11,13 @@ import static org.bytedeco.pytorch.global.torch.silu;
 
 /** The handful of layer functions every model family shares. Pure functions of tensors; no state. */
 public final class Ops {
-    private static final boolean BACKWARD_GUARD = !"false".equals(System.getProperty("calm4j.sdpaBackwardGuard"));
-
     private Ops() {}
 
     /**
      * {@code x W^T + b} for {@code x [..., in]}, {@code W [out, in]}, {@code b [out]} or null.
      *
      * <p>Why the branch: OpenBLAS's sgemm with one row runs at ~9 GFLOP/s, while {@code mv} (gemv) runs at ~60
-     * (shared/reference/java-stack.md), and one-row linears are all that decoding does. Autograd is identical.
+     * (measured on the machines this was written on), and one-row linears are all that decoding does. Autograd is identical.
      */
     public static Tensor linear(Tensor x, Tensor w, Tensor b) {
         long in = w.size(1);
@@ -55,7 +53,7 @@ public final class Ops {
      * @param gqa {@code H_kv} divides {@code H}: key/value head {@code h / (H / H_kv)} serves query head h
      *
      * <p>Reduced precision (bf16/fp16) runs the kernel in fp32 and casts the result back: libtorch 2.10's CPU SDPA
-     * in bf16 took 376 ms forward on the bench shapes (B 8, H 8, T 256, d 64) against 18 ms in fp32 (bench/README.md);
+     * in bf16 took 376 ms forward on the bench shapes (B 8, H 8, T 256, d 64) against 18 ms in fp32 (docs/performance.md);
      * the casts of q, k, v and the output are cheap next to either, and the softmax is the more accurate for it.
      * The kernel runs with OpenBLAS single-threaded ({@link dev.calm4j.Torch#withSingleThreadedBlas}): it calls sgemm
      * once per small block, and a two-thread OpenBLAS pool made it 5-20x slower on the 2-core machine.
@@ -73,9 +71,7 @@ public final class Ops {
         Tensor vf = v;
         Tensor a = dev.calm4j.Torch.withSingleThreadedBlas(() -> scaled_dot_product_attention(qf, kf, vf,
                 mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, causal, new DoubleOptional(), gqa));
-        if (BACKWARD_GUARD) {
-            dev.calm4j.Torch.singleThreadedBlasInBackward(a, qf, kf, vf);
-        }
+        dev.calm4j.Torch.singleThreadedBlasInBackward(a, qf, kf, vf);
         return reduced ? a.to(dtype) : a;
     }
 

@@ -26,7 +26,7 @@ import java.util.Map;
  *
  * <p>Why: the base models never change while bridges train, and a run sees its data many times (the KV job: 15,000
  * rows, 4 or more epochs), so recomputing these is pure waste. On that job a CALM step took 182 ms without the cache
- * and 117 with it, the same batches (README, Performance). Cached states are exact for right-padded rows: under causal
+ * and 117 with it, the same batches (docs/performance.md). Cached states are exact for right-padded rows: under causal
  * self-attention a real position's states do not depend on the padding after it (they agree with a fresh forward up
  * to the float rounding of differently shaped matmuls). Padding positions get zeros: only padding positions of the
  * anchor can see them (the cross mask is causal, or drops a separate prompt's padding), and no loss is taken there.

@@ -17,7 +17,7 @@ import java.util.function.Consumer;
  * Runs independent trainings (or any jobs) {@code n} at a time, each on its own thread, and returns their results in
  * the order given. Why: calm4j's own models at experiment scale are bound by per-op overhead, not FLOPs (one libtorch
  * thread plus a BLAS pool leaves the second core partly idle), so two long runs side by side finish in about the time
- * of the longer one (the KV recipe's m_A and m_B: 32.8 min against ~50); short runs gain less (README, Performance).
+ * of the longer one (the KV recipe's m_A and m_B: 32.8 min against ~50); short runs gain less (docs/performance.md).
  * While more than one runs, OpenBLAS is set to one thread, so that the runs do not fight over its pool; it is restored
  * as soon as a single job is left (running or yet to start), which then has the cores to itself: the KV retrain's m_B
  * first stage outlives m_A by ~7 minutes, and with 2 BLAS threads its steps take 0.34 s against 0.50 with one. The

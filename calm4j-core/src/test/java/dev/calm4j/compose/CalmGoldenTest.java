@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * A saved bridge directory's composed forward against an independent PyTorch implementation of DESIGN.md §3
+ * A saved bridge directory's composed forward against an independent PyTorch implementation of docs/design.md §3
  * ({@code tools/make_calm_golden.py}, float64), in both modes; and the fingerprint rule against Python's.
  */
 class CalmGoldenTest {

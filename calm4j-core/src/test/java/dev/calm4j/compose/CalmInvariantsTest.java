@@ -27,7 +27,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** DESIGN.md §3 invariants 1, 2, 4, 5, 6 for the composition (3 is in TrainLoopTest). */
+/** docs/design.md §3 invariants 1, 2, 4, 5, 6 for the composition (3 is in TrainLoopTest). */
 class CalmInvariantsTest {
     @TempDir
     static Path tmp;
