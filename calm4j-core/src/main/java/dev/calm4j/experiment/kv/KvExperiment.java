@@ -121,12 +121,12 @@ public final class KvExperiment {
          * keys), holding it gets there sooner (1,200 steps at 1e-3: 92.0 / 90.5 / 91.5 % over 3 seeds; 1,000 at 1e-3:
          * 91.0 / 70.5 %; 1,000 at 2e-3: 86.0 / 93.5 / 92.0 %, one run each). A quarter of NUM-MATH keeps m_B's
          * arithmetic while more of each batch teaches the keys. With length grouping and the frozen-state cache
-         * (shared by the CALM and encoder runs) a CALM step is ~1.8x cheaper, and the job takes 13 minutes. Since stop
-         * 19 the bridges' queries start at a tenth of nn.Linear's scale and AdamW's beta2 is 0.95 ({@link #schedule}):
-         * over stop 19's m_B (NUM-MATH 95 %) the drop then still comes before step 1,000. Over stop 20's m_B (NUM-MATH
+         * (shared by the CALM and encoder runs) a CALM step is ~1.8x cheaper, and the job takes 13 minutes. The
+         * bridges' queries start at a tenth of nn.Linear's scale and AdamW's beta2 is 0.95 ({@link #schedule}): over
+         * the earlier m_B (NUM-MATH 95 %) the drop then still comes before step 1,000. Over the shipped m_B (NUM-MATH
          * 96 %) it comes by step ~500 but accuracy climbs more slowly after it: 1,000 steps gave 92.5 / 89.0 / 83.0 %,
-         * 1,500 gave 93.5 / 96.0 % on seeds 3 and 2, so the job has 1,500. README, issue 5, and
-         * experiments/kv-arithmetic/HISTORY.md, stops 17-20.
+         * 1,500 gave 93.5 / 96.0 % on seeds 3 and 2, so the job has 1,500. README and
+         * experiments/kv-arithmetic/HISTORY.md (2026-12-02).
          */
         public static Config defaults(Path modelsDir, Path out) {
             return new Config(KvRecipe.defaults(), modelsDir, out, List.of(1L, 2L, 3L), DEFAULT_STEPS, DEFAULT_BATCH,
@@ -232,7 +232,6 @@ public final class KvExperiment {
         // stages run alone with OpenBLAS's two threads (Parallel restores its pool when one job is left; 1 and 2 BLAS
         // threads give bit-identical models here). Why not one job per model: m_A ends long before m_B, and the second
         // core would idle through m_B's later stages.
-        KvRecipe.AnchorDev none = KvRecipe.AnchorDev.NONE;
         TrainLoop.Result[] first = new TrainLoop.Result[1];
         List<Callable<String>> jobs = List.of(
                 () -> {
@@ -240,13 +239,13 @@ public final class KvExperiment {
                     return String.format("  m_A: loss %.4f, %.0f s", ra.finalLoss(), ra.seconds());
                 },
                 () -> {
-                    first[0] = cfg.recipe().trainAnchorFirst(t, b, tok, bars, quiet, none);
+                    first[0] = cfg.recipe().trainAnchorFirst(t, b, tok, bars, quiet);
                     return String.format("  m_B's first stage: loss %.4f, %.0f s", first[0].finalLoss(), first[0].seconds());
                 });
         Parallel.run(jobs, cfg.jobs(), log::println);
         if (!cfg.recipe().anchorStages().isEmpty()) {
             log.println("pretraining m_B's later stages ...");
-            var rb = cfg.recipe().trainAnchorRest(t, b, tok, bars, log, none, first[0]);
+            var rb = cfg.recipe().trainAnchorRest(t, b, tok, bars, log, first[0]);
             log.printf("  m_B: loss %.4f, %.0f s in all%n", rb.finalLoss(), rb.seconds());
         }
         AtomicFiles.writeString(stamp, want + "\n");
@@ -434,9 +433,9 @@ public final class KvExperiment {
      * 0.95 instead of 0.999. Why beta2: with 0.999 each weight's step is scaled by its squared gradient averaged over
      * ~1,000 steps, the whole run; 0.95 averages over ~20, and the bridges' drop in loss came ~100 steps sooner (seed 1:
      * loss 0.36 at step 700 against 0.61; the global gradient norm was 0.8-1.8 in both runs, so it is how the gradient
-     * is spread over weights that changes, as the attention starts to route). Over stop 19's m_B, 1,000 steps at 2e-3
-     * gave 81.5 / 82.5 / 92.0 % on held-out keys (seeds 1-3) with 0.999, 85.0 / 88.0 / 93.5 % with 0.98, and 92.0 /
-     * 92.0 / 94.0 % with 0.95 (KvDev curve, n=100 each).
+     * is spread over weights that changes, as the attention starts to route). Over the earlier m_B (NUM-MATH 95 %),
+     * 1,000 steps at 2e-3 gave 81.5 / 82.5 / 92.0 % on held-out keys (seeds 1-3) with 0.999, 85.0 / 88.0 / 93.5 % with
+     * 0.98, and 92.0 / 92.0 / 94.0 % with 0.95 (n=100 each).
      */
     static TrainConfig schedule(int steps, int batch, double lr, long seed, int lengthGroup, double decayFraction) {
         return new TrainConfig(steps, batch, 1, lr, Math.max(1, steps / 20), 0.1, 0.0, 0.9, 0.95, 1e-8, 1.0, 0, 0,
