@@ -57,7 +57,7 @@ final class AnchorOracle {
         } else {
             int[] slots = gathered ? java.util.stream.IntStream.range(0, e.values().length).toArray() : null;
             injected = DigitAuxObjective.encode(code, java.util.Arrays.stream(e.values()).mapToObj(DigitAuxObjective::digits)
-                    .toArray(long[][]::new), slots, 0, null);
+                    .toArray(long[][]::new), slots);
             if (gathered) {
                 injected = injected.sum(new long[] {0}, true, new org.bytedeco.pytorch.ScalarTypeOptional());   // [1, D]
             }

@@ -28,7 +28,6 @@ import java.util.Map;
 import java.util.function.Function;
 
 import static org.bytedeco.pytorch.global.torch.cross_entropy_loss;
-import static org.bytedeco.pytorch.global.torch.one_hot;
 import static org.bytedeco.pytorch.global.torch.randn;
 import static org.bytedeco.pytorch.global.torch.zeros;
 
@@ -37,7 +36,7 @@ import static org.bytedeco.pytorch.global.torch.zeros;
  * operand, three linear heads on the output of block {@code auxLayer} predict the hundreds, tens and units digit of
  * that operand's value. For m_A the operand is a key (its value looked up in the table: the aux loss makes m_A look
  * values up <em>at the key</em>, where the bridges can read them, instead of lazily at the moment it writes them,
- * which DESIGN.md §4.1 found to leave nothing readable); for m_B the operand is a number it reads.
+ * which docs/design.md §4.1 found to leave nothing readable); for m_B the operand is a number it reads.
  *
  * <p>The heads are training scaffolding: only the language model is saved. What the models read at inference is
  * the paper's text.
@@ -52,21 +51,15 @@ final class DigitAuxObjective implements Objective {
     private final Path tokenizer;
     private final double twinProb;
     private final java.util.Random twinRng;
-    private final Tensor code;                                // [30, D] operand code, or null (states twins)
-    private final boolean codeFixed;                          // a fixed orthogonal code (not trained)
-    private final int codeRamp;                               // training calls over which a fixed code's scale ramps up
-    private final double codeScale;                           // a fixed code's per-coordinate scale, norm / sqrt(D)
-    private int calls;                                        // training calls so far (for the ramp)
-    private final int gatherSlots;                            // > 0: every operand's code from the row's '=' on, one table per slot
-    private final double codeNoise;
+    private final Tensor code;                                // [30 slots, D] learned operand code, or null (no twins)
+    private int calls;                                        // training calls so far (for the noise ramp)
+    private final int codeSlots;                              // the code's operand slots, one table each
     private final Generator noiseGen;
-    private double digitNoise;                                // > 0: a learned code's noise in digit space (see digitNoise)
+    private double digitNoise;                                // > 0: the code's noise in digit space (see digitNoise)
     private int digitNoiseRamp;
-    private double hintWeight;                                // > 0: twins' states pulled towards their real rows' (see hint)
     private int twinMinLetters = KvTask.KEY_MIN_LETTERS;      // each twin operand's letter count, uniform in [min, max]
     private int twinMaxLetters = KvTask.KEY_MAX_LETTERS;
-    private double placeNorm;                                 // > 0: a learned code used centred, each place at this norm (see placeNorm)
-    private boolean linearReadout;                            // aux heads regress one-hot digits (squared error), see linearReadout
+    private double placeNorm;                                 // > 0: the code used centred, each place at this norm (see placeNorm)
     private final long seed;                                  // for heads made after construction
     private int slotReadout;                                  // > 0: one linear read-out per operand slot, see slotReadout
     private Tensor slotW;                                     // [slots * 30, D]
@@ -75,58 +68,43 @@ final class DigitAuxObjective implements Objective {
     /** File (beside the saved model) that holds the learned operand code, for the anchor-side oracle. */
     static final String CODE_FILE = "operand_code.safetensors";
 
+    /** The aux loss alone (no twins): per-place heads fitted by cross entropy, or per-slot ones ({@link #slotReadout}). */
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
                       long seed, Path tokenizer) {
-        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0, false, 0, 0, 0, 0);
+        this(model, auxLayer, weight, operandValue, seed, tokenizer, 0, 0);
     }
 
     /**
      * @param twinProb fraction of rows replaced, above block {@code auxLayer}, by an <em>operand-blind twin</em>: the same expression with every
-     *     operand rewritten as a random letter string of 2-6 letters (the shape of a key), whose blocks
-     *     {@code 0..auxLayer} see only those letters, and whose operator states at the output of block
-     *     {@code auxLayer} get the real row's states there (where the aux loss puts each operand's value) <em>added</em>
-     *     to their own. Added, not swapped in, because that is all a bridge can do: it adds to the anchor's stream.
-     *     (Swapping trained m_B to 46 % on such twins, but adding the real state to an m_B trained that way gave 1 %.)
-     *     The blocks above must then do the arithmetic from the operators alone, with letters in between: exactly
-     *     what a bridge that writes a key's value at the operator after it will ask of them. The letters are random
-     *     (no key's value is ever shown), so m_B learns nothing about keys.
-     * @param twinCode when true the twins' operators get, instead of the real rows' states, a <em>learned linear
-     *     code</em> of the operand's digits, {@code C[hundreds] + C[10 + tens] + C[20 + units]} ({@code C} a trainable
-     *     {@code [30, D]} table trained with the model and saved beside it as {@value #CODE_FILE}), plus Gaussian noise
-     *     on each digit's row of {@code codeNoise} times its place's spread (see {@link #encode(Tensor, long[][], int[], double, Generator)}). Why: a bridge's value path is linear in the augment's states, and
-     *     a linear map from m_A's states generalises across keys to a linear digit code but not to m_B's own
-     *     (nonlinear) operator states (tools/kv_diag, linmap vs codemap). A fixed N(0, 1) code swamped the operator's
+     *     operand rewritten as a random letter string of 2-6 letters (the shape of a key; see {@link #twinLetters}), whose blocks
+     *     {@code 0..auxLayer} see only those letters, and whose states at the output of block {@code auxLayer} get
+     *     the operands' code (below) <em>added</em> to their own. Added, not swapped in, because that is all a bridge
+     *     can do: it adds to the anchor's stream. (With the real rows' operator states as what the twins get,
+     *     swapping trained m_B to 46 % on such twins, but adding the real state to an m_B trained that way gave 1 %.)
+     *     The blocks above must then do the arithmetic with letters in between: exactly what a bridge that writes
+     *     the keys' values will ask of them. The letters are random (no key's value is ever shown), so m_B learns
+     *     nothing about keys.
+     * @param operandSlots the twins get a <em>learned linear code</em> of every operand's digits, operand {@code j}
+     *     from its own table, {@code C[30 j + hundreds] + C[30 j + 10 + tens] + C[30 j + 20 + units]} ({@code C} a
+     *     trainable {@code [30 operandSlots, D]} table trained with the model and saved beside it as
+     *     {@value #CODE_FILE}; operands past the last slot use the last table), added at the row's {@code =} <em>and
+     *     at every position after it</em>; 0 (with {@code twinProb} 0): no twins and no code. Why a code: a bridge's
+     *     value path is linear in the augment's states, and a linear map from m_A's states generalises across keys
+     *     to a linear digit code but not to m_B's own (nonlinear) operator states
+     *     (experiments/kv-arithmetic/diagnostics, linmap vs codemap). A fixed N(0, 1) code swamped the operator's
      *     identity after RMSNorm (m_B fell to 16 % on NUM-MATH); a learned one starts small and finds its own scale.
-     *     The noise makes the blocks above tolerate a bridge's imperfect copy of the code.
-     * @param codeNorm when positive (and {@code twinCode}), the code is not learned but <em>fixed</em>: 30 orthogonal
-     *     rows of norm {@code codeNorm} ({@link #fixedCode}), and each twin operand's code gets isotropic Gaussian noise
-     *     of a level drawn per operand from {@code U(0, codeNoise)} times the rows' per-coordinate scale. Why: a learned
-     *     code shrank its units place to a tenth of its hundreds (weight decay rewards a small place, and nothing
-     *     keeps places apart), so m_B read a magnitude and was off by a few units. Orthogonal rows of one norm keep
-     *     every place and digit equally far apart, by construction.
-     * @param codeRamp a fixed code (and its noise) is scaled by {@code min(1, call / codeRamp)} over the first
-     *     {@code codeRamp} training calls of {@link #lossSum}. Why: at initialisation the residual stream's norm is
-     *     ~0.2, so a code of norm 3-4 from the first step swamps the twins' operators, and the shared blocks learnt
-     *     the code path at the expense of the digits (an m_B trained so scored 12 % on NUM-MATH, the same collapse as
-     *     a fixed N(0, 1) code's 16 %); the learned code that kept NUM-MATH at 78 % had started at norm 0.2 and grown.
-     *     A resumed run restarts the ramp.
-     * @param gatherSlots when positive (with a learned {@code twinCode}), the twins get every operand's code at the
-     *     row's {@code =} <em>and at every position after it</em> instead of at the operator after each operand,
-     *     operand {@code j} from its own table (rows {@code 30 j .. 30 j + 29} of a {@code [30 gatherSlots, D]} code).
-     *     Why: with the codes at the operators, each answer position has to fetch both operands' digits through
-     *     attention heads of 16 dimensions, and m_B learnt only what travels easily, an approximate magnitude (answers
-     *     within 10, units at chance); here every answer position holds both operands locally, in separate subspaces.
-     *     A bridge can write that: at {@code =} and after it, its heads can attend to both of m_A's operators, each
-     *     through its own output map.
+     *     Why from the {@code =} on: with the codes at the operators, each answer position has to fetch both
+     *     operands' digits through attention heads of 16 dimensions, and m_B learnt only what travels easily, an
+     *     approximate magnitude (answers within 10, units at chance); here every answer position holds both
+     *     operands locally, in separate subspaces. A bridge can write that: at {@code =} and after it, its heads
+     *     can attend to both of m_A's operators, each through its own output map.
      */
     DigitAuxObjective(CausalLm model, int auxLayer, double weight, Function<String, Integer> operandValue,
-                      long seed, Path tokenizer, double twinProb, boolean twinCode, double codeNoise, double codeNorm,
-                      int codeRamp, int gatherSlots) {
-        if (gatherSlots > 0 && (!twinCode || codeNorm > 0)) {
-            throw new IllegalArgumentException("gathered operand codes need the learned code (twinCode, codeNorm 0)");
+                      long seed, Path tokenizer, double twinProb, int operandSlots) {
+        if (operandSlots < 0 || (twinProb > 0 && operandSlots == 0)) {
+            throw new IllegalArgumentException("operand-blind twins need an operand code of >= 1 slot, got " + operandSlots);
         }
-        this.gatherSlots = gatherSlots;
-        this.codeRamp = codeRamp;
+        this.codeSlots = operandSlots;
         this.twinProb = twinProb;
         this.twinRng = new java.util.Random(seed + 7);
         this.seed = seed;
@@ -142,67 +120,21 @@ final class DigitAuxObjective implements Objective {
                     .mul(new Scalar(0.02));
             headB[i] = zeros(new long[] {10}, new TensorOptions(ScalarType.Float));
         }
-        this.codeFixed = twinCode && codeNorm > 0;
-        this.codeScale = codeNorm / Math.sqrt(d);
-        this.code = !twinCode ? null
-                : codeFixed ? fixedCode(d, codeNorm, seed + 17)
-                : randn(new long[] {30L * Math.max(1, gatherSlots), d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
-        this.codeNoise = codeNoise;
+        this.code = operandSlots == 0 ? null       // drawn after the heads, from the same generator
+                : randn(new long[] {30L * operandSlots, d}, new GeneratorOptional(g), new TensorOptions(ScalarType.Float)).mul(new Scalar(0.02));
         this.noiseGen = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed + 13);
     }
 
     /**
-     * 30 orthonormal rows (Gram-Schmidt on seeded Gaussian rows, in double precision) scaled to {@code norm}: rows 0-9
-     * hundreds, 10-19 tens, 20-29 units. Written by hand because it is 30 x D once, and a seeded {@link java.util.Random}
-     * makes it the same on every machine.
-     */
-    static Tensor fixedCode(int d, double norm, long seed) {
-        if (d < 30) {
-            throw new IllegalArgumentException("a fixed operand code needs hidden size >= 30, got " + d);
-        }
-        java.util.Random r = new java.util.Random(seed);
-        double[][] q = new double[30][d];
-        for (int i = 0; i < 30; i++) {
-            for (int j = 0; j < d; j++) {
-                q[i][j] = r.nextGaussian();
-            }
-            for (int k = 0; k < i; k++) {
-                double dot = 0;
-                for (int j = 0; j < d; j++) {
-                    dot += q[i][j] * q[k][j];
-                }
-                for (int j = 0; j < d; j++) {
-                    q[i][j] -= dot * q[k][j];
-                }
-            }
-            double n = 0;
-            for (int j = 0; j < d; j++) {
-                n += q[i][j] * q[i][j];
-            }
-            n = Math.sqrt(n);
-            for (int j = 0; j < d; j++) {
-                q[i][j] /= n;
-            }
-        }
-        float[] flat = new float[30 * d];
-        for (int i = 0; i < 30; i++) {
-            for (int j = 0; j < d; j++) {
-                flat[i * d + j] = (float) (q[i][j] * norm);
-            }
-        }
-        return Tensors.floats(flat, 30, d);
-    }
-
-    /**
-     * Development runs: replaces a learned code's row noise by noise <em>in digit space</em>: each twin operand's
-     * place gets {@code sum_d q_d C[place, d]} with {@code q = onehot(digit) + level * N(0, I_10)}, the level drawn per
+     * Noise <em>in digit space</em> on the twins' code: each twin operand's place gets
+     * {@code sum_d q_d C[place, d]} with {@code q = onehot(digit) + level * N(0, I_10)}, the level drawn per
      * operand from {@code U(0, sigma)} and {@code sigma} ramped up over {@code rampCalls} training calls. Why: a ridge
      * (or any linear) map fitted onto the code predicts vectors in the span of the code's rows, so a bridge's error is
-     * a wrong mixture of the place's digit rows, not the isotropic noise of {@link #encode}, which lies mostly outside
+     * a wrong mixture of the place's digit rows, not isotropic noise on the rows, which lies mostly outside
      * that span and teaches the blocks above to ignore what a bridge never gets wrong.
      */
     DigitAuxObjective digitNoise(double sigma, int rampCalls) {
-        if (code == null || codeFixed) {
+        if (code == null) {
             throw new IllegalStateException("digit-space noise needs the learned operand code");
         }
         if (!(sigma >= 0) || rampCalls < 0) {
@@ -228,34 +160,15 @@ final class DigitAuxObjective implements Objective {
     }
 
     /**
-     * Development runs: adds a <em>hint</em> loss that pulls each twin's states, at its {@code =} and every position
-     * after it and at the output of every block above {@code auxLayer}, towards its real row's states there (the
-     * same answer, read from the digits; detached, so the digit path is the teacher):
-     * {@code weight * sum ||twin - real||^2 / ||real||^2}. Why: the answer tokens alone are a thin signal, and m_B's
-     * code path learnt the units late or never (tools/kv_diag/oracledigits.py), while its digit path, through the very
-     * same blocks, does learn them; if the twin's states match the real row's after block {@code auxLayer + 1}, the
-     * blocks above do the arithmetic they already know.
-     */
-    DigitAuxObjective hint(double weight) {
-        if (twinProb <= 0) {
-            throw new IllegalStateException("a hint loss needs twins");
-        }
-        if (!(weight >= 0)) {
-            throw new IllegalArgumentException("hint weight " + weight + " must be >= 0");
-        }
-        this.hintWeight = weight;
-        return this;
-    }
-
-    /**
-     * Development runs: the learned code is used (and saved) <em>normalised per place</em>: each place's ten rows
-     * minus their mean, scaled so that their RMS norm is {@code norm} ({@link #normalisePlaces}); the table itself
-     * still trains. Why: a free code shrank its units rows to a tenth of its hundreds' spread, so a bridge's error on
-     * the hundreds alone swamped the units and the reader it trained was exact-only (tools/kv_diag/mixnoise.py); with
-     * every place at one norm and no common offset, digit-space noise of one level costs every place the same margin.
+     * The learned code is used (and saved) <em>normalised per place</em>: each place's ten rows minus their mean,
+     * scaled so that their RMS norm is {@code norm} ({@link #normalisePlaces}); the table itself still trains. Why: a
+     * free code shrank its units rows to a tenth of its hundreds' spread, so a bridge's error on the hundreds alone
+     * swamped the units and the reader it trained was exact-only (experiments/kv-arithmetic/diagnostics/mixnoise.py);
+     * with every place at one norm and no common offset, digit-space noise of one level costs every place the same
+     * margin.
      */
     DigitAuxObjective placeNorm(double norm) {
-        if (code == null || codeFixed) {
+        if (code == null) {
             throw new IllegalStateException("a per-place norm needs the learned operand code");
         }
         if (!(norm >= 0) || Double.isInfinite(norm)) {
@@ -266,32 +179,22 @@ final class DigitAuxObjective implements Objective {
     }
 
     /**
-     * Development runs: the aux heads are fitted by <em>squared error onto the one-hot digits</em> instead of by cross
-     * entropy: {@code weight * sum_place ||W h + b - onehot(digit)||^2}. Why: a bridge's value path is linear in the
-     * augment's states, and m_A's states, trained so that a softmax reads its digits (the probe reads 95 % of held-out
-     * keys), are not linear in them: ridge onto the one-hot digits from 100 keys has held-out R^2 0.5, and bridges
-     * trained against a reader that takes the true code stayed at 0.5 % on held-out keys. Cross entropy only asks the
-     * digits to be separable and rewards ever larger margins; squared error asks the one-hot digits to be a linear
-     * function of the state, and any linear code of the digits (m_B's included) is then one too (R^2 0.998; the
-     * bridges reach 16-45 %; experiments/kv-arithmetic/HISTORY.md, stop 14).
-     */
-    DigitAuxObjective linearReadout(boolean on) {
-        this.linearReadout = on;
-        return this;
-    }
-
-    /**
-     * m_A's read-out made <em>slot-specific</em>: {@code slots} linear heads, one per operand slot (the j-th operand of
+     * m_A's read-out: {@code slots} linear heads, one per operand slot (the j-th operand of
      * an expression), each regressing, by squared error at <em>every</em> real position, the one-hot digits of operand j
      * at the operator right after operand j and zero everywhere else ({@code weight * ||W h + b - target||^2} summed over
      * positions, slots and places). Why: m_B reads a gathered code, {@code code(v1, slot 0) + code(v2, slot 1)} at the
      * {@code =}, so a bridge has to put each operand's value into its own slot. With one shared read-out both operators
      * hold their values in the same directions, and a head that attends to both mixes them symmetrically: a ridge map
      * from {@code (h(op1) + h(=)) / 2} reads all six digits of held-out keys 3-58 % of the time, against 99.3 % from the
-     * two states side by side (tools/kv_diag/mixroute.py), and trained bridges spread each head over both operators
-     * and the letters (tools/kv_diag/bridgeprobe.py). With slot-specific directions, and nothing in them away from the
-     * operators, any attention that covers both operators carries both values apart, and a linear value path maps them
-     * to m_B's code. Implies {@link #linearReadout}; replaces the per-place heads.
+     * two states side by side (experiments/kv-arithmetic/diagnostics/mixroute.py), and trained bridges spread each
+     * head over both operators and the letters (experiments/kv-arithmetic/diagnostics/bridgeprobe.py). With
+     * slot-specific directions, and nothing in them away from the operators, any attention that covers both
+     * operators carries both values apart, and a linear value path maps them to m_B's code. Why squared error and not
+     * cross entropy: a bridge's value path is linear in the augment's states, and cross entropy only asks the
+     * digits to be separable (ridge onto the one-hot digits from 100 keys had held-out R^2 0.5, and bridges stayed at
+     * 0.5 % on held-out keys); squared error asks the one-hot digits to be a linear function of the state, and any
+     * linear code of the digits (m_B's included) is then one too (R^2 0.998; experiments/kv-arithmetic/HISTORY.md,
+     * 2026-12-01). Replaces the per-place heads.
      */
     DigitAuxObjective slotReadout(int slots) {
         if (slots < 0) {
@@ -349,11 +252,16 @@ final class DigitAuxObjective implements Objective {
         return rows.view(n, 3, d).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
     }
 
-    /** Development runs that continue a saved m_B: its learned code (saved beside it) replaces the fresh one. */
-    void continueCode(Path file) {
-        if (code == null || codeFixed) {
+    /**
+     * m_B's later stages: training continues from the previous stage, whose model is loaded by the caller, and whose
+     * learned code (saved beside it in {@code stageDir}, {@value #CODE_FILE}) replaces the fresh one here and trains
+     * on.
+     */
+    DigitAuxObjective continueStage(Path stageDir) {
+        if (code == null) {
             throw new IllegalStateException("only a learned operand code can be continued");
         }
+        Path file = stageDir.resolve(CODE_FILE);
         try (dev.calm4j.io.Safetensors st = dev.calm4j.io.Safetensors.open(file)) {
             Tensor saved = st.load("code");
             if (saved.dim() != 2 || saved.size(0) != code.size(0) || saved.size(1) != code.size(1)) {
@@ -364,21 +272,14 @@ final class DigitAuxObjective implements Objective {
                 code.copy_(saved);
             }
         }
+        return this;
     }
 
-    /** A fixed code's twin: {@code encode(code, digits)} plus isotropic noise of a random level per operand. */
-    private Tensor encodeFixed(long[][] digits) {
-        Tensor clean = encode(code, digits);                                                     // [n, D]
-        float[] level = new float[digits.length];
-        for (int k = 0; k < level.length; k++) {
-            level[k] = (float) (twinRng.nextDouble() * codeNoise * codeScale);
-        }
-        Tensor noise = randn(clean.sizes().vec().get(), new GeneratorOptional(noiseGen), new TensorOptions(ScalarType.Float));
-        double ramp = codeRamp <= 0 ? 1 : Math.min(1.0, (double) calls / codeRamp);
-        return clean.add(noise.mul(Tensors.floats(level, level.length, 1))).mul(new Scalar(ramp));
-    }
-
-    /** Whether a saved code is a gathered one (30 rows per operand slot, added from the '=' on; see the constructor). */
+    /**
+     * Whether a saved code is a gathered one: 30 rows per operand slot, added from the '=' on (see the constructor; the
+     * recipe's m_B has a slot per operand, 2 or more); a code of 30 rows, from m_Bs trained before the gathered code,
+     * was added at each operator.
+     */
     static boolean gathered(Tensor code) {
         return code.size(0) > 30;
     }
@@ -390,32 +291,17 @@ final class DigitAuxObjective implements Objective {
 
     /** {@code C[h] + C[10 + t] + C[20 + u]} for each operand value: {@code [n, D]}. */
     static Tensor encode(Tensor code, long[][] digits) {
-        return encode(code, digits, null, 0, null);
+        return encode(code, digits, null);
     }
 
-    /**
-     * As {@link #encode(Tensor, long[][])}, with Gaussian noise on each digit's row of {@code noise} times its place's
-     * <em>spread</em> (the RMS of the place's 10 rows about their mean). Relative to the spread, because that is what
-     * tells digits apart: noise relative to the whole code drowned the units (a first m_B read the true code on 10 %
-     * of held-out keys), and noise relative to each row's RMS let the rows share a large common part and differ by
-     * little, so m_B learnt a rough magnitude and its answers were off by a few units (15 %).
-     */
-    static Tensor encode(Tensor code, long[][] digits, int[] slots, double noise, Generator gen) {
+    /** As {@link #encode(Tensor, long[][])}, operand {@code k} from slot {@code slots[k]}'s table (null: all from the first). */
+    static Tensor encode(Tensor code, long[][] digits, int[] slots) {
         long[] place = places(digits, slots);
         long[] idx = new long[place.length];
         for (int i = 0; i < idx.length; i++) {
             idx[i] = place[i] * 10 + digits[i / 3][i % 3];
         }
         Tensor rows = code.index_select(0, Tensors.longs(idx, idx.length));                         // [3n, D]
-        if (noise > 0) {
-            // Per place (of each slot), the RMS of its 10 rows about their mean: the part that tells digits apart.
-            Tensor places = code.detach().view(-1, 10, code.size(1));
-            Tensor spread = places.sub(places.mean(new long[] {1}, true, new org.bytedeco.pytorch.ScalarTypeOptional()))
-                    .pow(new Scalar(2)).mean(new long[] {1, 2}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).sqrt(); // [3 slots]
-            Tensor perRow = spread.index_select(0, Tensors.longs(place, place.length)).view(digits.length * 3L, 1); // [3n, 1]
-            rows = rows.add(randn(rows.sizes().vec().get(), new GeneratorOptional(gen),
-                    new TensorOptions(ScalarType.Float)).mul(perRow).mul(new Scalar(noise)));
-        }
         return rows.view(digits.length, 3, code.size(1)).sum(new long[] {1}, false,
                 new org.bytedeco.pytorch.ScalarTypeOptional());
     }
@@ -432,7 +318,7 @@ final class DigitAuxObjective implements Objective {
                 p.put("aux.digit" + i + ".bias", headB[i]);
             }
         }
-        if (code != null && !codeFixed) {
+        if (code != null) {
             p.put("aux.code", code);
         }
         return p;
@@ -515,54 +401,27 @@ final class DigitAuxObjective implements Objective {
                 loss = loss.add(Losses.sum(model.logits(hk), lab));
             }
             Batch tb = Batch.of(tw.examples(), 0);
-            Tensor[] teacher = new Tensor[model.numLayers()];       // the real rows' states at the hint positions
-            Tensor hintDst = null;
-            if (hintWeight > 0 && tw.hintSrc().length > 0) {
-                long[] dstFlat = new long[tw.hintRow().length];
-                for (int k = 0; k < dstFlat.length; k++) {
-                    dstFlat[k] = tw.hintRow()[k] * (long) tb.length() + tw.hintPos()[k];
-                }
-                hintDst = Tensors.longs(dstFlat, dstFlat.length);
-                Tensor srcIdx = Tensors.longs(tw.hintSrc(), tw.hintSrc().length);
-                try (org.bytedeco.pytorch.NoGradGuard ng = new org.bytedeco.pytorch.NoGradGuard()) {
-                    Tensor hr = aux.detach();
-                    for (int i = auxLayer + 1; i < model.numLayers(); i++) {
-                        hr = model.layer(i, hr, ctx, null);
-                        teacher[i] = hr.reshape(-1, hr.size(-1)).index_select(0, srcIdx);   // [P, D]
-                    }
-                }
-            }
             Tensor tids = Losses.inputs(tb);
             AttentionContext tctx = model.context(0, tids.size(1), null);
             Tensor g = model.embed(tids);
             for (int i = 0; i < model.numLayers(); i++) {
                 g = model.layer(i, g, tctx, null);
-                if (hintDst != null && teacher[i] != null) {           // sum over positions of ||twin - real||^2 / ||real||^2
-                    Tensor sel = g.reshape(-1, g.size(-1)).index_select(0, hintDst);
-                    Tensor sq = sel.sub(teacher[i]).pow(new Scalar(2)).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional());
-                    Tensor ref = teacher[i].pow(new Scalar(2)).sum(new long[] {1}, false, new org.bytedeco.pytorch.ScalarTypeOptional()).clamp_min(new Scalar(1e-6));
-                    loss = loss.add(sq.div(ref).sum().mul(new Scalar(hintWeight)));
-                }
-                if (i == auxLayer) {                                   // the real rows' operator states, added in
+                if (i == auxLayer) {                                   // the operands' code, added in
                     long d = g.size(-1);
-                    long[] dst = new long[tw.src().length];
+                    long[] dst = new long[tw.dstRow().length];
                     for (int k = 0; k < dst.length; k++) {
                         dst[k] = tw.dstRow()[k] * (long) tb.length() + tw.dstPos()[k];
                     }
                     Tensor from;
-                    if (code == null) {
-                        from = aux.reshape(-1, d).index_select(0, Tensors.longs(tw.src(), tw.src().length));
-                    } else if (codeFixed) {
-                        from = encodeFixed(tw.digits());
-                    } else if (digitNoise > 0) {
+                    if (digitNoise > 0) {
                         double sigma = digitNoise * (digitNoiseRamp <= 0 ? 1 : Math.min(1.0, (double) calls / digitNoiseRamp));
                         double[] level = new double[tw.digits().length];
                         for (int k = 0; k < level.length; k++) {
                             level[k] = twinRng.nextDouble() * sigma;
                         }
-                        from = encodeMixed(usedCode(), tw.digits(), gatherSlots > 0 ? tw.slots() : null, level, noiseGen);
+                        from = encodeMixed(usedCode(), tw.digits(), tw.slots(), level, noiseGen);
                     } else {
-                        from = encode(usedCode(), tw.digits(), gatherSlots > 0 ? tw.slots() : null, codeNoise, noiseGen);
+                        from = encode(usedCode(), tw.digits(), tw.slots());
                     }
                     g = g.reshape(-1, d).index_add(0, Tensors.longs(dst, dst.length), from).view(g.sizes());
                 }
@@ -583,10 +442,8 @@ final class DigitAuxObjective implements Objective {
             for (int d = 0; d < 3; d++) {
                 Tensor logits = Ops.linear(sel, headW[d], headB[d]);                                 // [n, 10]
                 Tensor t = targets.select(1, d).contiguous();
-                Tensor l2 = linearReadout
-                        ? logits.sub(one_hot(t, 10).to(ScalarType.Float)).pow(new Scalar(2)).sum()        // sum of squared errors
-                        : cross_entropy_loss(logits, t, new TensorOptional(), 2, -100, 0.0);
-                loss = loss.add(l2.mul(new Scalar(weight)));
+                Tensor ce = cross_entropy_loss(logits, t, new TensorOptional(), 2, -100, 0.0);
+                loss = loss.add(ce.mul(new Scalar(weight)));
             }
         }
         return loss;
@@ -613,27 +470,21 @@ final class DigitAuxObjective implements Objective {
     }
 
     /**
-     * Operand-blind twins of some rows, and where each real operator state goes: real flat position {@code src[k]}
-     * (row * T + t in the real batch) to twin row {@code dstRow[k]}, position {@code dstPos[k]}; and, for the hint
-     * loss, real flat position {@code hintSrc[k]} paired with twin row {@code hintRow[k]}, position {@code hintPos[k]}:
-     * each twin's {@code =} and every input position after it, with its real row's.
+     * Operand-blind twins of some rows, and where each operand's code goes: operand digits {@code digits[k]} from slot
+     * {@code slots[k]}'s table to twin row {@code dstRow[k]}, position {@code dstPos[k]} (each twin's {@code =} and
+     * every input position after it); {@code keep}: the real rows without a twin.
      */
-    record Twins(List<dev.calm4j.data.Example> examples, long[] src, long[][] digits, int[] slots, int[] dstRow, int[] dstPos, int[] keep,
-                 long[] hintSrc, int[] hintRow, int[] hintPos) {}
+    record Twins(List<dev.calm4j.data.Example> examples, long[][] digits, int[] slots, int[] dstRow, int[] dstPos, int[] keep) {}
 
     Twins twins(Batch b) {
         int t = b.length();
         List<dev.calm4j.data.Example> ex = new ArrayList<>();
-        List<Long> src = new ArrayList<>();
         List<long[]> digits = new ArrayList<>();
         List<Integer> dstRow = new ArrayList<>();
         List<Integer> dstPos = new ArrayList<>();
         List<Integer> slots = new ArrayList<>();
         long eq = KvTask.id('=');
         List<Integer> keep = new ArrayList<>();
-        List<Long> hintSrc = new ArrayList<>();
-        List<Integer> hintRow = new ArrayList<>();
-        List<Integer> hintPos = new ArrayList<>();
         for (int r = 0; r < b.rows(); r++) {
             if (twinRng.nextDouble() >= twinProb) {
                 keep.add(r);
@@ -681,10 +532,9 @@ final class DigitAuxObjective implements Objective {
                         v += (KvTask.ch(ids[k]) - '0') * place;
                     }
                     digits.add(digits(v));
-                    src.add((long) r * t + c);
                     dstRow.add(ex.size());
                     dstPos.add(out.size());
-                    slots.add(gatherSlots > 0 ? Math.min(slot, gatherSlots - 1) : 0);
+                    slots.add(Math.min(slot, codeSlots - 1));
                     slot++;
                 }
                 if (c == eqAt) {
@@ -693,24 +543,17 @@ final class DigitAuxObjective implements Objective {
                 out.add(id);
                 target.add(c > 0 && b.labels()[r * t + c - 1] != Batch.IGNORE_INDEX);
             }
-            for (int p = eqPos; p <= out.size() - 2; p++) {      // '=' and each input position after it, in both rows
-                hintSrc.add((long) r * t + eqAt + (p - eqPos));
-                hintRow.add(ex.size());
-                hintPos.add(p);
+            // every operand's code at the '=' and at each input position after it
+            int operands = dstPos.size() - firstOperand;
+            for (int k = firstOperand; k < firstOperand + operands; k++) {
+                dstPos.set(k, eqPos);
             }
-            if (gatherSlots > 0) {        // every operand's code at the '=' and at each input position after it
-                int operands = dstPos.size() - firstOperand;
+            for (int p = eqPos + 1; p <= out.size() - 2; p++) {
                 for (int k = firstOperand; k < firstOperand + operands; k++) {
-                    dstPos.set(k, eqPos);
-                }
-                for (int p = eqPos + 1; p <= out.size() - 2; p++) {
-                    for (int k = firstOperand; k < firstOperand + operands; k++) {
-                        digits.add(digits.get(k));
-                        slots.add(slots.get(k));
-                        src.add(src.get(k));
-                        dstRow.add(dstRow.get(k));
-                        dstPos.add(p);
-                    }
+                    digits.add(digits.get(k));
+                    slots.add(slots.get(k));
+                    dstRow.add(dstRow.get(k));
+                    dstPos.add(p);
                 }
             }
             boolean[] tg = new boolean[target.size()];
@@ -722,10 +565,9 @@ final class DigitAuxObjective implements Objective {
         if (ex.isEmpty()) {
             return null;
         }
-        return new Twins(ex, src.stream().mapToLong(Long::longValue).toArray(), digits.toArray(new long[0][]),
+        return new Twins(ex, digits.toArray(new long[0][]),
                 slots.stream().mapToInt(Integer::intValue).toArray(), dstRow.stream().mapToInt(Integer::intValue).toArray(), dstPos.stream().mapToInt(Integer::intValue).toArray(),
-                keep.stream().mapToInt(Integer::intValue).toArray(), hintSrc.stream().mapToLong(Long::longValue).toArray(),
-                hintRow.stream().mapToInt(Integer::intValue).toArray(), hintPos.stream().mapToInt(Integer::intValue).toArray());
+                keep.stream().mapToInt(Integer::intValue).toArray());
     }
 
     @Override
@@ -733,7 +575,7 @@ final class DigitAuxObjective implements Objective {
         LmFamilies.save(model, dir);
         if (code != null) {
             dev.calm4j.io.Safetensors.write(dir.resolve(CODE_FILE), Map.of("code", usedCode().detach().contiguous()),
-                    Map.of("what", "m_B's " + (codeFixed ? "fixed orthogonal" : "learned") + " operand-digit code [30, D]: rows 0-9 hundreds, 10-19 tens, 20-29 units; "
+                    Map.of("what", "m_B's learned operand-digit code [30, D]: rows 0-9 hundreds, 10-19 tens, 20-29 units; "
                             + "training scaffolding, read only by the anchor-side oracle diagnostic"));
         }
         if (tokenizer != null) {
@@ -749,25 +591,16 @@ final class DigitAuxObjective implements Objective {
     public String describe() {
         StringBuilder twins = new StringBuilder();
         if (twinProb > 0) {
-            twins.append(String.format(", operand-blind twins %.2f of rows with %s", twinProb,
-                    code == null ? "the real rows' states" : codeFixed ? "a fixed code" : "a learned code"));
-            if (gatherSlots > 0) {
-                twins.append(" gathered from the '='");
-            }
+            twins.append(String.format(", operand-blind twins %.2f of rows with a learned code gathered from the '='", twinProb));
             if (placeNorm > 0) {
                 twins.append(String.format(", places at norm %.2f", placeNorm));
             }
             if (digitNoise > 0) {
                 twins.append(String.format(", digit-space noise up to %.2f (ramp %d steps)", digitNoise, digitNoiseRamp));
-            } else if (code != null && codeNoise > 0) {
-                twins.append(String.format(", row noise %.2f", codeNoise));
-            }
-            if (hintWeight > 0) {
-                twins.append(String.format(", hint weight %.2f", hintWeight));
             }
         }
         return String.format("%s LM + operand-digit aux loss%s at layer %d (weight %.2f)%s", model.config().modelType(),
                 slotReadout > 0 ? " (one linear read-out per operand slot, " + slotReadout + " slots, zero away from the operators)"
-                        : linearReadout ? " (linear read-out, squared error)" : "", auxLayer, weight, twins);
+                        : "", auxLayer, weight, twins);
     }
 }

@@ -328,7 +328,6 @@ public final class KvExperiment {
         // stages run alone with OpenBLAS's two threads (Parallel restores its pool when one job is left; 1 and 2 BLAS
         // threads give bit-identical models here). Why not one job per model: m_A ends long before m_B, and the second
         // core would idle through m_B's later stages.
-        KvRecipe.AnchorDev none = KvRecipe.AnchorDev.NONE;
         TrainLoop.Result[] first = new TrainLoop.Result[1];
         List<Callable<String>> jobs = List.of(
                 () -> {
@@ -336,13 +335,13 @@ public final class KvExperiment {
                     return String.format("  m_A: loss %.4f, %.0f s", ra.finalLoss(), ra.seconds());
                 },
                 () -> {
-                    first[0] = cfg.recipe().trainAnchorFirst(t, b, tok, listener("m_B", !together), none);
+                    first[0] = cfg.recipe().trainAnchorFirst(t, b, tok, listener("m_B", !together));
                     return String.format("  m_B's first stage: loss %.4f, %.0f s", first[0].finalLoss(), first[0].seconds());
                 });
         Parallel.run(jobs, cfg.jobs(), log::println);
         if (!cfg.recipe().anchorStages().isEmpty()) {
             log.println("pretraining m_B's later stages ...");
-            var rb = cfg.recipe().trainAnchorRest(t, b, tok, listener("m_B", true), none, first[0]);
+            var rb = cfg.recipe().trainAnchorRest(t, b, tok, listener("m_B", true), first[0]);
             log.printf("  m_B: loss %.4f, %.0f s in all%n", rb.finalLoss(), rb.seconds());
         }
         AtomicFiles.writeString(stamp, want + "\n");
@@ -529,9 +528,9 @@ public final class KvExperiment {
      * 0.95 instead of 0.999. Why beta2: with 0.999 each weight's step is scaled by its squared gradient averaged over
      * ~1,000 steps, the whole run; 0.95 averages over ~20, and the bridges' drop in loss came ~100 steps sooner (seed 1:
      * loss 0.36 at step 700 against 0.61; the global gradient norm was 0.8-1.8 in both runs, so it is how the gradient
-     * is spread over weights that changes, as the attention starts to route). Over stop 19's m_B, 1,000 steps at 2e-3
-     * gave 81.5 / 82.5 / 92.0 % on held-out keys (seeds 1-3) with 0.999, 85.0 / 88.0 / 93.5 % with 0.98, and 92.0 /
-     * 92.0 / 94.0 % with 0.95 (KvDev curve, n=100 each).
+     * is spread over weights that changes, as the attention starts to route). Over the earlier m_B (NUM-MATH 95 %),
+     * 1,000 steps at 2e-3 gave 81.5 / 82.5 / 92.0 % on held-out keys (seeds 1-3) with 0.999, 85.0 / 88.0 / 93.5 % with
+     * 0.98, and 92.0 / 92.0 / 94.0 % with 0.95 (n=100 each).
      */
     static TrainConfig schedule(Config.Training t, long seed) {
         return new TrainConfig(t.steps(), new TrainConfig.Batching(t.batch(), 1, t.lengthGroup()),

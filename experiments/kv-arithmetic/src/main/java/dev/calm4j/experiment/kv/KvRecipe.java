@@ -22,19 +22,18 @@ import java.util.Random;
  */
 public record KvRecipe(int keys, int operands, long taskSeed,
                        int augmentHidden, int augmentLayers, int augmentHeadDim, int augmentSteps, int augmentAuxLayer,
-                       double augmentWeightDecay, boolean augmentLinearReadout, boolean augmentSlotReadout,
+                       double augmentWeightDecay,
                        int anchorHidden, int anchorLayers, int anchorHeadDim, int anchorSteps, int anchorAuxLayer,
                        double anchorAuxWeight, double anchorWeightDecay, double anchorTwinFraction,
-                       boolean anchorTwinCode, double anchorTwinNoise, double anchorTwinCodeNorm, boolean anchorTwinGather,
                        double anchorPlaceNorm, double anchorDigitNoise, int anchorNoiseRamp,
                        double anchorDecayFraction, int anchorTwinMinLetters, int anchorTwinMaxLetters,
                        List<AnchorStage> anchorStages, int batch, double lr) {
 
     /**
-     * Validates what a stamp or a development override could get wrong before anything trains. {@code augmentLinearReadout}:
-     * m_A's aux heads fitted by squared error onto one-hot digits ({@link DigitAuxObjective#linearReadout});
-     * {@code augmentSlotReadout}: one such read-out per operand slot, zero away from the operators
-     * ({@link DigitAuxObjective#slotReadout}).
+     * Validates what a stamp or a hand-made recipe could get wrong before anything trains. m_A's aux loss is always
+     * one linear read-out per operand slot, by squared error onto the one-hot digits and zero away from the operators
+     * ({@link DigitAuxObjective#slotReadout}); m_B's twins always get the learned operand code, one table per operand
+     * slot, from the {@code =} on (see {@link DigitAuxObjective}'s constructor).
      * {@code anchorPlaceNorm}, {@code anchorDigitNoise}, {@code anchorNoiseRamp}: m_B's learned code used per place at one
      * norm ({@link DigitAuxObjective#placeNorm}) with digit-space noise ramped in ({@link DigitAuxObjective#digitNoise});
      * 0 turns each off. {@code anchorDecayFraction}: m_B's first stage holds its peak rate and decays over this last
@@ -60,22 +59,11 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         }
         anchorStages = List.copyOf(anchorStages);
         // m_B's first stage is the recipe's anchor* fields: validated as a stage, like the later ones (one set of range
-        // checks), and each stage's code options checked against the one code the recipe trains.
-        AnchorStage first;
+        // checks).
         try {
-            first = new AnchorStage(anchorSteps, anchorTwinFraction, anchorTwinNoise, anchorPlaceNorm, anchorDigitNoise,
-                    anchorNoiseRamp, lr);
+            new AnchorStage(anchorSteps, anchorTwinFraction, anchorPlaceNorm, anchorDigitNoise, anchorNoiseRamp, lr);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("kv recipe: anchor* fields (m_B's first stage): " + e.getMessage());
-        }
-        boolean learnedCode = anchorTwinCode && anchorTwinCodeNorm == 0;
-        for (int i = -1; i < anchorStages.size(); i++) {
-            AnchorStage s = i < 0 ? first : anchorStages.get(i);
-            if ((s.placeNorm() > 0 || s.digitNoise() > 0) && !learnedCode) {
-                throw new IllegalArgumentException("kv recipe: " + (i < 0 ? "anchorPlaceNorm and anchorDigitNoise"
-                        : "anchorStages[" + i + "]: placeNorm and digitNoise") + " need the learned operand code "
-                        + "(anchorTwinCode true, anchorTwinCodeNorm 0)");
-            }
         }
     }
 
@@ -84,56 +72,27 @@ public record KvRecipe(int keys, int operands, long taskSeed,
 
     /** m_B's first stage: the recipe's own anchor* settings (the later ones are {@link #anchorStages}). */
     AnchorStage firstStage() {
-        return new AnchorStage(anchorSteps, anchorTwinFraction, anchorTwinNoise, anchorPlaceNorm, anchorDigitNoise,
-                anchorNoiseRamp, lr);
+        return new AnchorStage(anchorSteps, anchorTwinFraction, anchorPlaceNorm, anchorDigitNoise, anchorNoiseRamp, lr);
     }
 
     /**
-     * One more stage of m_B's training: it starts from the previous stage's model and learned code (the code at full
-     * scale from its first step) and trains on with its own steps, twin fraction, twin row noise, place norm,
-     * digit-space noise (ramped in over {@code noiseRamp} steps) and peak learning rate; every other setting is the
-     * recipe's. Why stages: a code reader that tolerates a bridge's error came only from a chain (stop 14): noiseless
-     * code-only rows first, until the reader takes the units from the exact code, then digit-space noise (which from
-     * the first step kept the code path from learning at all) with NUM-MATH rows beside the code rows. Stop 16 made
-     * that chain the recipe ({@link #defaults}).
+     * One more stage of m_B's training: it starts from the previous stage's model and learned code and trains on with
+     * its own steps, twin fraction, place norm, digit-space noise (ramped in over {@code noiseRamp} steps) and peak
+     * learning rate; every other setting is the recipe's. Why stages: a code reader that tolerates a bridge's error
+     * came only from a chain (2026-12-01): noiseless code-only rows first, until the reader takes the units from the
+     * exact code, then digit-space noise (which from the first step kept the code path from learning at all) with
+     * NUM-MATH rows beside the code rows. Since 2026-12-02 that chain is the recipe ({@link #defaults}).
      */
-    public record AnchorStage(int steps, double twinFraction, double twinNoise, double placeNorm, double digitNoise,
-                              int noiseRamp, double lr) {
+    public record AnchorStage(int steps, double twinFraction, double placeNorm, double digitNoise, int noiseRamp, double lr) {
         public AnchorStage {
-            if (steps < 1 || !(twinFraction >= 0 && twinFraction <= 1) || !(twinNoise >= 0) || !(placeNorm >= 0)
-                    || !(digitNoise >= 0) || noiseRamp < 0 || !(lr > 0) || Double.isInfinite(twinNoise)
+            if (steps < 1 || !(twinFraction >= 0 && twinFraction <= 1) || !(placeNorm >= 0)
+                    || !(digitNoise >= 0) || noiseRamp < 0 || !(lr > 0)
                     || Double.isInfinite(placeNorm) || Double.isInfinite(digitNoise) || Double.isInfinite(lr)) {
-                throw new IllegalArgumentException("kv recipe stage: steps >= 1, twin fraction in [0, 1], finite twin noise, "
+                throw new IllegalArgumentException("kv recipe stage: steps >= 1, twin fraction in [0, 1], finite "
                         + "place norm, digit noise, noise ramp >= 0 and lr > 0 expected, got steps " + steps + ", twin fraction "
-                        + twinFraction + ", twin noise " + twinNoise + ", place norm " + placeNorm + ", digit noise "
+                        + twinFraction + ", place norm " + placeNorm + ", digit noise "
                         + digitNoise + ", ramp " + noiseRamp + ", lr " + lr);
             }
-        }
-
-        /**
-         * Parses KvDev's {@code -Dkv.bStages}: stages separated by {@code ;}, each
-         * {@code steps:twinFraction:twinNoise:placeNorm:digitNoise:noiseRamp:lr}.
-         */
-        static List<AnchorStage> parse(String spec) {
-            List<AnchorStage> out = new ArrayList<>();
-            for (String st : spec.split(";")) {
-                if (st.isBlank()) {
-                    continue;
-                }
-                String[] f = st.trim().split(":");
-                if (f.length != 7) {
-                    throw new IllegalArgumentException("kv.bStages: '" + st + "': expected steps:twinFraction:twinNoise:"
-                            + "placeNorm:digitNoise:noiseRamp:lr");
-                }
-                try {
-                    out.add(new AnchorStage(Integer.parseInt(f[0].trim()), Double.parseDouble(f[1]), Double.parseDouble(f[2]),
-                            Double.parseDouble(f[3]), Double.parseDouble(f[4]), Integer.parseInt(f[5].trim()),
-                            Double.parseDouble(f[6])));
-                } catch (NumberFormatException e) {
-                    throw new IllegalArgumentException("kv.bStages: '" + st + "': not a number (" + e.getMessage() + ")");
-                }
-            }
-            return out;
         }
     }
 
@@ -143,21 +102,21 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      * take the units from the code, in a drop of the loss after ~1,550-1,800 steps), then 1,000 steps with NUM-MATH
      * rows back beside the twins and digit-space noise up to 0.25 (the tolerance a bridge's linear error needs), then
      * 1,000 more with twins 0.3 of the rows, which gives NUM-MATH back, and 500 at half the rate, which takes it above
-     * 90 %. One stage with everything from the first step did not learn the code (stop 15).
-     * <p>Stop 20 made it fit {@code --retrain}'s 40 minutes (it took ~110): the first stage holds its rate and decays
+     * 90 %. One stage with everything from the first step did not learn the code (2026-12-01).
+     * <p>Since 2026-12-02 it fits {@code --retrain}'s 40 minutes (it took ~110): the first stage holds its rate and decays
      * over its last quarter (a cosine must run 3,500 steps to be past the drop before its rate is gone: 2,000 cosine
      * steps ended at loss 0.59), its twins' operands are 1-2 letters instead of a key's 2-6 (the letters carry nothing
      * there, and they were most of its tokens; with OpenBLAS's AVX-512 kernel, 0.48 s a step beside another run
      * against ~1.0 with 2-6 letters and the AVX2 kernel), and the second and third stages are 1,000
-     * steps instead of 1,500 (NUM-MATH 92 % after a 300-step fourth stage, against 95 % with stop 19's 1,500s and 500).
+     * steps instead of 1,500 (NUM-MATH 92 % after a 300-step fourth stage, against 95 % with the earlier 1,500s and 500).
      */
     public static KvRecipe defaults() {
         return new KvRecipe(500, 2, 1234,
-                128, 4, 32, 1200, 3, 0.01, true, true,
-                128, 6, 16, 2400, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0, 0.25, 1, 2,
-                List.of(new AnchorStage(1000, 0.5, 0.0, 1.2, 0.25, 200, 2e-3),
-                        new AnchorStage(1000, 0.3, 0.0, 1.2, 0.25, 0, 2e-3),
-                        new AnchorStage(500, 0.3, 0.0, 1.2, 0.25, 0, 1e-3)),
+                128, 4, 32, 1200, 3, 0.01,
+                128, 6, 16, 2400, 1, 0.3, 0.1, 1.0, 1.2, 0.0, 0, 0.25, 1, 2,
+                List.of(new AnchorStage(1000, 0.5, 1.2, 0.25, 200, 2e-3),
+                        new AnchorStage(1000, 0.3, 1.2, 0.25, 0, 2e-3),
+                        new AnchorStage(500, 0.3, 1.2, 0.25, 0, 1e-3)),
                 256, 3e-3);
     }
 
@@ -167,9 +126,9 @@ public record KvRecipe(int keys, int operands, long taskSeed,
      */
     public static KvRecipe tiny() {
         return new KvRecipe(40, 2, 1234,
-                32, 2, 16, 40, 1, 0.01, true, true,
-                32, 3, 16, 30, 1, 0.3, 0.1, 1.0, true, 0.0, 0.0, true, 1.2, 0.0, 0, 0.25, 1, 2,
-                List.of(new AnchorStage(10, 0.5, 0.0, 1.2, 0.25, 5, 2e-3)),
+                32, 2, 16, 40, 1, 0.01,
+                32, 3, 16, 30, 1, 0.3, 0.1, 1.0, 1.2, 0.0, 0, 0.25, 1, 2,
+                List.of(new AnchorStage(10, 0.5, 1.2, 0.25, 5, 2e-3)),
                 16, 3e-3);
     }
 
@@ -232,57 +191,44 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         return out;
     }
 
-    /** Trains m_A (lookups made readable at the key by the aux loss) into {@code dir}. */
+    /**
+     * Trains m_A (lookups made readable at the key by the aux loss: one linear read-out per operand slot) into
+     * {@code dir}.
+     */
     public TrainLoop.Result trainAugment(KvTask t, Path dir, Path tokenizer, TrainListener listener) {
         LlamaConfig c = augmentConfig(t);
         try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, taskSeed + 10, 0.02, ScalarType.Float), ScalarType.Float)) {
             var values = t.lookupTable();
             DigitAuxObjective obj = new DigitAuxObjective(m, augmentAuxLayer, 1.0, values::get, taskSeed + 11, tokenizer)
-                    .linearReadout(augmentLinearReadout).slotReadout(augmentSlotReadout ? operands : 0);
+                    .slotReadout(operands);
             Dataset d = Dataset.of(augmentData(t), "m_A pretraining (KV-SUBS + lookups, all keys)");
             return TrainLoop.run(obj, d, null, schedule(augmentSteps, augmentWeightDecay, lr), dir.resolveSibling(dir.getFileName() + ".train"),
                     false, listener, dir);
         }
     }
 
-    /** Trains m_B on NUM-MATH (with an operand-digit aux loss at an early layer) into {@code dir}. */
+    /**
+     * Trains m_B on NUM-MATH (with an operand-digit aux loss at an early layer) into {@code dir}. With
+     * {@link #anchorStages}, the first stage trains into {@code m_B.stage0} beside {@code dir}, each next one continues
+     * from the one before, and the last one writes {@code dir}; each stage keeps its own {@code .train} log. The result
+     * is the last stage's, with the seconds and steps of all of them.
+     */
     public TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, TrainListener listener) {
-        return trainAnchor(t, dir, tokenizer, listener, AnchorDev.NONE);
-    }
-
-    /**
-     * Development options for m_B's training (KvDev's {@code -Dkv.b*} properties), off in the recipe.
-     *
-     * @param init a saved m_B of this recipe's shape to continue from ({@code -Dkv.bInit}): a fixed code at full scale
-     *     from the first step, a learned code from the table saved beside it; or null
-     * @param hint {@code > 0}: {@link DigitAuxObjective#hint}'s loss of this weight ({@code -Dkv.bHint})
-     */
-    record AnchorDev(Path init, double hint) {
-        static final AnchorDev NONE = new AnchorDev(null, 0);
-    }
-
-    /**
-     * As above, with development options ({@link AnchorDev}). With {@link #anchorStages}, the first stage trains into
-     * {@code m_B.stage0} beside {@code dir}, each next one continues from the one before, and the last one writes
-     * {@code dir}; each stage keeps its own {@code .train} log. The result is the last stage's, with the seconds and
-     * steps of all of them.
-     */
-    TrainLoop.Result trainAnchor(KvTask t, Path dir, Path tokenizer, TrainListener listener, AnchorDev opts) {
-        return trainAnchorRest(t, dir, tokenizer, listener, opts, trainAnchorFirst(t, dir, tokenizer, listener, opts));
+        return trainAnchorRest(t, dir, tokenizer, listener, trainAnchorFirst(t, dir, tokenizer, listener));
     }
 
     /**
      * m_B's first stage alone, into {@code m_B.stage0} beside {@code dir} ({@code dir} itself for a one-stage recipe).
      * Split from {@link #trainAnchorRest} so that {@code --retrain} can run it beside m_A and the rest with both cores.
      */
-    TrainLoop.Result trainAnchorFirst(KvTask t, Path dir, Path tokenizer, TrainListener listener, AnchorDev opts) {
+    TrainLoop.Result trainAnchorFirst(KvTask t, Path dir, Path tokenizer, TrainListener listener) {
         Path first = anchorStages.isEmpty() ? dir : stageDir(dir, 0);
-        return trainAnchorStage(t, first, tokenizer, listener, opts.init(), opts.hint(), firstStage(),
+        return trainAnchorStage(t, first, tokenizer, listener, null, firstStage(),
                 anchorDecayFraction, anchorTwinMinLetters, anchorTwinMaxLetters);
     }
 
     /** m_B's later stages, each from the one before (the first from {@code m_B.stage0}); the result counts all stages. */
-    TrainLoop.Result trainAnchorRest(KvTask t, Path dir, Path tokenizer, TrainListener listener, AnchorDev opts,
+    TrainLoop.Result trainAnchorRest(KvTask t, Path dir, Path tokenizer, TrainListener listener,
                                      TrainLoop.Result first) {
         int n = anchorStages.size();
         TrainLoop.Result r = first;
@@ -292,7 +238,7 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         for (int i = 0; i < n; i++) {
             Path next = i == n - 1 ? dir : stageDir(dir, i + 1);
             listener.message(String.format("m_B stage %d of %d, from %s", i + 1, n, previous.getFileName()));
-            r = trainAnchorStage(t, next, tokenizer, listener, previous, opts.hint(), anchorStages.get(i), COSINE,
+            r = trainAnchorStage(t, next, tokenizer, listener, previous, anchorStages.get(i), COSINE,
                     KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS);
             seconds += r.seconds();
             steps += r.steps();
@@ -306,24 +252,22 @@ public record KvRecipe(int keys, int operands, long taskSeed,
         return dir.resolveSibling(dir.getFileName() + ".stage" + i);
     }
 
-    /** One stage of m_B's training: from scratch ({@code init} null) or continued from a saved m_B and its code. */
-    private TrainLoop.Result trainAnchorStage(KvTask t, Path dir, Path tokenizer, TrainListener listener,
-                                              Path init, double hint, AnchorStage s, double decayFraction,
-                                              int minLetters, int maxLetters) {
+    /**
+     * One stage of m_B's training: the first from scratch ({@code previous} null), a later one continued from the
+     * previous stage's saved m_B and learned code.
+     */
+    TrainLoop.Result trainAnchorStage(KvTask t, Path dir, Path tokenizer, TrainListener listener,
+                                      Path previous, AnchorStage s, double decayFraction, int minLetters, int maxLetters) {
         LlamaConfig c = anchorConfig(t);
-        try (LlamaModel m = init != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(init, ScalarType.Float)
+        try (LlamaModel m = previous != null ? (LlamaModel) dev.calm4j.lm.LmFamilies.load(previous, ScalarType.Float)
                 : new LlamaModel(c, LlamaWeights.random(c, taskSeed + 20, 0.02, ScalarType.Float), ScalarType.Float)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, anchorAuxLayer, anchorAuxWeight, KvRecipe::parseNumber,
-                    taskSeed + 21, tokenizer, s.twinFraction(), anchorTwinCode, s.twinNoise(), anchorTwinCodeNorm,
-                    init != null ? 0 : s.steps() / 2, anchorTwinGather ? operands : 0);
-            if (init != null && anchorTwinCode && anchorTwinCodeNorm == 0) {
-                obj.continueCode(init.resolve(DigitAuxObjective.CODE_FILE));   // the learned code trains on too
+                    taskSeed + 21, tokenizer, s.twinFraction(), operands);
+            if (previous != null) {
+                obj.continueStage(previous);                  // the learned code trains on too
             }
             if (s.digitNoise() > 0) {
                 obj.digitNoise(s.digitNoise(), s.noiseRamp());
-            }
-            if (hint > 0) {
-                obj.hint(hint);
             }
             obj.twinLetters(minLetters, maxLetters);         // a key's shape draws what the default draws (tested)
             if (s.placeNorm() > 0) {

@@ -15,7 +15,7 @@ import java.util.Random;
 import java.util.Set;
 
 /**
- * The key-value arithmetic task (paper §4.1, scaled as DESIGN.md §4.1 says): {@code n} random keys of 2-6 lowercase
+ * The key-value arithmetic task (paper §4.1, scaled as docs/design.md §4.1 says): {@code n} random keys of 2-6 lowercase
  * letters, values a random permutation of 1..n, expressions over {@code operands} keys with + and -, and the three
  * datasets: KV-SUBS {@code k1+k2-k3=} -> {@code v1+v2-v3}, NUM-MATH {@code v1+v2-v3=} -> result, KV-MATH
  * {@code k1+k2-k3=} -> result. Everything is character-level over one alphabet, so both models share a tokenizer.

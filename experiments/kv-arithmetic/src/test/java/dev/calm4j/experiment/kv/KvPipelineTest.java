@@ -131,7 +131,7 @@ class KvPipelineTest {
     }
 
     @Test
-    void operandCodeIsASumOfDigitRowsWithNoisePerRow() {
+    void operandCodeIsASumOfDigitRows() {
         org.bytedeco.pytorch.Tensor code = org.bytedeco.pytorch.global.torch.arange(new org.bytedeco.pytorch.Scalar(30 * 4))
                 .to(org.bytedeco.pytorch.global.torch.ScalarType.Float).view(30, 4);
         long[][] digits = {{1, 2, 3}, {0, 0, 9}};
@@ -142,23 +142,12 @@ class KvPipelineTest {
                 assertEquals(want, got[k * 4 + c], 1e-4);
             }
         }
-        // Noise of a fraction of each row's RMS: seeded, so reproducible, and small against the rows themselves.
-        float[] n1 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, null, 0.01,
-                org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
-        float[] n2 = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits, null, 0.01,
-                org.bytedeco.pytorch.global.torch.createCPUGenerator(5)));
-        assertArrayEquals(n1, n2);
-        double diff = 0;
-        for (int i = 0; i < got.length; i++) {
-            diff = Math.max(diff, Math.abs(n1[i] - got[i]));
-        }
-        assertTrue(diff > 0 && diff < 0.01 * 3 * 5 * 120, "noise " + diff);
     }
 
     @Test
     void digitSpaceNoiseMixesOnlyTheOperandsOwnPlaceRows() {
         int d = 64;
-        org.bytedeco.pytorch.Tensor code = DigitAuxObjective.fixedCode(d, 1.0, 3);          // orthonormal rows
+        org.bytedeco.pytorch.Tensor code = orthonormalRows(d, 3);
         float[] rows = dev.calm4j.nn.Tensors.toFloats(code);
         long[][] digits = {{1, 2, 3}, {0, 0, 9}};
         float[] clean = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, digits));
@@ -194,47 +183,40 @@ class KvPipelineTest {
         }
     }
 
-    @Test
-    void fixedOperandCodeHasOrthogonalRowsOfOneNorm() {
-        float[] c = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(48, 4.0, 9));
+    /** 30 orthonormal rows of width {@code d} (Gram-Schmidt on seeded Gaussian rows): a code whose span is known. */
+    private static org.bytedeco.pytorch.Tensor orthonormalRows(int d, long seed) {
+        Random r = new Random(seed);
+        double[][] q = new double[30][d];
+        float[] flat = new float[30 * d];
         for (int i = 0; i < 30; i++) {
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j < d; j++) {
+                q[i][j] = r.nextGaussian();
+            }
+            for (int k = 0; k < i; k++) {
                 double dot = 0;
-                for (int k = 0; k < 48; k++) {
-                    dot += (double) c[i * 48 + k] * c[j * 48 + k];
+                for (int j = 0; j < d; j++) {
+                    dot += q[i][j] * q[k][j];
                 }
-                assertEquals(i == j ? 16.0 : 0.0, dot, 1e-4, "rows " + i + ", " + j);
+                for (int j = 0; j < d; j++) {
+                    q[i][j] -= dot * q[k][j];
+                }
+            }
+            double n = 0;
+            for (int j = 0; j < d; j++) {
+                n += q[i][j] * q[i][j];
+            }
+            for (int j = 0; j < d; j++) {
+                q[i][j] /= Math.sqrt(n);
+                flat[i * d + j] = (float) q[i][j];
             }
         }
-        assertArrayEquals(c, dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(48, 4.0, 9)), "seeded");
-        assertThrows(IllegalArgumentException.class, () -> DigitAuxObjective.fixedCode(16, 4.0, 9));
+        return dev.calm4j.nn.Tensors.floats(flat, 30, d);
     }
 
     /** A random m_B of the tiny recipe's shape. */
     private static dev.calm4j.lm.llama.LlamaModel tinyAnchor(dev.calm4j.lm.llama.LlamaConfig c) {
         return new dev.calm4j.lm.llama.LlamaModel(c, dev.calm4j.lm.llama.LlamaWeights.random(c, 3, 0.02,
                 org.bytedeco.pytorch.global.torch.ScalarType.Float), org.bytedeco.pytorch.global.torch.ScalarType.Float);
-    }
-
-    @Test
-    void fixedCodeTwinsTrainTheModelNotTheCodeAndSaveIt() throws Exception {
-        KvRecipe k = KvRecipe.tiny();
-        KvTask t = k.task();
-        var c = k.anchorConfig(t);
-        try (var m = tinyAnchor(c)) {
-            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 1.0, 4.0, 2, 0);
-            assertTrue(obj.parameters().keySet().stream().noneMatch(n -> n.contains("code")), "a fixed code is not trained");
-            var b = dev.calm4j.data.Batch.of(k.anchorData(t).subList(0, 8), 0);
-            for (int i = 0; i < 3; i++) {                      // the ramp's first, middle and full scale
-                double loss = obj.lossSum(b).item_double();
-                assertTrue(Double.isFinite(loss) && loss > 0, "loss " + loss);
-            }
-            obj.save(tmp.resolve("m"), null);
-            try (var st = dev.calm4j.io.Safetensors.open(tmp.resolve("m").resolve(DigitAuxObjective.CODE_FILE))) {
-                float[] saved = dev.calm4j.nn.Tensors.toFloats(st.load("code"));
-                assertArrayEquals(dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.fixedCode(c.hiddenSize(), 4.0, 5 + 17)), saved);
-            }
-        }
     }
 
     @Test
@@ -246,37 +228,11 @@ class KvPipelineTest {
             DigitAuxObjective next = learnedTwins(m, 99, 2);
             assertFalse(java.util.Arrays.equals(saved, dev.calm4j.nn.Tensors.toFloats(next.parameters().get("aux.code"))),
                     "another seed, another fresh table");
-            next.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE));
+            next.continueStage(tmp.resolve("cont"));
             assertArrayEquals(saved, dev.calm4j.nn.Tensors.toFloats(next.parameters().get("aux.code")));
-            DigitAuxObjective oneSlot = learnedTwins(m, 5, 0);
-            var e = assertThrows(IllegalArgumentException.class,
-                    () -> oneSlot.continueCode(tmp.resolve("cont").resolve(DigitAuxObjective.CODE_FILE)));
+            DigitAuxObjective oneSlot = learnedTwins(m, 5, 1);
+            var e = assertThrows(IllegalArgumentException.class, () -> oneSlot.continueStage(tmp.resolve("cont")));
             assertTrue(e.getMessage().contains("expected [30, "), e.getMessage());
-        }
-    }
-
-    @Test
-    void hintPairsEachTwinsAnswerPositionsWithItsRealRowsAndAddsAPositiveLoss() throws Exception {
-        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
-            var e1 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
-            var e2 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {7, 8}, new char[] {'+'});
-            var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e1), KvTask.numMath(e2)), 0);
-            var tw = learnedTwins(m, 5, 2).twins(b);
-            var tb = dev.calm4j.data.Batch.of(tw.examples(), 0);
-            // inputs from '=' on: "=78" and "=15", each paired with the same token of its real row
-            assertEquals(6, tw.hintSrc().length);
-            for (int k = 0; k < 6; k++) {
-                long real = b.inputs()[(int) tw.hintSrc()[k]];
-                long twin = tb.inputs()[tw.hintRow()[k] * tb.length() + tw.hintPos()[k]];
-                assertEquals(real, twin, "pair " + k);
-                assertEquals(k % 3 == 0 ? KvTask.id('=') : real, real);
-            }
-            assertEquals(b.length() + 4L, tw.hintSrc()[3], "row 1's '=' is its fifth input (BOS 7 + 8 =)");
-            double plain = learnedTwins(m, 5, 2).lossSum(b).item_double();
-            double hinted = learnedTwins(m, 5, 2).hint(0.5).lossSum(b).item_double();
-            assertTrue(hinted > plain + 1e-3, "hint term " + (hinted - plain));
-            assertThrows(IllegalStateException.class,
-                    () -> new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null).hint(1.0));
         }
     }
 
@@ -330,47 +286,6 @@ class KvPipelineTest {
     }
 
     @Test
-    void aLinearReadoutAddsTheSquaredErrorOfTheHeadsOntoOneHotDigits() throws Exception {
-        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
-            var e1 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
-            var e2 = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {907, 8}, new char[] {'+'});
-            var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e1), KvTask.numMath(e2)), 0);
-            double lmOnly = new DigitAuxObjective(m, 1, 0.0, KvRecipe::parseNumber, 5, null).lossSum(b).item_double();
-            DigitAuxObjective lin = new DigitAuxObjective(m, 1, 0.7, KvRecipe::parseNumber, 5, null).linearReadout(true);
-            double withAux = lin.lossSum(b).item_double();
-            // by hand: block 1's states at each operand's operator, through the three heads, against one-hot digits
-            var l = DigitAuxObjective.labels(b, KvRecipe::parseNumber);
-            assertEquals(4, l.positions().length);
-            double expected = 0;
-            try (var ng = new org.bytedeco.pytorch.NoGradGuard()) {
-                var ids = dev.calm4j.nn.Tensors.longs(b.inputs(), b.rows(), b.length());
-                var ctx = m.context(0, b.length(), null);
-                var h = m.layer(1, m.layer(0, m.embed(ids), ctx, null), ctx, null);
-                float[] flat = dev.calm4j.nn.Tensors.toFloats(h.contiguous());
-                int d = m.hiddenSize();
-                for (int p = 0; p < 3; p++) {
-                    float[] w = dev.calm4j.nn.Tensors.toFloats(lin.parameters().get("aux.digit" + p + ".weight").contiguous());
-                    float[] bias = dev.calm4j.nn.Tensors.toFloats(lin.parameters().get("aux.digit" + p + ".bias"));
-                    for (int k = 0; k < l.positions().length; k++) {
-                        int at = (int) l.positions()[k];
-                        for (int o = 0; o < 10; o++) {
-                            double y = bias[o];
-                            for (int j = 0; j < d; j++) {
-                                y += w[o * d + j] * flat[at * d + j];
-                            }
-                            double err = y - (o == l.digits()[k][p] ? 1 : 0);
-                            expected += err * err;
-                        }
-                    }
-                }
-            }
-            assertEquals(lmOnly + 0.7 * expected, withAux, 1e-3 * (1 + Math.abs(withAux)));
-            double ce = new DigitAuxObjective(m, 1, 0.7, KvRecipe::parseNumber, 5, null).lossSum(b).item_double();
-            assertTrue(Math.abs(ce - withAux) > 1.0, "cross entropy is not the squared error: " + ce + " vs " + withAux);
-        }
-    }
-
-    @Test
     void twinOperandsHaveTheirSetLetterCountsAndTheDefaultIsAKeysShape() throws Exception {
         try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
             List<dev.calm4j.data.Example> rows = new java.util.ArrayList<>();
@@ -413,9 +328,9 @@ class KvPipelineTest {
         return out;
     }
 
-    /** Twins only, with a learned code of noise 0.5, from {@code slots} tables (0: one code at each operator). */
+    /** Twins only, with a learned code from {@code slots} tables. */
     private static DigitAuxObjective learnedTwins(dev.calm4j.lm.llama.LlamaModel m, long seed, int slots) {
-        return new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, seed, null, 1.0, true, 0.5, 0, 0, slots);
+        return new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, seed, null, 1.0, slots);
     }
 
     @Test
@@ -424,7 +339,7 @@ class KvPipelineTest {
         KvTask t = k.task();
         var c = k.anchorConfig(t);
         try (var m = tinyAnchor(c)) {
-            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, true, 0.5, 0, 0, 2);
+            DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, 2);
             var e = new KvTask.Expr(java.util.Arrays.asList(null, null), new int[] {123, 45}, new char[] {'-'});
             var b = dev.calm4j.data.Batch.of(List.of(KvTask.numMath(e)), 0);
             var tw = obj.twins(b);
@@ -450,13 +365,13 @@ class KvPipelineTest {
             // Slot j reads rows 30 j + 10 place + digit.
             org.bytedeco.pytorch.Tensor code = org.bytedeco.pytorch.global.torch.arange(new org.bytedeco.pytorch.Scalar(60 * 2))
                     .to(org.bytedeco.pytorch.global.torch.ScalarType.Float).view(60, 2);
-            float[] got = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, tw.digits(), tw.slots(), 0, null));
+            float[] got = dev.calm4j.nn.Tensors.toFloats(DigitAuxObjective.encode(code, tw.digits(), tw.slots()));
             assertEquals((1 + 12 + 23) * 2, got[0], 1e-4);
             assertEquals((30 + 44 + 55) * 2, got[2], 1e-4);
             assertEquals(60 * c.hiddenSize(), obj.parameters().get("aux.code").numel(), "a learned table per slot");
             assertTrue(Double.isFinite(obj.lossSum(b).item_double()));
             assertThrows(IllegalArgumentException.class, () -> new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null,
-                    1.0, true, 0.5, 4.0, 0, 2), "a fixed code cannot be gathered");
+                    1.0, 0), "twins need a code of at least one slot");
         }
     }
 
@@ -465,9 +380,9 @@ class KvPipelineTest {
         // A tiny recipe with the gathered code used per place at one norm, and digit-space noise ramped in.
         KvRecipe t = KvRecipe.tiny();
         KvRecipe k = new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
-                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true, t.augmentSlotReadout(),
+                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(),
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), 10, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 5, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                t.anchorWeightDecay(), 0.5, 1.2, 0.25, 5, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
                 List.of(), t.batch(), t.lr());
         KvTask task = k.task();
         Path tok = tmp.resolve("options-tokenizer.json");
@@ -500,16 +415,16 @@ class KvPipelineTest {
     private static KvRecipe staged(int steps, double twin, double placeNorm, List<KvRecipe.AnchorStage> stages) {
         KvRecipe t = KvRecipe.tiny();
         return new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
-                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(), true, t.augmentSlotReadout(),
+                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(),
                 t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), steps, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), twin, true, 0.0, 0.0, true, placeNorm, 0.0, 0, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                t.anchorWeightDecay(), twin, placeNorm, 0.0, 0, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
                 stages, t.batch(), t.lr());
     }
 
     @Test
     void aStagedMsBIsTheChainOfItsStagesEachContinuedFromTheLast() throws Exception {
         // The recipe: 8 noiseless code-only steps, then 6 with NUM-MATH rows back and digit-space noise at another lr.
-        KvRecipe.AnchorStage later = new KvRecipe.AnchorStage(6, 0.5, 0.0, 1.2, 0.25, 3, 2e-3);
+        KvRecipe.AnchorStage later = new KvRecipe.AnchorStage(6, 0.5, 1.2, 0.25, 3, 2e-3);
         KvRecipe k = staged(8, 1.0, 1.2, List.of(later));
         KvTask task = k.task();
         Path tok = tmp.resolve("staged-tokenizer.json");
@@ -521,16 +436,11 @@ class KvPipelineTest {
         assertTrue(log.toString().contains("m_B stage 1 of 1, from m_B.stage0"), log.toString());
         assertTrue(Files.isRegularFile(KvRecipe.stageDir(dir, 0).resolve("model.safetensors")));
 
-        // The same chain by hand, as KvDev runs it: the first stage alone, then a one-stage recipe continued from it.
+        // The same chain by hand: the first stage alone (a one-stage recipe), then the later stage continued from it.
         Path byHand = tmp.resolve("byhand");
         staged(8, 1.0, 1.2, List.of()).trainAnchor(task, byHand.resolve("first"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())));
-        KvRecipe second = new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(),
-                k.augmentHeadDim(), k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), true, k.augmentSlotReadout(),
-                k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), 6, k.anchorAuxLayer(), k.anchorAuxWeight(),
-                k.anchorWeightDecay(), 0.5, true, 0.0, 0.0, true, 1.2, 0.25, 3, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
-                List.of(), k.batch(), 2e-3);
-        second.trainAnchor(task, byHand.resolve("m_B"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())),
-                new KvRecipe.AnchorDev(byHand.resolve("first"), 0));
+        k.trainAnchorStage(task, byHand.resolve("m_B"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())),
+                byHand.resolve("first"), later, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS);
         for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
             assertArrayEquals(Files.readAllBytes(byHand.resolve("m_B").resolve(f)), Files.readAllBytes(dir.resolve(f)), f);
             assertArrayEquals(Files.readAllBytes(byHand.resolve("first").resolve(f)),
@@ -546,27 +456,10 @@ class KvPipelineTest {
 
     @Test
     void badStagesAreRefusedWithTheFieldNamed() {
-        var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(0, 0.5, 0, 0, 0, 0, 1e-3));
+        var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(0, 0.5, 0, 0, 0, 1e-3));
         assertTrue(e.getMessage().contains("steps 0"), e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(10, 1.5, 0, 0, 0, 0, 1e-3));
+        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(10, 1.5, 0, 0, 0, 1e-3));
         assertTrue(e.getMessage().contains("twin fraction 1.5"), e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> KvRecipe.AnchorStage.parse("100:0.5:0:1.2:0.25:0"));
-        assertTrue(e.getMessage().contains("100:0.5:0:1.2:0.25:0") && e.getMessage().contains("noiseRamp"), e.getMessage());
-        assertEquals(List.of(new KvRecipe.AnchorStage(100, 1.0, 0, 1.2, 0, 0, 2e-3), new KvRecipe.AnchorStage(50, 0.5, 0, 1.2, 0.25, 10, 1e-3)),
-                KvRecipe.AnchorStage.parse("100:1:0:1.2:0:0:2e-3; 50:0.5:0:1.2:0.25:10:1e-3"));
-        assertEquals(List.of(), KvRecipe.AnchorStage.parse(""));
-        e = assertThrows(IllegalArgumentException.class, () -> KvRecipe.AnchorStage.parse("100:0.5:0:1.2:x:0:1e-3"));
-        assertTrue(e.getMessage().contains("'100:0.5:0:1.2:x:0:1e-3': not a number"), e.getMessage());
-        // digit-space noise in a later stage needs the learned code, as in the first
-        KvRecipe t = KvRecipe.tiny();
-        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
-                t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
-                t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                true, t.anchorTwinNoise(), 2.0, false, 0, 0, 0, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
-                List.of(new KvRecipe.AnchorStage(10, 0.5, 0, 0, 0.25, 0, 1e-3)),
-                t.batch(), t.lr()));
-        assertTrue(e.getMessage().contains("anchorStages[0]"), e.getMessage());
         // the first stage's schedule and twin letters
         KvRecipe d = KvRecipe.defaults();
         e = assertThrows(IllegalArgumentException.class, () -> withFirstStage(d, 0.0, 1, 2));
@@ -582,28 +475,20 @@ class KvPipelineTest {
     /** {@code k} with its first m_B stage's decay fraction and twin letters replaced. */
     private static KvRecipe withFirstStage(KvRecipe k, double decay, int minLetters, int maxLetters) {
         return new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(), k.augmentHeadDim(),
-                k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(), k.augmentLinearReadout(), k.augmentSlotReadout(),
+                k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(),
                 k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), k.anchorSteps(), k.anchorAuxLayer(), k.anchorAuxWeight(),
-                k.anchorWeightDecay(), k.anchorTwinFraction(), k.anchorTwinCode(), k.anchorTwinNoise(), k.anchorTwinCodeNorm(),
-                k.anchorTwinGather(), k.anchorPlaceNorm(), k.anchorDigitNoise(), k.anchorNoiseRamp(), decay, minLetters,
-                maxLetters, k.anchorStages(), k.batch(), k.lr());
+                k.anchorWeightDecay(), k.anchorTwinFraction(), k.anchorPlaceNorm(), k.anchorDigitNoise(), k.anchorNoiseRamp(),
+                decay, minLetters, maxLetters, k.anchorStages(), k.batch(), k.lr());
     }
 
     @Test
-    void theRecipeRefusesCodeOptionsWithoutTheLearnedCodeAndNonsenseValues() {
+    void theRecipeRefusesNonsenseValues() {
         KvRecipe t = KvRecipe.tiny();
         var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
                 t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
+                t.augmentWeightDecay(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
                 t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                t.anchorTwinCode(), t.anchorTwinNoise(), 2.0, false, 1.2, 0.25, 20, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
-                List.of(), t.batch(), t.lr()));
-        assertTrue(e.getMessage().contains("anchorPlaceNorm"), e.getMessage());     // a fixed code (norm 2) has no places to norm
-        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
-                t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.augmentLinearReadout(), t.augmentSlotReadout(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
-                t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                t.anchorTwinCode(), t.anchorTwinNoise(), 0.0, true, 1.2, -0.25, 20, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                1.2, -0.25, 20, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
                 List.of(), t.batch(), t.lr()));
         assertTrue(e.getMessage().contains("digit noise -0.25"), e.getMessage());
     }
