@@ -272,7 +272,7 @@ public final class KvExperiment {
                 List<Example> probeTest, List<KvTask.Expr> heldOutKeyExprs) {}
 
     Data data(KvTask t) {
-        Random r = new Random(cfg.recipe().taskSeed() + 100);
+        Random r = new Random(cfg.recipe().task().seed() + 100);
         List<String> in = t.heldInKeys();
         List<String> out = t.heldOutKeys();
         List<KvTask.Expr> dc = t.exprs(in, cfg.data().compositionExamples(), Set.of(), r);
@@ -339,7 +339,7 @@ public final class KvExperiment {
                     return String.format("  m_B's first stage: loss %.4f, %.0f s", first[0].finalLoss(), first[0].seconds());
                 });
         Parallel.run(jobs, cfg.jobs(), log::println);
-        if (!cfg.recipe().anchorStages().isEmpty()) {
+        if (cfg.recipe().anchor().stages().size() > 1) {
             log.println("pretraining m_B's later stages ...");
             var rb = cfg.recipe().trainAnchorRest(t, b, tok, listener("m_B", true), first[0]);
             log.printf("  m_B: loss %.4f, %.0f s in all%n", rb.finalLoss(), rb.seconds());
@@ -352,7 +352,7 @@ public final class KvExperiment {
     public ObjectNode run() throws IOException {
         long t0 = System.nanoTime();
         Files.createDirectories(cfg.out());
-        KvTask t = cfg.recipe().task();
+        KvTask t = cfg.recipe().kvTask();
         Data d = data(t);
         writeData(t, d);
         Path[] bases = baseModels(t);
@@ -379,7 +379,7 @@ public final class KvExperiment {
                         100 * p.valueAccuracy(), 100 * p.digitAccuracy()[0], 100 * p.digitAccuracy()[1], 100 * p.digitAccuracy()[2]);
             }
             // The anchor side: with the true operands added where the bridges write, does m_B do the arithmetic?
-            int oracleLayer = cfg.recipe().anchorAuxLayer();
+            int oracleLayer = cfg.recipe().anchor().auxLayer();
             List<KvTask.Expr> oracleSet = d.heldOutKeyExprs().subList(0, Math.min(200, d.heldOutKeyExprs().size()));
             Path codeFile = bDir.resolve(DigitAuxObjective.CODE_FILE);
             Tensor code = null;

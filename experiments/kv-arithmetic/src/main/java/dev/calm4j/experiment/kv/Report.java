@@ -73,6 +73,7 @@ final class Report {
         AtomicFiles.writeString(cfg.out().resolve("config.json"), KvExperiment.JSON.writeValueAsString(cfg.toJson()) + "\n");
         StringBuilder r = new StringBuilder();
         KvRecipe k = cfg.recipe();
+        KvRecipe.Stage firstStage = k.anchor().stages().get(0);
         r.append("# calm4j: key-value arithmetic (CALM paper §4.1, Table 1)\n\n");
         r.append(String.format("%d keys of 2–6 letters, values a permutation of 1..%d, expressions of %d keys with + and −, "
                 + "character-level tokens in natural digit order. m_A: Llama d%d × %d layers; m_B: Llama d%d × %d layers. "
@@ -80,7 +81,8 @@ final class Report {
                 + "(lr %s, %s; %s) on %d KV-MATH examples over the 20 %% composition keys plus %d NUM-MATH examples (D_C; no example "
                 + "shows a key's value). Seeds %s. Accuracy is greedy exact match "
                 + "(the answer and EOS), mean over seeds, with the 95 %% Wilson interval of the pooled examples.\n\n",
-                k.keys(), k.keys(), k.operands(), k.augmentHidden(), k.augmentLayers(), k.anchorHidden(), k.anchorLayers(),
+                k.task().keys(), k.task().keys(), k.task().operands(), k.augment().shape().hidden(), k.augment().shape().layers(),
+                k.anchor().shape().hidden(), k.anchor().shape().layers(),
                 cfg.bridges().connections(), cfg.bridges().heads(), results.path("bridge_parameters").asLong(),
                 cfg.bridges().queryInit() == 0 ? "queries starting at zero"
                         : "queries drawn at " + cfg.bridges().queryInit() + " × nn.Linear's init scale (the output projection starts at zero)",
@@ -138,16 +140,16 @@ final class Report {
                 + "operators would otherwise mix their values symmetrically)"
                 + ". Without it, a small m_A looks values up lazily, only where it "
                 + "writes them, and nothing about a held-out key is readable at the key (docs/design.md §4.1). m_B is "
-                + "pretrained on NUM-MATH with the same operand-digit aux loss at block " + k.anchorAuxLayer() + ", and "
-                + "with operand-blind twins: a fraction " + k.anchorTwinFraction() + " of the rows is rewritten with random "
-                + "letter strings in place of the numbers, and above block " + k.anchorAuxLayer() + " those rows get "
+                + "pretrained on NUM-MATH with the same operand-digit aux loss at block " + k.anchor().auxLayer() + ", and "
+                + "with operand-blind twins: a fraction " + firstStage.twinFraction() + " of the rows is rewritten with random "
+                + "letter strings in place of the numbers, and above block " + k.anchor().auxLayer() + " those rows get "
                 + "a learned linear code of every operand's digits added at the `=` and at every position after it "
                 + "(one [30, D] table per operand slot, trained with m_B, one row per place and digit"
-                + (k.anchorPlaceNorm() > 0 ? ", used centred with each place at RMS norm " + k.anchorPlaceNorm()
+                + (firstStage.placeNorm() > 0 ? ", used centred with each place at RMS norm " + firstStage.placeNorm()
                     + " so that no place can shrink" : "")
-                + (k.anchorDigitNoise() > 0 ? "; noise in digit space, each place a mixture of its ten rows with "
-                    + "weights one-hot + N(0, s^2), s drawn per operand up to " + k.anchorDigitNoise()
-                    + " (ramped in over " + k.anchorNoiseRamp() + " steps), the kind of error a linear bridge makes" : "")
+                + (firstStage.digitNoise() > 0 ? "; noise in digit space, each place a mixture of its ten rows with "
+                    + "weights one-hot + N(0, s^2), s drawn per operand up to " + firstStage.digitNoise()
+                    + " (ramped in over " + firstStage.noiseRamp() + " steps), the kind of error a linear bridge makes" : "")
                 + "; saved as `m_B/operand_code.safetensors` for the anchor check, which adds it the same way), "
                 + stages(k)
                 + "so m_B learns to do the arithmetic from values added at the operators with letters in between: what "
@@ -341,25 +343,27 @@ final class Report {
 
     /** m_B's later stages in words, or "" for a one-stage recipe. */
     static String stages(KvRecipe k) {
-        if (k.anchorStages().isEmpty()) {
+        KvRecipe.Stage first = k.anchor().stages().get(0);
+        List<KvRecipe.Stage> later = k.anchor().stages().subList(1, k.anchor().stages().size());
+        if (later.isEmpty()) {
             return "";
         }
-        boolean keyShaped = k.anchorTwinMinLetters() == KvTask.KEY_MIN_LETTERS && k.anchorTwinMaxLetters() == KvTask.KEY_MAX_LETTERS;
-        StringBuilder b = new StringBuilder("trained for " + k.anchorSteps() + " steps with twins " + k.anchorTwinFraction()
-                + " of the rows" + (keyShaped ? "" : " (operands of " + k.anchorTwinMinLetters() + "-"
-                        + k.anchorTwinMaxLetters() + " letters)")
-                + (k.anchorDecayFraction() < 1 ? ", the peak rate held and decayed over the last "
-                        + Math.round(100 * k.anchorDecayFraction()) + " % of the steps" : "")
-                + (k.anchorDigitNoise() > 0 ? "" : " and no noise")
-                + ", then continued in " + k.anchorStages().size() + " more stage" + (k.anchorStages().size() > 1 ? "s" : "") + " (");
-        for (int i = 0; i < k.anchorStages().size(); i++) {
-            KvRecipe.AnchorStage s = k.anchorStages().get(i);
+        boolean keyShaped = first.twinMinLetters() == KvTask.KEY_MIN_LETTERS && first.twinMaxLetters() == KvTask.KEY_MAX_LETTERS;
+        StringBuilder b = new StringBuilder("trained for " + first.steps() + " steps with twins " + first.twinFraction()
+                + " of the rows" + (keyShaped ? "" : " (operands of " + first.twinMinLetters() + "-"
+                        + first.twinMaxLetters() + " letters)")
+                + (first.decayFraction() < 1 ? ", the peak rate held and decayed over the last "
+                        + Math.round(100 * first.decayFraction()) + " % of the steps" : "")
+                + (first.digitNoise() > 0 ? "" : " and no noise")
+                + ", then continued in " + later.size() + " more stage" + (later.size() > 1 ? "s" : "") + " (");
+        for (int i = 0; i < later.size(); i++) {
+            KvRecipe.Stage s = later.get(i);
             b.append(i > 0 ? "; " : "").append(s.steps()).append(" steps, twins ").append(s.twinFraction()).append(" of the rows")
                     .append(s.placeNorm() > 0 ? ", places at norm " + s.placeNorm() : "")
                     .append(s.digitNoise() > 0 ? ", digit-space noise up to " + s.digitNoise() + " ramped in over "
                             + s.noiseRamp() + " steps" : "")
                     .append(", peak lr ").append(s.lr());
         }
-        return b.append("; `kv_recipe.json`'s `anchorStages`), ").toString();
+        return b.append("; `kv_recipe.json`'s `anchor.stages`), ").toString();
     }
 }

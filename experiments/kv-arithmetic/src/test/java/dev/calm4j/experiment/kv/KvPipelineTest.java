@@ -221,7 +221,7 @@ class KvPipelineTest {
 
     @Test
     void aContinuedRunTrainsOnFromTheSavedLearnedCode() throws Exception {
-        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().kvTask()))) {
             DigitAuxObjective first = learnedTwins(m, 5, 2);
             first.save(tmp.resolve("cont"), null);
             float[] saved = dev.calm4j.nn.Tensors.toFloats(first.parameters().get("aux.code"));
@@ -238,7 +238,7 @@ class KvPipelineTest {
 
     @Test
     void aPerPlaceNormalisedCodeGivesEveryPlaceCentredRowsOfOneNormAndIsWhatIsSaved() throws Exception {
-        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().kvTask()))) {
             DigitAuxObjective obj = learnedTwins(m, 5, 2).placeNorm(2.5);
             float[] raw = dev.calm4j.nn.Tensors.toFloats(obj.parameters().get("aux.code"));
             obj.save(tmp.resolve("pn"), null);
@@ -273,7 +273,7 @@ class KvPipelineTest {
                     }
                 }
             }
-            var b = dev.calm4j.data.Batch.of(KvRecipe.tiny().anchorData(KvRecipe.tiny().task()).subList(0, 8), 0);
+            var b = dev.calm4j.data.Batch.of(KvRecipe.tiny().anchorData(KvRecipe.tiny().kvTask()).subList(0, 8), 0);
             obj.parameters().get("aux.code").set_requires_grad(true);     // as TrainLoop does for every parameter
             org.bytedeco.pytorch.Tensor loss = obj.lossSum(b);
             loss.backward();
@@ -287,7 +287,7 @@ class KvPipelineTest {
 
     @Test
     void twinOperandsHaveTheirSetLetterCountsAndTheDefaultIsAKeysShape() throws Exception {
-        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().task()))) {
+        try (var m = tinyAnchor(KvRecipe.tiny().anchorConfig(KvRecipe.tiny().kvTask()))) {
             List<dev.calm4j.data.Example> rows = new java.util.ArrayList<>();
             java.util.Random r = new java.util.Random(3);
             for (int i = 0; i < 64; i++) {
@@ -336,7 +336,7 @@ class KvPipelineTest {
     @Test
     void gatheredTwinsPutEveryOperandsCodeFromTheEqualsOnFromItsOwnSlot() throws Exception {
         KvRecipe k = KvRecipe.tiny();
-        KvTask t = k.task();
+        KvTask t = k.kvTask();
         var c = k.anchorConfig(t);
         try (var m = tinyAnchor(c)) {
             DigitAuxObjective obj = new DigitAuxObjective(m, 1, 0.3, KvRecipe::parseNumber, 5, null, 1.0, 2);
@@ -379,12 +379,9 @@ class KvPipelineTest {
     void theRecipesCodeOptionsReachMsBTraining() throws Exception {
         // A tiny recipe with the gathered code used per place at one norm, and digit-space noise ramped in.
         KvRecipe t = KvRecipe.tiny();
-        KvRecipe k = new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
-                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(),
-                t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), 10, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), 0.5, 1.2, 0.25, 5, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
-                List.of(), t.batch(), t.lr());
-        KvTask task = k.task();
+        KvRecipe k = t.withAnchorStages(List.of(new KvRecipe.Stage(10, 0.5, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
+                1.2, 0.25, 5, 3e-3, KvRecipe.COSINE)));
+        KvTask task = k.kvTask();
         Path tok = tmp.resolve("options-tokenizer.json");
         task.writeTokenizer(tok);
         ByteArrayOutputStream log = new ByteArrayOutputStream();
@@ -412,21 +409,26 @@ class KvPipelineTest {
     }
 
     /** A tiny recipe whose m_B has the given first-stage twin fraction, place norm and later stages. */
-    private static KvRecipe staged(int steps, double twin, double placeNorm, List<KvRecipe.AnchorStage> stages) {
-        KvRecipe t = KvRecipe.tiny();
-        return new KvRecipe(t.keys(), t.operands(), t.taskSeed(), t.augmentHidden(), t.augmentLayers(),
-                t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(), t.augmentWeightDecay(),
-                t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(), steps, t.anchorAuxLayer(), t.anchorAuxWeight(),
-                t.anchorWeightDecay(), twin, placeNorm, 0.0, 0, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
-                stages, t.batch(), t.lr());
+    private static KvRecipe staged(int steps, double twin, double placeNorm, List<KvRecipe.Stage> later) {
+        List<KvRecipe.Stage> stages = new java.util.ArrayList<>();
+        stages.add(new KvRecipe.Stage(steps, twin, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS, placeNorm, 0.0, 0, 3e-3,
+                KvRecipe.COSINE));
+        stages.addAll(later);
+        return KvRecipe.tiny().withAnchorStages(stages);
+    }
+
+    /** A later stage of m_B: key-shaped twins, a cosine. */
+    private static KvRecipe.Stage later(int steps, double twin, double placeNorm, double noise, int ramp, double lr) {
+        return new KvRecipe.Stage(steps, twin, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS, placeNorm, noise, ramp, lr,
+                KvRecipe.COSINE);
     }
 
     @Test
     void aStagedMsBIsTheChainOfItsStagesEachContinuedFromTheLast() throws Exception {
         // The recipe: 8 noiseless code-only steps, then 6 with NUM-MATH rows back and digit-space noise at another lr.
-        KvRecipe.AnchorStage later = new KvRecipe.AnchorStage(6, 0.5, 1.2, 0.25, 3, 2e-3);
+        KvRecipe.Stage later = later(6, 0.5, 1.2, 0.25, 3, 2e-3);
         KvRecipe k = staged(8, 1.0, 1.2, List.of(later));
-        KvTask task = k.task();
+        KvTask task = k.kvTask();
         Path tok = tmp.resolve("staged-tokenizer.json");
         task.writeTokenizer(tok);
         ByteArrayOutputStream log = new ByteArrayOutputStream();
@@ -440,7 +442,7 @@ class KvPipelineTest {
         Path byHand = tmp.resolve("byhand");
         staged(8, 1.0, 1.2, List.of()).trainAnchor(task, byHand.resolve("first"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())));
         k.trainAnchorStage(task, byHand.resolve("m_B"), tok, TrainListener.messagesTo(new PrintStream(OutputStream.nullOutputStream())),
-                byHand.resolve("first"), later, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS);
+                byHand.resolve("first"), later);
         for (String f : List.of("model.safetensors", DigitAuxObjective.CODE_FILE)) {
             assertArrayEquals(Files.readAllBytes(byHand.resolve("m_B").resolve(f)), Files.readAllBytes(dir.resolve(f)), f);
             assertArrayEquals(Files.readAllBytes(byHand.resolve("first").resolve(f)),
@@ -456,16 +458,16 @@ class KvPipelineTest {
 
     @Test
     void badStagesAreRefusedWithTheFieldNamed() {
-        var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(0, 0.5, 0, 0, 0, 1e-3));
+        var e = assertThrows(IllegalArgumentException.class, () -> later(0, 0.5, 0, 0, 0, 1e-3));
         assertTrue(e.getMessage().contains("steps 0"), e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe.AnchorStage(10, 1.5, 0, 0, 0, 1e-3));
+        e = assertThrows(IllegalArgumentException.class, () -> later(10, 1.5, 0, 0, 0, 1e-3));
         assertTrue(e.getMessage().contains("twin fraction 1.5"), e.getMessage());
         // the first stage's schedule and twin letters
         KvRecipe d = KvRecipe.defaults();
         e = assertThrows(IllegalArgumentException.class, () -> withFirstStage(d, 0.0, 1, 2));
-        assertTrue(e.getMessage().contains("anchorDecayFraction") && e.getMessage().contains("got 0.0"), e.getMessage());
+        assertTrue(e.getMessage().contains("decayFraction") && e.getMessage().contains("got 0.0"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> withFirstStage(d, 0.25, 0, 2));
-        assertTrue(e.getMessage().contains("anchorTwinMinLetters") && e.getMessage().contains("got 0 and 2"), e.getMessage());
+        assertTrue(e.getMessage().contains("twinMinLetters") && e.getMessage().contains("got 0 and 2"), e.getMessage());
         assertEquals(d, withFirstStage(d, 0.25, 1, 2), "the defaults: held rate, decay over the last quarter, 1-2 letters");
         String words = Report.stages(d);
         assertTrue(words.startsWith("trained for 2400 steps with twins 1.0 of the rows (operands of 1-2 letters), the peak "
@@ -474,22 +476,31 @@ class KvPipelineTest {
 
     /** {@code k} with its first m_B stage's decay fraction and twin letters replaced. */
     private static KvRecipe withFirstStage(KvRecipe k, double decay, int minLetters, int maxLetters) {
-        return new KvRecipe(k.keys(), k.operands(), k.taskSeed(), k.augmentHidden(), k.augmentLayers(), k.augmentHeadDim(),
-                k.augmentSteps(), k.augmentAuxLayer(), k.augmentWeightDecay(),
-                k.anchorHidden(), k.anchorLayers(), k.anchorHeadDim(), k.anchorSteps(), k.anchorAuxLayer(), k.anchorAuxWeight(),
-                k.anchorWeightDecay(), k.anchorTwinFraction(), k.anchorPlaceNorm(), k.anchorDigitNoise(), k.anchorNoiseRamp(),
-                decay, minLetters, maxLetters, k.anchorStages(), k.batch(), k.lr());
+        List<KvRecipe.Stage> stages = new java.util.ArrayList<>(k.anchor().stages());
+        KvRecipe.Stage f = stages.get(0);
+        stages.set(0, new KvRecipe.Stage(f.steps(), f.twinFraction(), minLetters, maxLetters, f.placeNorm(), f.digitNoise(),
+                f.noiseRamp(), f.lr(), decay));
+        return k.withAnchorStages(stages);
+    }
+
+    @Test
+    void theShippedModelsStampIsTheRecipeAndARecipeRoundTripsThroughJson() throws Exception {
+        // the tests run in the module's folder; the stamp is what --retrain wrote beside the shipped models
+        Path stamp = Path.of("models", "kv_recipe.json");
+        assertEquals(KvRecipe.defaults(), KvRecipe.read(Files.readAllBytes(stamp), stamp.toString()));
+        assertEquals(KvRecipe.tiny(), KvRecipe.read(KvRecipe.tiny().toJson().getBytes(java.nio.charset.StandardCharsets.UTF_8), "tiny"));
+        var e = assertThrows(dev.calm4j.Calm4jException.class, () -> KvRecipe.read(
+                KvRecipe.defaults().toJson().replace("\"keys\" : 500", "\"keys\" : 1").getBytes(java.nio.charset.StandardCharsets.UTF_8),
+                "edited.json"));
+        assertTrue(e.getMessage().startsWith("edited.json: not a key-value recipe") && e.getMessage().contains("keys 1"),
+                e.getMessage());
     }
 
     @Test
     void theRecipeRefusesNonsenseValues() {
         KvRecipe t = KvRecipe.tiny();
-        var e = assertThrows(IllegalArgumentException.class, () -> new KvRecipe(t.keys(), t.operands(), t.taskSeed(),
-                t.augmentHidden(), t.augmentLayers(), t.augmentHeadDim(), t.augmentSteps(), t.augmentAuxLayer(),
-                t.augmentWeightDecay(), t.anchorHidden(), t.anchorLayers(), t.anchorHeadDim(),
-                t.anchorSteps(), t.anchorAuxLayer(), t.anchorAuxWeight(), t.anchorWeightDecay(), t.anchorTwinFraction(),
-                1.2, -0.25, 20, KvRecipe.COSINE, KvTask.KEY_MIN_LETTERS, KvTask.KEY_MAX_LETTERS,
-                List.of(), t.batch(), t.lr()));
+        var e = assertThrows(IllegalArgumentException.class, () -> t.withAnchorStages(List.of(
+                new KvRecipe.Stage(30, 1.0, 1, 2, 1.2, -0.25, 20, 3e-3, 0.25))));
         assertTrue(e.getMessage().contains("digit noise -0.25"), e.getMessage());
     }
 
