@@ -1,3 +1,5 @@
+# Shared helpers of the KV diagnostics. make_golden.py and make_calm_golden.py live in the repository's tools/:
+# run every diagnostic from the repository root with PYTHONPATH=tools (README.md).
 import sys, json, torch, numpy as np
 import os; sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import make_golden as mg, make_calm_golden as cg

@@ -1,5 +1,5 @@
 # Per-digit view of the anchor check: on held-out-key KV-MATH, add m_B's operand code of the true values at the
-# operators after block LB (the oracle of tools/kv_diag/codeinject.py) and count exact answers, answers within 10,
+# operators after block LB (the oracle of codeinject.py) and count exact answers, answers within 10,
 # and the hundreds/tens/units digits right; beside it, m_B on the same sums written as digits (NUM-MATH).
 # usage: oracledigits.py MODELS_DIR(m_A, m_B) RUN_DATA_DIR [N] [LB]
 import os, sys
