@@ -14,7 +14,6 @@ import dev.calm4j.lm.ModelConfig;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -33,16 +32,7 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         if (augments.isEmpty()) {
             throw new Calm4jException("a composition needs at least one --augment DIR");
         }
-        int[] depths = augments.stream().mapToInt(ModelConfig::numHiddenLayers).toArray();
-        List<Connection> list = new ArrayList<>();
-        if (connections == null) {
-            for (int a = 0; a < augments.size(); a++) {
-                list.addAll(CompositionPlan.paperDefault(a, depths[a], anchor.numHiddenLayers()));
-            }
-        } else {
-            list.addAll(CompositionPlan.parse(connections));
-        }
-        CompositionPlan plan = new CompositionPlan(list);
+        CompositionPlan plan = CompositionPlan.resolve(connections, anchor, augments);
         int h = heads == null ? anchor.numAttentionHeads() : heads;
         try {
             plan.check(anchor, augments, augmentDirs.stream().map(Path::toString).toList(), h, mode);
@@ -93,7 +83,7 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         ObjectNode o = m.createObjectNode();
         o.put("mode", mode.jsonName());
         o.put("heads", heads);
-        o.put("connections", spec(plan));
+        o.put("connections", plan.spec());
         ArrayNode b = o.putArray("bridges");
         for (int k = 0; k < plan.size(); k++) {
             Connection c = plan.get(k);
@@ -114,13 +104,6 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         return m.createObjectNode().put("path", dir.toString()).put("model_type", c.modelType())
                 .put("layers", c.numHiddenLayers()).put("hidden_size", c.hiddenSize())
                 .put("parameters", c.parameterCount());
-    }
-
-    /** The plan as --connections accepts it: "3->5,7->11", or "0:3->5,1:2->9" with several augments. */
-    static String spec(CompositionPlan plan) {
-        boolean several = plan.connections().stream().anyMatch(c -> c.augment() != 0);
-        return String.join(",", plan.connections().stream()
-                .map(c -> (several ? c.augment() + ":" : "") + c.augmentLayer() + "->" + c.anchorLayer()).toList());
     }
 
     static String describe(Path dir, ModelConfig c) {

@@ -1,9 +1,7 @@
 package dev.calm4j.cli;
 
-import dev.calm4j.Calm4jException;
 import dev.calm4j.data.DataRules;
 import dev.calm4j.data.Dataset;
-import dev.calm4j.data.Example;
 import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.tokenize.Tokenizer;
 import picocli.CommandLine.Option;
@@ -24,9 +22,7 @@ final class DataOptions {
     boolean noBos;
 
     DataRules rules(ModelConfig c, boolean separatePrompt) {
-        Integer eos = noEos || c.eosTokenIds().isEmpty() ? null : c.eosTokenIds().get(0);
-        Integer bos = noBos || c.bosTokenId() < 0 ? null : c.bosTokenId();
-        return new DataRules(c.maxPositionEmbeddings(), c.vocabSize(), eos, bos, separatePrompt);
+        return DataRules.forModel(c, !noEos, !noBos, separatePrompt);
     }
 
     /** These flags as typed, to repeat them in a suggested command ("" when none). */
@@ -44,17 +40,7 @@ final class DataOptions {
      * {@code noTokenizerHint} appended: where this command takes its tokenizer from.
      */
     static Dataset read(Path file, Tokenizer tok, DataRules rules, String noTokenizerHint) {
-        if (file == null) {
-            return null;
-        }
-        try {
-            return Dataset.read(file, tok, rules);
-        } catch (Calm4jException e) {
-            if (tok == null && e.getMessage().contains("needs a tokenizer.json")) {
-                throw new Calm4jException(e.getMessage() + " (" + noTokenizerHint + ")");
-            }
-            throw e;
-        }
+        return file == null ? null : Dataset.read(file, tok, rules, noTokenizerHint);
     }
 
     /** The hint for {@link #read} when the tokenizer comes from a model folder. */
@@ -64,23 +50,8 @@ final class DataOptions {
 
     /** In separate-prompt mode every augment reads the examples' augment ids: they must lie in its vocabulary. */
     static void checkAugmentVocab(Dataset data, List<? extends ModelConfig> augments) {
-        if (data == null) {
-            return;
-        }
-        for (Example e : data.examples()) {
-            long[] ids = e.augmentIds();
-            if (ids == null) {
-                return;
-            }
-            for (int a = 0; a < augments.size(); a++) {
-                int v = augments.get(a).vocabSize();
-                for (int i = 0; i < ids.length; i++) {
-                    if (ids[i] >= v) {
-                        throw new Calm4jException(data.source() + ":" + e.line() + ": augment prompt token " + i + " is id "
-                                + ids[i] + ", outside augment " + a + "'s vocabulary [0, " + v + ")");
-                    }
-                }
-            }
+        if (data != null) {
+            data.checkAugmentVocab(augments);
         }
     }
 

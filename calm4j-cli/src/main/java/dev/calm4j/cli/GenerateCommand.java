@@ -148,36 +148,22 @@ final class GenerateCommand implements Callable<Integer> {
             Generator.SessionFactory sessions = (b, max) -> LmSession.cached(lm, b, max);
             if (loaded.calm() != null) {
                 CalmModel calm = loaded.calm().model();
-                List<long[][]> augPrompts = null;
-                if (calm.mode() == Mode.SEPARATE_PROMPT) {
-                    augPrompts = new ArrayList<>();
-                    for (int a = 0; a < calm.augments().size(); a++) {
-                        long[][] rows = new long[batch.size()][];
-                        long[] own = null;
-                        if (augmentPrompts != null && !augmentPrompts.isEmpty()) {
-                            if (tok == null) {
-                                throw new Calm4jException(modelDir.resolve("tokenizer.json")
-                                        + ": tokenizer missing, needed to encode --augment-prompt");
-                            }
-                            own = withBos(tok.encode(augmentPrompts.get(a)), bos);
-                            if (own.length == 0) {
-                                throw new Calm4jException("--augment-prompt " + a + " is empty");
-                            }
+                List<long[]> own = null;
+                if (calm.mode() == Mode.SEPARATE_PROMPT && augmentPrompts != null && !augmentPrompts.isEmpty()) {
+                    if (tok == null) {
+                        throw new Calm4jException(modelDir.resolve("tokenizer.json")
+                                + ": tokenizer missing, needed to encode --augment-prompt");
+                    }
+                    own = new ArrayList<>();
+                    for (int a = 0; a < augmentPrompts.size(); a++) {
+                        long[] ids = withBos(tok.encode(augmentPrompts.get(a)), bos);
+                        if (ids.length == 0) {
+                            throw new Calm4jException("--augment-prompt " + a + " is empty");
                         }
-                        int vocab = calm.augments().get(a).config().vocabSize();
-                        for (int r = 0; r < rows.length; r++) {
-                            rows[r] = own != null ? own : batch.get(r);
-                            for (long id : rows[r]) {
-                                if (id < 0 || id >= vocab) {
-                                    throw new Calm4jException("augment prompt " + a + ": token id " + id
-                                            + " is outside augment " + a + "'s vocabulary [0, " + vocab + ")");
-                                }
-                            }
-                        }
-                        augPrompts.add(rows);
+                        own.add(ids);
                     }
                 }
-                final List<long[][]> ap = augPrompts;
+                List<long[][]> ap = CalmSession.augmentPrompts(calm, batch, own);
                 sessions = (b, max) -> CalmSession.cached(calm, b, max, ap);
             }
             Set<Integer> stop = ignoreEos ? Set.of() : new HashSet<>(lm.config().eosTokenIds());
@@ -232,13 +218,7 @@ final class GenerateCommand implements Callable<Integer> {
 
     /** With --add-bos, the ids with the model's BOS in front (unless already there or the model has none). */
     private long[] withBos(long[] ids, int bos) {
-        if (!addBos || bos < 0 || (ids.length > 0 && ids[0] == bos)) {
-            return ids;
-        }
-        long[] out = new long[ids.length + 1];
-        out[0] = bos;
-        System.arraycopy(ids, 0, out, 1, ids.length);
-        return out;
+        return addBos ? Generator.withBos(ids, bos) : ids;
     }
 
     private Sampler sampler() {

@@ -149,7 +149,7 @@ final class LoraCommand implements Callable<Integer> {
                 if (comp != null) {
                     long bridges = comp.bridgeParameters();
                     o.printf("bridges         %,d parameters (%s, %d bridge(s) from %d augment(s)); LoRA/bridges = %.3f%n",
-                            bridges, Compositions.spec(comp.plan()), comp.plan().size(), comp.augments().size(),
+                            bridges, comp.plan().spec(), comp.plan().size(), comp.augments().size(),
                             (double) lora.parameterCount() / bridges);
                 }
                 o.printf("train data      %s%n", DataOptions.describe(trainData));

@@ -99,7 +99,7 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
             CalmModel m = l.model();
             String desc = String.format("anchor %s + %s via bridges %s (%s, %s, %,d bridge parameters)", anchorDir,
                     effectiveAugments().size() == 1 ? "augment " + effectiveAugments().get(0)
-                            : "augments " + effectiveAugments(), bridgesDir, m.mode().jsonName(), Compositions.spec(m.plan()),
+                            : "augments " + effectiveAugments(), bridgesDir, m.mode().jsonName(), m.plan().spec(),
                     m.bridgeParameterCount());
             return new Loaded(m.anchor(), null, l, EvalModel.of(m), desc);
         }

@@ -28,8 +28,18 @@ public final class BridgeCheckpoint {
 
     private BridgeCheckpoint() {}
 
-    /** Base models, bridges and the config they were loaded with; closing frees all of them. */
-    public record Loaded(CalmModel model, CalmConfig config) implements AutoCloseable {
+    /**
+     * Base models, bridges and the config they were loaded with; closing frees all of them.
+     *
+     * @param anchorDir the folder the anchor was loaded from
+     * @param augmentDirs the folders the augments were loaded from, in the checkpoint's order
+     */
+    public record Loaded(CalmModel model, CalmConfig config, Path anchorDir, List<Path> augmentDirs)
+            implements AutoCloseable {
+        public Loaded {
+            augmentDirs = List.copyOf(augmentDirs);
+        }
+
         @Override
         public void close() {
             model.close();
@@ -110,7 +120,8 @@ public final class BridgeCheckpoint {
             plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(),
                     augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode());
             List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg.heads(), dtype);
-            return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads()), cfg);
+            return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads()), cfg, anchorPath,
+                    augPaths);
         } catch (RuntimeException e) {
             anchor.close();
             augments.forEach(CausalLm::close);

@@ -47,6 +47,25 @@ public record CompositionPlan(List<Connection> connections) {
     }
 
     /**
+     * The plan for these models: {@code connections} parsed ({@link #parse}), or, when it is null, the paper's default
+     * ({@link #paperDefault}) for every augment in turn. Not yet checked against the models: see {@link #check}.
+     *
+     * @param connections "3->5,7->11" / "0:3->5,1:2->9", or null for the paper's default
+     * @throws Calm4jException when {@code connections} does not parse, or names a connection twice
+     */
+    public static CompositionPlan resolve(String connections, ModelConfig anchor, List<? extends ModelConfig> augments) {
+        List<Connection> list = new ArrayList<>();
+        if (connections == null) {
+            for (int a = 0; a < augments.size(); a++) {
+                list.addAll(paperDefault(a, augments.get(a).numHiddenLayers(), anchor.numHiddenLayers()));
+            }
+        } else {
+            list.addAll(parse(connections));
+        }
+        return new CompositionPlan(list);
+    }
+
+    /**
      * Parses {@code "3->5,7->11"} (augment 0) or, with several augments, {@code "0:3->5,1:2->9"} (augment index,
      * colon, pair). Whitespace is ignored.
      */
@@ -165,6 +184,16 @@ public record CompositionPlan(List<Connection> connections) {
     /** The lowest anchor layer a bridge writes after: blocks 0..it run as in the anchor alone. */
     public int lowestAnchorLayer() {
         return connections.stream().mapToInt(Connection::anchorLayer).min().orElseThrow();
+    }
+
+    /**
+     * The plan as {@link #parse} reads it (and {@code --connections} takes it): "3->5,7->11" when every connection
+     * reads augment 0, else "0:3->5,1:2->9" with the augment index on every pair.
+     */
+    public String spec() {
+        boolean several = connections.stream().anyMatch(c -> c.augment() != 0);
+        return String.join(",", connections.stream()
+                .map(c -> (several ? c.augment() + ":" : "") + c.augmentLayer() + "->" + c.anchorLayer()).toList());
     }
 
     @Override

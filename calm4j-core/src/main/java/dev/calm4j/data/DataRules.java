@@ -1,6 +1,7 @@
 package dev.calm4j.data;
 
 import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.ModelConfig;
 
 /**
  * How raw data becomes {@link Example}s for one model.
@@ -31,6 +32,21 @@ public record DataRules(int maxLength, int vocabSize, Integer eosId, Integer bos
     /** No BOS, no EOS, shared prompt. */
     public static DataRules of(int maxLength, int vocabSize) {
         return new DataRules(maxLength, vocabSize, null, null, false);
+    }
+
+    /**
+     * The rules for data a model trains or is scored on: its context length and vocabulary, its first EOS id appended
+     * to every completion and text when {@code appendEos} (and the model has one), its BOS id prepended when
+     * {@code prependBos} (and the model has one). The command line's defaults are both true ({@code --no-eos} and
+     * {@code --no-bos} turn them off); training and evaluation must use the same choice.
+     *
+     * @param separatePrompt give every example augment ids (a {@code separate_prompt} composition)
+     * @throws Calm4jException when the config's special ids lie outside its vocabulary
+     */
+    public static DataRules forModel(ModelConfig model, boolean appendEos, boolean prependBos, boolean separatePrompt) {
+        Integer eos = !appendEos || model.eosTokenIds().isEmpty() ? null : model.eosTokenIds().get(0);
+        Integer bos = !prependBos || model.bosTokenId() < 0 ? null : model.bosTokenId();
+        return new DataRules(model.maxPositionEmbeddings(), model.vocabSize(), eos, bos, separatePrompt);
     }
 
     public DataRules withEos(Integer eos) {

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.io.AtomicFiles;
+import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.tokenize.Tokenizer;
 
 import java.io.BufferedWriter;
@@ -72,6 +73,48 @@ public final class Dataset {
             throw new Calm4jException(file + ": no examples (the file is empty or holds only blank lines)");
         }
         return new Dataset(List.copyOf(examples), file.toString());
+    }
+
+    /**
+     * As {@link #read(Path, Tokenizer, DataRules)}; without a tokenizer, a message about text fields gets
+     * {@code noTokenizerHint} appended in parentheses: where the caller takes its tokenizer from (e.g.
+     * "./anchor has no tokenizer.json").
+     *
+     * @throws Calm4jException {@code file:line: ...} for the first problem found
+     */
+    public static Dataset read(Path file, Tokenizer tokenizer, DataRules rules, String noTokenizerHint) {
+        try {
+            return read(file, tokenizer, rules);
+        } catch (Calm4jException e) {
+            if (tokenizer == null && noTokenizerHint != null && e.getMessage().contains("needs a tokenizer.json")) {
+                throw new Calm4jException(e.getMessage() + " (" + noTokenizerHint + ")");
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * In {@code separate_prompt} mode every augment reads the examples' augment ids: checks that they lie in each
+     * augment's vocabulary (a no-op for data without augment ids).
+     *
+     * @throws Calm4jException {@code file:line: augment prompt token i is id X, outside augment a's vocabulary}
+     */
+    public void checkAugmentVocab(List<? extends ModelConfig> augments) {
+        for (Example e : examples) {
+            long[] ids = e.augmentIds();
+            if (ids == null) {
+                return;
+            }
+            for (int a = 0; a < augments.size(); a++) {
+                int v = augments.get(a).vocabSize();
+                for (int i = 0; i < ids.length; i++) {
+                    if (ids[i] >= v) {
+                        throw new Calm4jException(source + ":" + e.line() + ": augment prompt token " + i + " is id "
+                                + ids[i] + ", outside augment " + a + "'s vocabulary [0, " + v + ")");
+                    }
+                }
+            }
+        }
     }
 
     private static List<Example> readPlainText(Path file, Tokenizer tokenizer, DataRules rules) {

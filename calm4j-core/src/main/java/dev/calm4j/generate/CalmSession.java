@@ -64,6 +64,42 @@ public final class CalmSession implements Session {
         this.cache = cached ? model.newCache(batch, maxLength, promptLen.stream().mapToInt(Integer::intValue).toArray()) : null;
     }
 
+    /**
+     * What each augment of {@code model} reads when generating from {@code prompts} (one row per prompt): in
+     * {@code separate_prompt} mode, per augment, {@code own.get(a)} for every row when given, else each row's prompt
+     * itself; null in {@code same_sequence} mode (the augments read the generated sequence).
+     *
+     * @param own one prompt per augment, or null to let every augment read the prompt
+     * @throws dev.calm4j.Calm4jException when {@code own} does not give one prompt per augment, or an id lies outside
+     *     an augment's vocabulary
+     */
+    public static List<long[][]> augmentPrompts(CalmModel model, List<long[]> prompts, List<long[]> own) {
+        if (model.mode() != Mode.SEPARATE_PROMPT) {
+            return null;
+        }
+        int n = model.augments().size();
+        if (own != null && own.size() != n) {
+            throw new dev.calm4j.Calm4jException(own.size() + " augment prompt(s) given; the composition has " + n
+                    + " augmenting model(s): give one per augment, or none to let every augment read the prompt");
+        }
+        List<long[][]> out = new ArrayList<>();
+        for (int a = 0; a < n; a++) {
+            long[][] rows = new long[prompts.size()][];
+            int vocab = model.augments().get(a).config().vocabSize();
+            for (int r = 0; r < rows.length; r++) {
+                rows[r] = own != null ? own.get(a) : prompts.get(r);
+                for (long id : rows[r]) {
+                    if (id < 0 || id >= vocab) {
+                        throw new dev.calm4j.Calm4jException("augment prompt " + a + ": token id " + id
+                                + " is outside augment " + a + "'s vocabulary [0, " + vocab + ")");
+                    }
+                }
+            }
+            out.add(rows);
+        }
+        return out;
+    }
+
     public static CalmSession cached(CalmModel model, long batch, int maxLength, List<long[][]> augmentPrompts) {
         return new CalmSession(model, batch, maxLength, augmentPrompts, true);
     }

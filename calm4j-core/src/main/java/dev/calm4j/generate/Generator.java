@@ -54,8 +54,34 @@ public final class Generator {
         Session open(long batch, int maxLength);
     }
 
+    /** Decides, after each new token, whether a row is finished (e.g. its text now holds a stop string). */
+    public interface StopRule {
+        /** @param generated the row's new ids so far, the latest last */
+        boolean stop(int row, long[] generated);
+    }
+
+    /**
+     * {@code ids} with {@code bos} in front, unless they already start with it or {@code bos} is negative (the model
+     * has none): a prompt as the data rules shape it ({@link dev.calm4j.data.DataRules#bosId()}).
+     */
+    public static long[] withBos(long[] ids, int bos) {
+        if (bos < 0 || (ids.length > 0 && ids[0] == bos)) {
+            return ids;
+        }
+        long[] out = new long[ids.length + 1];
+        out[0] = bos;
+        System.arraycopy(ids, 0, out, 1, ids.length);
+        return out;
+    }
+
     public static Result generate(SessionFactory factory, List<long[]> prompts, int vocabSize, int maxPositions,
                                   Options opt, Listener listener) {
+        return generate(factory, prompts, vocabSize, maxPositions, opt, listener, null);
+    }
+
+    /** As {@link #generate(SessionFactory, List, int, int, Options, Listener)}, a row also stopping where {@code stop} says. */
+    public static Result generate(SessionFactory factory, List<long[]> prompts, int vocabSize, int maxPositions,
+                                  Options opt, Listener listener, StopRule stop) {
         int b = prompts.size();
         if (b == 0) {
             throw new Calm4jException("no prompt given");
@@ -155,7 +181,8 @@ public final class Generator {
                     if (listener != null) {
                         listener.onToken(r, id);
                     }
-                    if (opt.stopIds().contains(id) || rows.get(r).size() >= opt.maxNewTokens()) {
+                    if (opt.stopIds().contains(id) || rows.get(r).size() >= opt.maxNewTokens() || (stop != null
+                            && stop.stop(r, rows.get(r).stream().mapToLong(Long::longValue).toArray()))) {
                         done[r] = true;
                     }
                 }
