@@ -18,18 +18,18 @@ import java.util.concurrent.Callable;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Benchmark a CALM composition with random weights from two HF config.json files: the same modes, "
-                + "steps, FLOP counting and JSON fields as the PyTorch-eager peer shared/bench/calm_torch.py.",
+                + "steps, FLOP counting and JSON fields as the PyTorch-eager peer calm_torch.py (bench/compare.sh runs both).",
                 "Modes: calm-train (augment fwd without grad + anchor fwd with bridges + backward + AdamW on the bridges), "
                         + "calm-forward (composed forward, no grad), anchor-full-ft (the anchor alone, every weight "
                         + "trained), calm-decode (greedy generation with every cache, next to the anchor alone and the "
                         + "augment alone)."},
         footer = {"", "Examples:",
-                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json "
+                "  calm bench --anchor bench/configs/anchor-b1.json --augment bench/configs/augment-b1.json "
                         + "--connections '1->3,3->7' --batch 8 --seq 256 --steps 5 --json",
-                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --mode anchor-full-ft --steps 5",
-                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json "
+                "  calm bench --anchor bench/configs/anchor-b1.json --mode anchor-full-ft --steps 5",
+                "  calm bench --anchor bench/configs/anchor-b1.json --augment bench/configs/augment-b1.json "
                         + "--mode calm-decode --batch 1 --json",
-                "  calm bench --anchor ../shared/bench/configs/anchor-b1.json --augment ../shared/bench/configs/augment-b1.json "
+                "  calm bench --anchor bench/configs/anchor-b1.json --augment bench/configs/augment-b1.json "
                         + "--dtype bf16 --steps 5 --json"})
 final class BenchCommand implements Callable<Integer> {
 

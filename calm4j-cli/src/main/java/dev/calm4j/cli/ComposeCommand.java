@@ -35,10 +35,23 @@ import java.util.concurrent.Callable;
                         + "0-based 'augment layer->anchor layer' pairs (layer i = output of block i); by default the "
                         + "paper's: every 4th augment layer, spread evenly over the anchor."},
         footer = {"", "Examples:",
-                "  calm compose --anchor ./anchor --augment ./kv-model --data train.jsonl --eval eval.jsonl --out ./bridges --steps 1000",
-                "  calm compose --anchor ./anchor --augment ./a1 --augment ./a2 --connections '0:3->3,1:3->7' --heads 4 --data train.jsonl --out ./b2 --steps 500",
-                "  calm compose --anchor ./anchor --augment ./kv-model --mode separate_prompt --data train.jsonl --out ./bridges-sp --steps 1000",
-                "  calm compose --anchor ./anchor --augment ./kv-model --data train.jsonl --out ./bridges --steps 2000 --resume"})
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --data " + Examples.TRAIN
+                        + " --eval " + Examples.HELD_OUT + " --out runs/calm --steps 800",
+                "  # the key-value job's bridge and schedule",
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --connections '3->1' --heads 8"
+                        + " --query-init 0.1 --data " + Examples.TRAIN + " --eval " + Examples.HELD_OUT + " --out runs/calm-job"
+                        + " --steps 800 --batch 64 --lr 2e-3 --decay-fraction 0.25 --length-group 8",
+                "  # two augments: m_A and a random model of its shape (a control)",
+                "  calm init --config " + Examples.M_A + "/config.json --tokenizer " + Examples.M_A + "/tokenizer.json"
+                        + " --out runs/random-m_A --seed 7",
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --augment runs/random-m_A"
+                        + " --connections '0:3->1,1:3->1' --heads 4 --data " + Examples.TRAIN + " --out runs/calm-2 --steps 800",
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --mode separate_prompt"
+                        + " --data " + Examples.TRAIN + " --out runs/calm-sp --steps 800",
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --data " + Examples.TRAIN
+                        + " --eval " + Examples.HELD_OUT + " --out runs/calm --steps 1600 --resume"})
 final class ComposeCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;

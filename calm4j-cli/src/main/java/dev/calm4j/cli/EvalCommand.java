@@ -35,10 +35,15 @@ import java.util.concurrent.Callable;
                         + "recorded in the checkpoint; --anchor/--augment override them (their weights must match the "
                         + "recorded fingerprints unless --allow-mismatch)."},
         footer = {"", "Examples:",
-                "  calm eval --bridges ./bridges --data eval.jsonl --metric exact",
-                "  calm eval --anchor ./anchor --augment ./kv-model --bridges ./bridges --data eval.jsonl --metric exact --show 5",
-                "  calm eval --anchor ./anchor --data eval.jsonl --metric perplexity --json",
-                "  calm eval --anchor ./anchor --lora ./lora-matched --data eval.jsonl --metric exact --json"})
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  calm eval --bridges " + Examples.BRIDGES + " --data " + Examples.HELD_OUT + " --metric exact",
+                "  calm eval --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --bridges " + Examples.BRIDGES
+                        + " --data " + Examples.HELD_OUT + " --metric exact --show 5",
+                "  calm eval --anchor " + Examples.M_B + " --data " + Examples.NUM_MATH + " --metric exact --json",
+                "  calm eval --anchor " + Examples.M_B + " --data " + Examples.HELD_OUT + " --metric perplexity --json",
+                "  calm eval --anchor " + Examples.M_B + " --lora " + Examples.LORA + " --data " + Examples.HELD_OUT
+                        + " --metric exact --json"})
 final class EvalCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;

@@ -34,12 +34,16 @@ import java.util.concurrent.Callable;
                         + "override them. For separate_prompt checkpoints each augment reads --augment-prompt (one per "
                         + "augment), else the prompt itself."},
         footer = {"", "Examples:",
-                "  calm generate --model ../shared/models/stories260K --prompt-ids 1 --max-new-tokens 64 --greedy",
-                "  calm generate --model ./my-llama --prompt 'Once upon a time' --temperature 0.8 --top-p 0.95 --seed 7",
-                "  calm generate --model ./my-llama --prompt 'a' --prompt 'bb' --max-new-tokens 16 --json",
-                "  calm generate --bridges ./bridges --prompt 'k=' --add-bos --max-new-tokens 8",
-                "  calm generate --model ./anchor --augment ./kv-model --bridges ./bridges-sp --augment-prompt 'k=42' --prompt 'k=' --add-bos",
-                "  calm generate --model ./anchor --lora ./lora-r8 --prompt 'k=' --add-bos --max-new-tokens 8 --json"})
+                "  calm generate --model " + Examples.STORIES + " --prompt-ids 1 --max-new-tokens 64 --greedy",
+                "  calm generate --model " + Examples.STORIES + " --prompt-ids 1 --temperature 0.8 --top-p 0.95 --seed 7",
+                "  calm generate --model " + Examples.M_B + " --prompt '250-41=' --prompt '3+481=' --add-bos --max-new-tokens 4 --json",
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  calm generate --model " + Examples.M_B + " --lora " + Examples.LORA + " --prompt " + Examples.HELD_OUT_PROMPT
+                        + " --add-bos --max-new-tokens 4 --json",
+                "  calm generate --model " + Examples.M_B + " --augment " + Examples.M_A + " --bridges " + Examples.BRIDGES
+                        + " --prompt " + Examples.HELD_OUT_PROMPT + " --add-bos --max-new-tokens 4 --json",
+                "  calm generate --bridges " + Examples.BRIDGES + " --prompt " + Examples.HELD_OUT_PROMPT + " --add-bos --max-new-tokens 4"})
 final class GenerateCommand implements Callable<Integer> {
 
     @Spec

@@ -21,8 +21,10 @@ import java.util.concurrent.Callable;
         description = "Create a model folder with random weights from a Hugging Face config.json (for pretraining "
                 + "from scratch, tests and benchmarks).",
         footer = {"", "Examples:",
-                "  calm init --config ../shared/bench/configs/anchor-b1.json --out /tmp/anchor-b1 --seed 1",
-                "  calm init --config my-config.json --out ./tiny --char-alphabet 'abc0123456789+-=' --seed 7"})
+                "  calm init --config " + Examples.M_A + "/config.json --tokenizer " + Examples.M_A + "/tokenizer.json"
+                        + " --out runs/random-m_A --seed 7",
+                "  calm init --config bench/configs/augment-b1.json --out runs/tiny --char-alphabet 'abc0123456789+-=' --seed 7",
+                "  calm init --config bench/configs/anchor-b1.json --out runs/anchor-b1 --seed 1"})
 final class InitCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;

@@ -32,11 +32,14 @@ import java.util.concurrent.Callable;
                 + "augment layer -> anchor layer and parameters, and the bridges' total against the base models.",
                 "A plan needs the configs only (no weights are read), so it is instant even for large models."},
         footer = {"", "Examples:",
-                "  calm inspect --model ../shared/models/stories260K",
-                "  calm inspect --model ./my-llama --json",
-                "  calm inspect --anchor ./anchor --augment ./kv-model",
-                "  calm inspect --anchor ./anchor --augment ./a1 --augment ./a2 --connections '0:3->3,1:3->7' --heads 4",
-                "  calm inspect --bridges ./bridges --json"})
+                "  calm inspect --model " + Examples.STORIES,
+                "  calm inspect --anchor " + Examples.M_B + " --augment " + Examples.M_A,
+                "  calm inspect --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --augment " + Examples.STORIES
+                        + " --connections '0:3->1,1:4->5' --heads 4",
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  calm inspect --bridges " + Examples.BRIDGES + " --json",
+                "  calm inspect --model " + Examples.M_A + " --json"})
 final class InspectCommand implements Callable<Integer> {
 
     @Spec

@@ -35,9 +35,14 @@ import java.util.concurrent.Callable;
                 "--alpha defaults to the rank (scale alpha/r = 1, the scale of PEFT's defaults r=8, alpha=8), so the "
                         + "learning rate means the same whatever rank is chosen."},
         footer = {"", "Examples:",
-                "  calm lora --model ./anchor --rank 8 --data train.jsonl --eval eval.jsonl --out ./lora-r8 --steps 1000",
-                "  calm lora --model ./anchor --match-bridges --augment ./kv-model --data train.jsonl --out ./lora-matched --steps 1000",
-                "  calm lora --model ./anchor --rank 4 --targets q_proj,k_proj,v_proj,o_proj --alpha 16 --data train.jsonl --out ./lora --steps 500"})
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  calm lora --model " + Examples.M_B + " --rank 8 --data " + Examples.TRAIN + " --eval " + Examples.HELD_OUT
+                        + " --out runs/lora-r8 --steps 800",
+                "  calm lora --model " + Examples.M_B + " --match-bridges --augment " + Examples.M_A + " --connections '3->1'"
+                        + " --heads 8 --data " + Examples.TRAIN + " --out runs/lora-matched --steps 800",
+                "  calm lora --model " + Examples.M_B + " --rank 4 --targets q_proj,k_proj,v_proj,o_proj --alpha 16"
+                        + " --data " + Examples.TRAIN + " --out runs/lora-r4 --steps 800"})
 final class LoraCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;

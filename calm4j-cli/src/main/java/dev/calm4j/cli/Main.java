@@ -15,10 +15,18 @@ import java.io.PrintWriter;
         subcommands = {DemoCommand.class, ExperimentCommand.class, GenerateCommand.class, InspectCommand.class, InitCommand.class, PretrainCommand.class,
                 ComposeCommand.class, LoraCommand.class, EvalCommand.class, BenchCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
-                "  calm inspect --model ../shared/models/stories260K",
-                "  calm generate --model ../shared/models/stories260K --prompt-ids 1 --max-new-tokens 32 --greedy",
-                "  calm compose --anchor ./anchor --augment ./kv-model --data train.jsonl --eval eval.jsonl --out ./bridges --steps 1000",
-                "  calm eval --bridges ./bridges --data eval.jsonl --metric exact"})
+                "  # from the repository root; each command's --help has more",
+                "  calm inspect --model " + Examples.STORIES,
+                "  calm generate --model " + Examples.STORIES + " --prompt-ids 1 --max-new-tokens 32 --greedy",
+                "  # m_A knows the keys' values, m_B does sums: CALM composes them",
+                "  calm generate --model " + Examples.M_A + " --prompt 'xtyqh=' --add-bos --max-new-tokens 4",
+                "  calm inspect --anchor " + Examples.M_B + " --augment " + Examples.M_A,
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --connections '3->1' --heads 8"
+                        + " --data " + Examples.TRAIN + " --eval " + Examples.HELD_OUT + " --out runs/calm --steps 800",
+                "  calm eval --bridges runs/calm --data " + Examples.HELD_OUT + " --metric exact --show 3",
+                "  calm generate --bridges " + Examples.BRIDGES + " --prompt " + Examples.HELD_OUT_PROMPT + " --add-bos --max-new-tokens 4"})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
@@ -36,9 +44,11 @@ public final class Main implements Runnable {
     /** Runs the CLI and returns its exit code (tests call this in-process). */
     public static int run(String[] args, PrintWriter out, PrintWriter err) {
         CommandLine cl = new CommandLine(new Main());
-        cl.setUsageHelpWidth(160);   // example lines stay whole
+        cl.setUsageHelpAutoWidth(true);   // the terminal's width, else 80
         cl.setOut(out);
         cl.setErr(err);
+        HelpLayout.install(cl);
+        cl.setParameterExceptionHandler(new ParseErrors());
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             Throwable t = ex;
             while (t != null && !(t instanceof Calm4jException)) {
@@ -52,14 +62,31 @@ public final class Main implements Runnable {
             }
             throw ex;
         });
-        try {
-            Torch.init();
-        } catch (Calm4jException e) {
-            err.println("calm: error: " + e.getMessage());
-            err.flush();
-            return 2;
-        }
+        cl.setExecutionStrategy(Main::execute);
         return cl.execute(args);
+    }
+
+    /**
+     * Runs the command parsed, loading libtorch first only when it needs it (seconds): help, the version and the
+     * command lists answer without.
+     */
+    private static int execute(CommandLine.ParseResult parsed) {
+        Integer help = CommandLine.executeHelpRequest(parsed);
+        if (help != null) {
+            return help;
+        }
+        Object command = parsed.asCommandLineList().get(parsed.asCommandLineList().size() - 1).getCommand();
+        if (!(command instanceof Main || command instanceof ExperimentCommand)) {
+            try {
+                Torch.init();
+            } catch (Calm4jException e) {
+                CommandLine cl = parsed.commandSpec().commandLine();
+                cl.getErr().println("calm: error: " + e.getMessage());
+                cl.getErr().flush();
+                return 2;
+            }
+        }
+        return new CommandLine.RunLast().execute(parsed);
     }
 
     static final class Version implements CommandLine.IVersionProvider {

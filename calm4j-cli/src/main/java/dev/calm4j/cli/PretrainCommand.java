@@ -28,9 +28,13 @@ import java.util.concurrent.Callable;
                         + "{\"prompt_ids\",\"completion_ids\"} per line; any other file is plain text cut into "
                         + "max_position_embeddings-token chunks."},
         footer = {"", "Examples:",
-                "  calm pretrain --config anchor-config.json --tokenizer tokenizer.json --data train.jsonl --out ./anchor --steps 2000",
-                "  calm pretrain --config tiny.json --data ids.jsonl --eval ids-eval.jsonl --out ./tiny --steps 500 --batch 32 --lr 3e-3 --seed 1",
-                "  calm pretrain --config tiny.json --tokenizer tokenizer.json --data corpus.txt --out ./tiny --steps 4000 --resume"})
+                Examples.DEMO_NOTE,
+                Examples.DEMO,
+                "  # m_B's shape, trained from scratch on the composition's data (no m_A)",
+                "  calm pretrain --config " + Examples.M_B + "/config.json --tokenizer " + Examples.M_B + " --data " + Examples.TRAIN
+                        + " --eval " + Examples.HELD_OUT + " --out runs/scratch --steps 2000 --batch 64 --lr 3e-3 --seed 1",
+                "  calm pretrain --config " + Examples.M_B + "/config.json --tokenizer " + Examples.M_B + " --data " + Examples.TRAIN
+                        + " --eval " + Examples.HELD_OUT + " --out runs/scratch --steps 4000 --batch 64 --lr 3e-3 --seed 1 --resume"})
 final class PretrainCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
