@@ -24,12 +24,12 @@ import java.util.concurrent.Callable;
                         + "trained), calm-decode (greedy generation with every cache, next to the anchor alone and the "
                         + "augment alone)."},
         footer = {"", "Examples:",
-                "  calm bench --anchor bench/configs/anchor-b1.json --augment bench/configs/augment-b1.json "
+                "  calm bench --anchor calm4j-bench/configs/anchor-b1.json --augment calm4j-bench/configs/augment-b1.json "
                         + "--connections '1->3,3->7' --batch 8 --seq 256 --steps 5 --json",
-                "  calm bench --anchor bench/configs/anchor-b1.json --mode anchor-full-ft --steps 5",
-                "  calm bench --anchor bench/configs/anchor-b1.json --augment bench/configs/augment-b1.json "
+                "  calm bench --anchor calm4j-bench/configs/anchor-b1.json --mode anchor-full-ft --steps 5",
+                "  calm bench --anchor calm4j-bench/configs/anchor-b1.json --augment calm4j-bench/configs/augment-b1.json "
                         + "--mode calm-decode --batch 1 --json",
-                "  calm bench --anchor bench/configs/anchor-b1.json --augment bench/configs/augment-b1.json "
+                "  calm bench --anchor calm4j-bench/configs/anchor-b1.json --augment calm4j-bench/configs/augment-b1.json "
                         + "--dtype bf16 --steps 5 --json"})
 final class BenchCommand implements Callable<Integer> {
 

@@ -23,8 +23,8 @@ import java.util.concurrent.Callable;
         footer = {"", "Examples:",
                 "  calm init --config " + Examples.M_A + "/config.json --tokenizer " + Examples.M_A + "/tokenizer.json"
                         + " --out runs/random-m_A --seed 7",
-                "  calm init --config bench/configs/augment-b1.json --out runs/tiny --char-alphabet 'abc0123456789+-=' --seed 7",
-                "  calm init --config bench/configs/anchor-b1.json --out runs/anchor-b1 --seed 1"})
+                "  calm init --config calm4j-bench/configs/augment-b1.json --out runs/tiny --char-alphabet 'abc0123456789+-=' --seed 7",
+                "  calm init --config calm4j-bench/configs/anchor-b1.json --out runs/anchor-b1 --seed 1"})
 final class InitCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
