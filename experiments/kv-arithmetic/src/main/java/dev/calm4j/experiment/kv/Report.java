@@ -166,7 +166,7 @@ final class Report {
         r.append(String.format("%n## What was tried, and where it stands%n%n"
                 + "Targets: CALM >= 85 %% on held-out keys and no more than 2 points below m_B on NUM-MATH. This run: "
                 + "%.1f %% and %+.1f points: **%s**. What the development runs with this recipe measured (the commands "
-                + "are in the README):%n%n", 100 * calmKeys, 100 * (calmNum - bNum), met ? "met" : "not met"));
+                + "are in experiments/kv-arithmetic/HISTORY.md):%n%n", 100 * calmKeys, 100 * (calmNum - bNum), met ? "met" : "not met"));
         r.append(""
                 + "1. m_A has the values: the probe reads a held-out key's three digits from m_A's last block at the "
                 + "operator after it (a softmax read-out per digit, fitted on composition keys only). Without the "
@@ -285,7 +285,7 @@ final class Report {
                 + "job fit in 15 minutes: the frozen models' states that no bridge influences (m_A's layer 3, m_B's "
                 + "blocks 0-1) are computed once per D_C row and shared by the CALM and encoder runs instead of "
                 + "recomputed every step, and batches hold rows of like length (less padding); a CALM step went from "
-                + "182 to 102 ms, a LoRA step from 197 to 149 ms (one run alone; README, Performance).\n\n"
+                + "182 to 102 ms, a LoRA step from 197 to 149 ms (one run alone; docs/performance.md).\n\n"
                 + "7. m_B's NUM-MATH was 78-83 % with three stages. A fourth stage of 1,500 steps (twins 0.3 of the rows, "
                 + "lr 1e-3) took it to 98 % with the anchor check at 100 %, but the bridges' drop then came later "
                 + "(1,000 steps: 89.5, 50.0 and 7.5 % on held-out keys over 3 seeds), as when stage 2 gave m_B its digits "
