@@ -2,9 +2,8 @@ package dev.calm4j.cli;
 
 import dev.calm4j.Calm4jException;
 import dev.calm4j.lm.LmFamilies;
-import dev.calm4j.lm.llama.LlamaConfig;
-import dev.calm4j.lm.llama.LlamaModel;
-import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.tokenize.CharTokenizer;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import picocli.CommandLine.Command;
@@ -52,7 +51,7 @@ final class InitCommand implements Callable<Integer> {
         if (!Files.isRegularFile(config)) {
             throw new Calm4jException(config + ": missing (expected a Hugging Face config.json)");
         }
-        LlamaConfig c = LlamaConfig.read(config);
+        ModelConfig c = LmFamilies.readConfigFile(config);
         if (alphabet != null && CharTokenizer.vocabSize(alphabet) > c.vocabSize()) {
             throw new Calm4jException(config + ": field 'vocab_size' is " + c.vocabSize() + " but the character "
                     + "tokenizer needs " + CharTokenizer.vocabSize(alphabet));
@@ -63,7 +62,7 @@ final class InitCommand implements Callable<Integer> {
         if (!(std > 0)) {
             throw new Calm4jException("--std must be > 0, got " + std);
         }
-        try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, seed, std, ScalarType.Float), ScalarType.Float)) {
+        try (CausalLm m = LmFamilies.random(c, seed, std, ScalarType.Float)) {
             LmFamilies.save(m, out);
         }
         if (alphabet != null) {

@@ -11,7 +11,6 @@ import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.lm.llama.LlamaConfig;
-import dev.calm4j.lm.llama.LlamaWeights;
 import dev.calm4j.tokenize.Tokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -88,16 +87,15 @@ final class InspectCommand implements Callable<Integer> {
     private Integer model() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
         ModelConfig config = LmFamilies.readConfig(model);
-        LlamaConfig c = (LlamaConfig) config;
         Map<String, Long> dtypes = new TreeMap<>();
         long storedBytes = 0;
         long params = 0;
         try (WeightFiles files = WeightFiles.open(model)) {
-            for (LlamaWeights.Entry e : LlamaWeights.spec(c)) {
-                if (!files.contains(e.name())) {
-                    throw new dev.calm4j.Calm4jException(model + ": missing tensor '" + e.name() + "'");
+            for (String name : LmFamilies.weightNames(config)) {
+                if (!files.contains(name)) {
+                    throw new dev.calm4j.Calm4jException(model + ": missing tensor '" + name + "'");
                 }
-                Safetensors.TensorInfo info = files.info(e.name());
+                Safetensors.TensorInfo info = files.info(name);
                 dtypes.merge(info.dtype().name(), info.numel(), Long::sum);
                 storedBytes += info.byteLength();
                 params += info.numel();
@@ -107,7 +105,7 @@ final class InspectCommand implements Callable<Integer> {
         ObjectMapper m = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
         ObjectNode o = m.createObjectNode();
         o.put("model", model.toString());
-        o.set("config", resolved(c, m));
+        o.set("config", resolved(config, m));
         o.put("parameters", params);
         o.putPOJO("stored_dtypes", dtypes);
         o.put("stored_bytes", storedBytes);
@@ -119,6 +117,23 @@ final class InspectCommand implements Callable<Integer> {
             return 0;
         }
         out.printf("model           %s%n", model);
+        if (config instanceof LlamaConfig c) {
+            describeLlama(out, c);
+        } else {
+            out.printf("family          %s (%d layers, hidden %d, %d heads, vocab %d)%n", config.modelType(),
+                    config.numHiddenLayers(), config.hiddenSize(), config.numAttentionHeads(), config.vocabSize());
+        }
+        out.printf("max positions   %d%n", config.maxPositionEmbeddings());
+        out.printf("parameters      %,d%n", params);
+        out.printf("stored as       %s, %s on disk (config says %s)%n", dtypes, human(storedBytes), config.dtype());
+        out.printf("memory          %s at fp32 compute, %s at bf16%n", human(params * 4), human(params * 2));
+        out.printf("tokenizer       %s%n", tokenizer ? "tokenizer.json" : "none (use --prompt-ids)");
+        out.printf("resolved config%n%s%n", m.writeValueAsString(resolved(config, m)));
+        return 0;
+    }
+
+    /** The Llama family's architecture, a line per part. */
+    private static void describeLlama(PrintWriter out, LlamaConfig c) {
         out.printf("family          %s (%d layers, hidden %d, %d heads / %d kv heads, head_dim %d, ffn %d, vocab %d)%n",
                 c.modelType(), c.numHiddenLayers(), c.hiddenSize(), c.numAttentionHeads(), c.numKeyValueHeads(),
                 c.headDim(), c.intermediateSize(), c.vocabSize());
@@ -127,13 +142,6 @@ final class InspectCommand implements Callable<Integer> {
         out.printf("attention       %s%s%s%n", c.qkvBias() ? "q/k/v bias, " : "", c.oBias() ? "o bias, " : "",
                 c.slidingWindow() > 0 ? "sliding window " + c.slidingWindow() : "full causal");
         out.printf("embeddings      %s%n", c.tieWordEmbeddings() ? "tied (lm_head = embed_tokens)" : "untied");
-        out.printf("max positions   %d%n", c.maxPositionEmbeddings());
-        out.printf("parameters      %,d%n", params);
-        out.printf("stored as       %s, %s on disk (config says %s)%n", dtypes, human(storedBytes), c.dtype());
-        out.printf("memory          %s at fp32 compute, %s at bf16%n", human(params * 4), human(params * 2));
-        out.printf("tokenizer       %s%n", tokenizer ? "tokenizer.json" : "none (use --prompt-ids)");
-        out.printf("resolved config%n%s%n", m.writeValueAsString(resolved(c, m)));
-        return 0;
     }
 
     private Integer composition() throws Exception {
@@ -227,10 +235,10 @@ final class InspectCommand implements Callable<Integer> {
         if (given || Files.isRegularFile(dir.resolve("config.json")) || ref.config() == null) {
             return LmFamilies.readConfig(dir);
         }
-        return LlamaConfig.fromJson(ref.config(), bridges.resolve(CalmConfig.FILE) + " (recorded config of " + dir + ")");
+        return LmFamilies.configFromJson(ref.config(), bridges.resolve(CalmConfig.FILE) + " (recorded config of " + dir + ")");
     }
 
-    private static ObjectNode resolved(LlamaConfig c, ObjectMapper m) {
+    private static ObjectNode resolved(ModelConfig c, ObjectMapper m) {
         ObjectNode o = m.valueToTree(c);
         return o;
     }

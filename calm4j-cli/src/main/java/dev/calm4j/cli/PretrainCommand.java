@@ -2,9 +2,9 @@ package dev.calm4j.cli;
 
 import dev.calm4j.Calm4jException;
 import dev.calm4j.data.Dataset;
-import dev.calm4j.lm.llama.LlamaConfig;
-import dev.calm4j.lm.llama.LlamaModel;
-import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.tokenize.Tokenizer;
 import dev.calm4j.train.LmObjective;
 import dev.calm4j.train.TrainConfig;
@@ -70,7 +70,7 @@ final class PretrainCommand implements Callable<Integer> {
         if (!Files.isRegularFile(config)) {
             throw new Calm4jException(config + ": missing (expected a Hugging Face config.json)");
         }
-        LlamaConfig c = LlamaConfig.read(config);
+        ModelConfig c = LmFamilies.readConfigFile(config);
         Path tokFile = null;
         if (tokenizer != null) {
             tokFile = Files.isDirectory(tokenizer) ? tokenizer.resolve("tokenizer.json") : tokenizer;
@@ -102,7 +102,7 @@ final class PretrainCommand implements Callable<Integer> {
             o.printf("eval data       %s%n", DataOptions.describe(evalData));
         }
         o.flush();
-        try (LlamaModel m = new LlamaModel(c, LlamaWeights.random(c, train.seed, initStd, dtype), dtype)) {
+        try (CausalLm m = LmFamilies.random(c, train.seed, initStd, dtype)) {
             TrainLoop.Result r = Training.run(new LmObjective(m, tokFile), trainData, evalData, cfg, out, train, o);
             o.printf("done            %d steps in %.1f s, %,.0f tokens/s%n", r.steps(), r.seconds(), r.tokensPerSecond());
             o.printf("train loss      %s (last logged window)%n", Training.loss(r.finalLoss()));

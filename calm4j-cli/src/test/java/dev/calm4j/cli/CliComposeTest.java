@@ -129,6 +129,8 @@ class CliComposeTest {
         for (String f : new String[] {"bridges.safetensors", "calm_config.json", "metrics.jsonl", "loss.png"}) {
             assertTrue(Files.isRegularFile(b.resolve(f)), f);
         }
+        // the loss curve, drawn by the CLI from the training loop's events (moved here from TrainLoopTest)
+        assertTrue(Files.size(b.resolve("loss.png")) > 1000);
         JsonNode cc = JSON.readTree(b.resolve("calm_config.json").toFile());
         assertEquals("same_sequence", cc.get("mode").asText());
         assertEquals(3, cc.get("connections").get(0).get("anchor_layer").asInt());

@@ -7,9 +7,7 @@ import dev.calm4j.Calm4jException;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.io.WeightFiles;
-import dev.calm4j.lm.llama.LlamaConfig;
-import dev.calm4j.lm.llama.LlamaModel;
-import dev.calm4j.lm.llama.LlamaWeights;
+import dev.calm4j.lm.llama.LlamaFamily;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -17,8 +15,10 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * Hugging Face checkpoint directories ({@code config.json} + {@code model.safetensors} or a sharded index), keyed
@@ -27,11 +27,27 @@ import java.util.Set;
 public final class LmFamilies {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
+    /** Every family calm4j loads, each in its own package. */
+    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily());
+
     private LmFamilies() {}
 
-    /** model_type values calm4j can load. */
+    /** model_type values calm4j can load, sorted. */
     public static Set<String> supported() {
-        return LlamaConfig.MODEL_TYPES;
+        Set<String> all = new TreeSet<>();
+        FAMILIES.forEach(f -> all.addAll(f.modelTypes()));
+        return all;
+    }
+
+    /** The family that reads {@code modelType}. */
+    static LmFamily family(String modelType, String where) {
+        for (LmFamily f : FAMILIES) {
+            if (f.modelTypes().contains(modelType)) {
+                return f;
+            }
+        }
+        throw new Calm4jException(where + ": field 'model_type' is '" + modelType
+                + "', which calm4j cannot load (supported: " + supported() + ")");
     }
 
     /** Reads and validates {@code dir/config.json}. */
@@ -42,6 +58,14 @@ public final class LmFamilies {
         }
         if (!Files.isRegularFile(file)) {
             throw new Calm4jException(file + ": missing (a Hugging Face model folder needs config.json)");
+        }
+        return readConfigFile(file);
+    }
+
+    /** Reads and validates a {@code config.json} file by itself (for {@code calm init}, {@code calm bench}). */
+    public static ModelConfig readConfigFile(Path file) {
+        if (!Files.isRegularFile(file)) {
+            throw new Calm4jException(file + ": missing (expected a Hugging Face config.json)");
         }
         JsonNode root;
         try {
@@ -57,11 +81,26 @@ public final class LmFamilies {
         if (type == null || !type.isTextual()) {
             throw new Calm4jException(file + ": field 'model_type' is missing (expected one of " + supported() + ")");
         }
-        if (!supported().contains(type.asText())) {
-            throw new Calm4jException(file + ": field 'model_type' is '" + type.asText()
-                    + "', which calm4j cannot load (supported: " + supported() + ")");
+        return family(type.asText(), file.toString()).readConfig(root, file.toString());
+    }
+
+    /** A config from its JSON (a copy recorded elsewhere, e.g. in a bridge checkpoint); {@code where} names it. */
+    public static ModelConfig configFromJson(JsonNode root, String where) {
+        JsonNode type = root == null ? null : root.get("model_type");
+        if (type == null || !type.isTextual()) {
+            throw new Calm4jException(where + ": field 'model_type' is missing (expected one of " + supported() + ")");
         }
-        return LlamaConfig.fromJson(root, file.toString());
+        return family(type.asText(), where).readConfig(root, where);
+    }
+
+    /** Every tensor a checkpoint of {@code config} holds, under its HF name. */
+    public static List<String> weightNames(ModelConfig config) {
+        return family(config.modelType(), "config").weightNames(config);
+    }
+
+    /** A model of {@code config}'s family with fresh random weights (normal with this std), for pretraining. */
+    public static CausalLm random(ModelConfig config, long seed, double std, ScalarType dtype) {
+        return family(config.modelType(), "config").random(config, seed, std, dtype);
     }
 
     /**
@@ -74,8 +113,7 @@ public final class LmFamilies {
         }
         ModelConfig config = readConfig(dir);
         try (WeightFiles files = WeightFiles.open(dir)) {
-            LlamaConfig c = (LlamaConfig) config;
-            return new LlamaModel(c, LlamaWeights.load(c, files, dir.toString(), dtype), dtype);
+            return family(config.modelType(), dir.toString()).load(config, files, dir.toString(), dtype);
         }
     }
 

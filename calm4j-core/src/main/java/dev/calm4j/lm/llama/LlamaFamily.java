@@ -1,0 +1,41 @@
+package dev.calm4j.lm.llama;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.calm4j.io.WeightFiles;
+import dev.calm4j.lm.CausalLm;
+import dev.calm4j.lm.LmFamily;
+import dev.calm4j.lm.ModelConfig;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.util.List;
+import java.util.Set;
+
+/** Llama and the families that share its forward: Mistral (sliding window) and Qwen2 (q/k/v biases). */
+public final class LlamaFamily implements LmFamily {
+    @Override
+    public Set<String> modelTypes() {
+        return LlamaConfig.MODEL_TYPES;
+    }
+
+    @Override
+    public ModelConfig readConfig(JsonNode root, String where) {
+        return LlamaConfig.fromJson(root, where);
+    }
+
+    @Override
+    public CausalLm load(ModelConfig config, WeightFiles files, String where, ScalarType dtype) {
+        LlamaConfig c = (LlamaConfig) config;
+        return new LlamaModel(c, LlamaWeights.load(c, files, where, dtype), dtype);
+    }
+
+    @Override
+    public List<String> weightNames(ModelConfig config) {
+        return LlamaWeights.spec((LlamaConfig) config).stream().map(LlamaWeights.Entry::name).toList();
+    }
+
+    @Override
+    public CausalLm random(ModelConfig config, long seed, double std, ScalarType dtype) {
+        LlamaConfig c = (LlamaConfig) config;
+        return new LlamaModel(c, LlamaWeights.random(c, seed, std, dtype), dtype);
+    }
+}
