@@ -188,6 +188,17 @@ class CliComposeTest {
                 "--allow-mismatch");
         ok("eval", "--anchor", otherAnchor.toString(), "--bridges", b.toString(), "--data", eval.toString(),
                 "--allow-mismatch", "--metric", "perplexity");
+        // The same anchor weights with another tokenizer.json: the bridges read another tokenization; refused too.
+        Path retokenized = tmp.resolve("anchor-other-tokenizer");
+        Files.createDirectories(retokenized);
+        for (String f : new String[] {"config.json", "model.safetensors"}) {
+            Files.copy(anchor.resolve(f), retokenized.resolve(f));
+        }
+        dev.calm4j.tokenize.CharTokenizer.write(retokenized.resolve("tokenizer.json"), new StringBuilder(ALPHABET).reverse().toString());
+        assertTrue(JSON.readTree(b.resolve("calm_config.json").toFile()).get("anchor").get("tokenizer_fingerprint").asText()
+                .startsWith("sha256:"), "the anchor's tokenizer is recorded with the bridges");
+        userError(calm("eval", "--anchor", retokenized.toString(), "--bridges", b.toString(), "--data", eval.toString()),
+                "another anchor tokenizer", "--allow-mismatch");
 
         // inspect reads the checkpoint's plan.
         CliTest.Run ins = ok("inspect", "--bridges", b.toString());

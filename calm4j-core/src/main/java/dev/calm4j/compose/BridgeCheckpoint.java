@@ -6,6 +6,7 @@ import dev.calm4j.io.ModelFingerprint;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.tokenize.Tokenizer;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -48,7 +49,10 @@ public final class BridgeCheckpoint {
         }
     }
 
-    /** Describes a base model for {@code calm_config.json}: path relative to the checkpoint, type, fingerprint. */
+    /**
+     * Describes a base model for {@code calm_config.json}: path relative to the checkpoint, type, the weights'
+     * fingerprint, and its tokenizer's when the folder has one.
+     */
     public static CalmConfig.ModelRef describe(Path modelDir, Path checkpointDir, CausalLm model, String fingerprint) {
         Path abs = modelDir.toAbsolutePath().normalize();
         Path base = checkpointDir.toAbsolutePath().normalize();
@@ -59,7 +63,7 @@ public final class BridgeCheckpoint {
             path = abs.toString();
         }
         return new CalmConfig.ModelRef(path.isEmpty() ? "." : path, model.config().modelType(), fingerprint,
-                model.config().toJson());
+                model.config().toJson(), Tokenizer.exists(modelDir) ? Tokenizer.fingerprint(modelDir) : null);
     }
 
     /** Writes both files atomically (each to a temp file, then renamed); the config goes last. */
@@ -139,6 +143,16 @@ public final class BridgeCheckpoint {
             throw new Calm4jException(dir + ": these bridges were trained on a different " + role + " model ("
                     + ref.fingerprint().substring(0, Math.min(19, ref.fingerprint().length())) + "…) than "
                     + modelDir + " (" + actual.substring(0, 19) + "…); refusing to load (--allow-mismatch overrides)");
+        }
+        // The bridges learnt to read the text as this tokenizer cut it: another one moves every token.
+        if (ref.tokenizerFingerprint() != null && !allow) {
+            String tok = Tokenizer.exists(modelDir) ? Tokenizer.fingerprint(modelDir) : null;
+            if (!ref.tokenizerFingerprint().equals(tok)) {
+                throw new Calm4jException(dir + ": these bridges were trained with another " + role + " tokenizer than "
+                        + modelDir.resolve("tokenizer.json") + (tok == null ? " (missing)" : "") + " (recorded "
+                        + ref.tokenizerFingerprint().substring(0, Math.min(19, ref.tokenizerFingerprint().length()))
+                        + "…); refusing to load (--allow-mismatch overrides)");
+            }
         }
     }
 

@@ -24,8 +24,13 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
     public static final String FORMAT = "calm4j-bridges";
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
-    /** A base model: {@code path} as stored (relative to the bridge directory when written by calm4j). */
-    public record ModelRef(String path, String modelType, String fingerprint, JsonNode config) {}
+    /**
+     * A base model: {@code path} as stored (relative to the bridge directory when written by calm4j), its weights'
+     * fingerprint, and its {@code tokenizer.json}'s ({@link dev.calm4j.tokenize.Tokenizer#fingerprint}; null when the
+     * folder had none, or in checkpoints written before tokenizers were recorded).
+     */
+    public record ModelRef(String path, String modelType, String fingerprint, JsonNode config,
+                           String tokenizerFingerprint) {}
 
     public CalmConfig {
         augments = List.copyOf(augments);
@@ -56,6 +61,9 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         o.put("path", r.path());
         o.put("model_type", r.modelType());
         o.put("fingerprint", r.fingerprint());
+        if (r.tokenizerFingerprint() != null) {
+            o.put("tokenizer_fingerprint", r.tokenizerFingerprint());
+        }
         if (r.config() != null) {
             o.set("config", r.config());
         }
@@ -120,7 +128,12 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         if (r == null || !r.isObject()) {
             throw new Calm4jException(file + ": field '" + where + "' must be an object with path, model_type, fingerprint");
         }
-        return new ModelRef(text(r, "path", file), text(r, "model_type", file), text(r, "fingerprint", file), r.get("config"));
+        JsonNode tok = r.get("tokenizer_fingerprint");
+        if (tok != null && !tok.isTextual()) {
+            throw new Calm4jException(file + ": field 'tokenizer_fingerprint' must be a string");
+        }
+        return new ModelRef(text(r, "path", file), text(r, "model_type", file), text(r, "fingerprint", file), r.get("config"),
+                tok == null ? null : tok.asText());
     }
 
     private static String text(JsonNode o, String field, Path file) {

@@ -40,6 +40,22 @@ public final class Tokenizer implements AutoCloseable {
         }
     }
 
+    /**
+     * The identity of {@code dir/tokenizer.json} (or of that file): SHA-256 of its bytes, as {@code sha256:<hex>}.
+     * Bridges trained on one tokenization of the text must not be loaded onto another.
+     */
+    public static String fingerprint(Path fileOrDir) {
+        Path file = Files.isDirectory(fileOrDir) ? fileOrDir.resolve("tokenizer.json") : fileOrDir;
+        try {
+            byte[] digest = java.security.MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(file));
+            return "sha256:" + java.util.HexFormat.of().formatHex(digest);
+        } catch (IOException e) {
+            throw new Calm4jException(file + ": unreadable (" + e.getMessage() + ")");
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     public static boolean exists(Path dir) {
         return Files.isRegularFile(dir.resolve("tokenizer.json"));
     }
