@@ -1,6 +1,8 @@
 package dev.calm4j.tokenize;
 
+import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import ai.djl.huggingface.tokenizers.jni.CharSpan;
 import dev.calm4j.Calm4jException;
 
 import java.io.IOException;
@@ -68,6 +70,41 @@ public final class Tokenizer implements AutoCloseable {
     /** Token ids of {@code text} with or without the post-processor's special tokens. */
     public long[] encode(String text, boolean addSpecialTokens) {
         return hf.encode(text, addSpecialTokens, false).getIds();
+    }
+
+    /**
+     * Token ids of a text with where each token ends in it.
+     *
+     * @param ends per token, the end of its span in the text, in characters as the tokenizers library counts them
+     *     (Unicode code points); a token without a span (a special token such as BOS) ends where the token before it
+     *     ends, 0 for the first
+     */
+    public record Tokens(long[] ids, int[] ends) {
+        public Tokens {
+            if (ids.length != ends.length) {
+                throw new IllegalArgumentException(ids.length + " ids, " + ends.length + " ends");
+            }
+        }
+    }
+
+    /**
+     * {@code text}'s tokens and their ends ({@link Tokens}): what composing models with different tokenizers aligns
+     * on, since both read the same text.
+     */
+    public Tokens encodeWithEnds(String text, boolean addSpecialTokens) {
+        Encoding e = hf.encode(text, addSpecialTokens, false);
+        long[] ids = e.getIds();
+        CharSpan[] spans = e.getCharTokenSpans();
+        int[] ends = new int[ids.length];
+        int last = 0;
+        for (int i = 0; i < ids.length; i++) {
+            CharSpan s = spans == null || i >= spans.length ? null : spans[i];
+            if (s != null && s.getEnd() > s.getStart()) {
+                last = Math.max(last, s.getEnd());
+            }
+            ends[i] = last;
+        }
+        return new Tokens(ids, ends);
     }
 
     public String decode(long[] ids) {
