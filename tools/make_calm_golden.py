@@ -249,6 +249,8 @@ def bridge_torch(Wb: dict, k: int, heads: int, h_b, h_a, allowed):
     Q = mg.linear(h_b, Wb[p + "q.weight"]).view(bsz, t, heads, hd).transpose(1, 2)
     sc = (Q @ K.transpose(-1, -2)) / math.sqrt(hd)
     a = torch.softmax(sc.masked_fill(~allowed.unsqueeze(1), float("-inf")), dim=-1) @ V
+    # a position allowed no augment position gets no contribution (its softmax over nothing is NaN)
+    a = torch.where(allowed.any(-1)[:, None, :, None], a, torch.zeros((), dtype=a.dtype))
     return h_b + mg.linear(a.transpose(1, 2).reshape(bsz, t, d), Wb[p + "o.weight"])
 
 
@@ -350,6 +352,9 @@ def bridge_loop(Wb: dict, k: int, heads: int, xs: list, aug: list, visible) -> l
     for t, x in enumerate(xs):
         q = Wb[p + "q.weight"] @ x
         keys = visible(t)
+        if not keys:                       # nothing to see: no contribution
+            out.append(x)
+            continue
         merged = np.zeros(d)
         for h in range(heads):
             sl = slice(h * hd, (h + 1) * hd)

@@ -111,11 +111,16 @@ public final class Bridge implements AutoCloseable {
 
     /**
      * {@code H_B + o(attn(q(H_B), K, V))} for anchor states {@code [B, T, D_B]} and keys/values from
-     * {@link #keysValues}; {@code mask} is boolean, broadcastable to {@code [B, heads, T, S]} (true = may attend).
+     * {@link #keysValues}; {@code mask} is boolean, broadcastable to {@code [B, heads, T, S]} (true = may attend). An
+     * anchor position that may see no augment position ({@link CrossMask#visible} false) gets no contribution: zero,
+     * never the NaN of a softmax over nothing.
      */
     public Tensor apply(Tensor anchorStates, Tensor keys, Tensor values, CrossMask mask) {
         Tensor qh = Ops.splitHeads(Ops.linear(anchorStates, q, null), heads);            // [B, H, T, hd]
         Tensor a = Ops.attention(qh, keys, values, mask.mask(), mask.causal(), false);     // [B, H, T, hd]
+        if (mask.visible() != null) {
+            a = a.mul(mask.visible().to(a.scalar_type()));                                 // [B, 1, T, 1]: 0 or 1
+        }
         return anchorStates.add(Ops.linear(Ops.mergeHeads(a), o, null));                  // [B, T, D_B]
     }
 
@@ -154,8 +159,14 @@ public final class Bridge implements AutoCloseable {
      *
      * @param mask boolean, broadcastable to {@code [B, heads, T, S]}, or null
      * @param causal let the kernel apply the plain causal mask (same sequence, no cache, no padding)
+     * @param visible boolean {@code [B, 1, T, 1]}: whether each anchor position may see any augment position (where it
+     *     may not, {@code mask} must still let it see one, whose result is then zeroed); null when every one may
      */
-    public record CrossMask(Tensor mask, boolean causal) {
+    public record CrossMask(Tensor mask, boolean causal, Tensor visible) {
         public static final CrossMask NONE = new CrossMask(null, false);
+
+        public CrossMask(Tensor mask, boolean causal) {
+            this(mask, causal, null);
+        }
     }
 }

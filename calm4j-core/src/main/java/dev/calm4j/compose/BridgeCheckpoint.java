@@ -121,11 +121,15 @@ public final class BridgeCheckpoint {
                 throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": field 'connections' must be listed in "
                         + "application order (by anchor layer, then augment, then augment layer)");
             }
+            boolean[] own = new boolean[augments.size()];
+            for (int a = 0; a < own.length; a++) {
+                own[a] = cfg.augments().get(a).ownTokens();
+            }
             plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(),
-                    augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode());
+                    augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode(), own);
             List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg.heads(), dtype);
-            return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads()), cfg, anchorPath,
-                    augPaths);
+            return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads(), own), cfg,
+                    anchorPath, augPaths);
         } catch (RuntimeException e) {
             anchor.close();
             augments.forEach(CausalLm::close);

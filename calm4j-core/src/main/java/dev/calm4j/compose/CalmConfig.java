@@ -27,10 +27,15 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
     /**
      * A base model: {@code path} as stored (relative to the bridge directory when written by calm4j), its weights'
      * fingerprint, and its {@code tokenizer.json}'s ({@link dev.calm4j.tokenize.Tokenizer#fingerprint}; null when the
-     * folder had none, or in checkpoints written before tokenizers were recorded).
+     * folder had none, or in checkpoints written before tokenizers were recorded), and for an augment whether it
+     * reads the text through its own tokenizer ({@code own_tokens}; {@link TextAlignment}) instead of the anchor's ids.
      */
     public record ModelRef(String path, String modelType, String fingerprint, JsonNode config,
-                           String tokenizerFingerprint) {}
+                           String tokenizerFingerprint, boolean ownTokens) {
+        public ModelRef(String path, String modelType, String fingerprint, JsonNode config, String tokenizerFingerprint) {
+            this(path, modelType, fingerprint, config, tokenizerFingerprint, false);
+        }
+    }
 
     public CalmConfig {
         augments = List.copyOf(augments);
@@ -63,6 +68,9 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         o.put("fingerprint", r.fingerprint());
         if (r.tokenizerFingerprint() != null) {
             o.put("tokenizer_fingerprint", r.tokenizerFingerprint());
+        }
+        if (r.ownTokens()) {
+            o.put("own_tokens", true);
         }
         if (r.config() != null) {
             o.set("config", r.config());
@@ -132,8 +140,12 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         if (tok != null && !tok.isTextual()) {
             throw new Calm4jException(file + ": field 'tokenizer_fingerprint' must be a string");
         }
+        JsonNode own = r.get("own_tokens");
+        if (own != null && !own.isBoolean()) {
+            throw new Calm4jException(file + ": field 'own_tokens' must be true or false");
+        }
         return new ModelRef(text(r, "path", file), text(r, "model_type", file), text(r, "fingerprint", file), r.get("config"),
-                tok == null ? null : tok.asText());
+                tok == null ? null : tok.asText(), own != null && own.asBoolean());
     }
 
     private static String text(JsonNode o, String field, Path file) {

@@ -33,10 +33,24 @@ public final class CalmModel implements AutoCloseable {
     private final int heads;
     private final List<List<Integer>> bridgesAfter;   // anchor layer j -> bridge indices, in plan order
     private final int lowestBridged;                  // the plan's lowest anchor layer
+    private final boolean[] ownTokens;                // augment a reads the text through its own tokenizer
 
     public CalmModel(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, List<Bridge> bridges, Mode mode,
                      int heads) {
-        plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode);
+        this(anchor, augments, plan, bridges, mode, heads, new boolean[augments.size()]);
+    }
+
+    /**
+     * @param ownTokens per augment, whether it reads the text through its own tokenizer ({@link TextAlignment}; in
+     *     SAME_SEQUENCE mode its forward then needs its {@link AugmentPrompt}) instead of the anchor's ids
+     */
+    public CalmModel(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, List<Bridge> bridges, Mode mode,
+                     int heads, boolean[] ownTokens) {
+        if (ownTokens.length != augments.size()) {
+            throw new IllegalArgumentException(ownTokens.length + " own-tokenizer flags for " + augments.size() + " augments");
+        }
+        plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode, ownTokens);
+        this.ownTokens = ownTokens.clone();
         if (bridges.size() != plan.size()) {
             throw new IllegalArgumentException(bridges.size() + " bridges for " + plan.size() + " connections");
         }
@@ -68,24 +82,40 @@ public final class CalmModel implements AutoCloseable {
      */
     public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
                                    int heads, double queryInit, long seed) {
-        plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode);
+        return create(anchor, augments, plan, mode, heads, queryInit, seed, new boolean[augments.size()]);
+    }
+
+    /** As above, with the augments that read the text through their own tokenizers ({@code ownTokens}). */
+    public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
+                                   int heads, double queryInit, long seed, boolean[] ownTokens) {
+        plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode, ownTokens);
         Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
         List<Bridge> bridges = new ArrayList<>();
         for (Connection c : plan.connections()) {
             bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, queryInit, g,
                     anchor.computeDtype()));
         }
-        return new CalmModel(anchor, augments, plan, bridges, mode, heads);
+        return new CalmModel(anchor, augments, plan, bridges, mode, heads, ownTokens);
     }
 
-    /** What a SEPARATE_PROMPT augment reads: right-padded ids {@code [B, S]} and which are real (null = all). */
-    public record AugmentPrompt(Tensor ids, Tensor real) {}
+    /**
+     * What an augment reads when not the anchor's ids: right-padded ids {@code [B, S]} and which are real (null = all).
+     * In SEPARATE_PROMPT mode, its own prompt, which every anchor position sees whole. In SAME_SEQUENCE mode, the same
+     * text as the anchor cut by the augment's own tokenizer, with the {@code cross} mask of
+     * {@link TextAlignment#crossMask} saying which of its tokens each anchor token may see (null otherwise).
+     */
+    public record AugmentPrompt(Tensor ids, Tensor real, Bridge.CrossMask cross) {
+        public AugmentPrompt(Tensor ids, Tensor real) {
+            this(ids, real, null);
+        }
+    }
 
     /**
      * Anchor hidden states {@code [B, T, D_B]} of the composition for anchor ids {@code [B, T]}.
      *
      * @param keyPadding boolean {@code [B, past+T]} (true = real token) or null when no row is padded
-     * @param prompts per augment, what it reads in SEPARATE_PROMPT mode (null in SAME_SEQUENCE mode)
+     * @param prompts per augment, what it reads in SEPARATE_PROMPT mode; in SAME_SEQUENCE mode null, or per augment
+     *     null (it reads the anchor's ids: a shared tokenizer) or its own tokenization of the text ({@link AugmentPrompt})
      * @param cache every model's and bridge's cache for incremental decoding, or null
      */
     public Tensor hidden(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, CalmCache cache) {
@@ -124,7 +154,26 @@ public final class CalmModel implements AutoCloseable {
             if (plan.deepestAugmentLayer(a) < 0) {
                 continue;
             }
-            if (mode == Mode.SAME_SEQUENCE) {
+            AugmentPrompt own = mode == Mode.SAME_SEQUENCE && prompts != null ? prompts.get(a) : null;
+            if (own == null && mode == Mode.SAME_SEQUENCE && ownTokens[a]) {
+                throw new IllegalArgumentException("augment " + a + " reads the text through its own tokenizer: give its "
+                        + "tokens and cross mask (AugmentPrompt)");
+            }
+            if (own != null) {
+                // The same text through the augment's own tokenizer: its tokens, and which of them each anchor token
+                // may see (by where their spans end in the text).
+                if (cache != null) {
+                    throw new IllegalArgumentException("an augment's own tokenization is composed without a decoding "
+                            + "cache: give the whole text each step");
+                }
+                Map<Integer, Tensor> states = given != null ? given.augments().get(a) : augmentStates(a, own.ids(), own.real(), null);
+                for (int k = 0; k < plan.size(); k++) {
+                    if (plan.get(k).augment() == a) {
+                        kv[k] = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));   // [B, H, S, hd]
+                    }
+                }
+                cross[a] = own.cross();
+            } else if (mode == Mode.SAME_SEQUENCE) {
                 Map<Integer, Tensor> states = given != null ? given.augments().get(a)
                         : augmentStates(a, ids, keyPadding, cache == null ? null : cache.augment(a));
                 for (int k = 0; k < plan.size(); k++) {
@@ -220,7 +269,8 @@ public final class CalmModel implements AutoCloseable {
             if (s == null) {
                 throw new IllegalArgumentException("augment " + a + ": no states given for layer " + layer);
             }
-            long t = mode == Mode.SAME_SEQUENCE ? ids.size(1) : prompts.get(a).ids().size(1);
+            boolean own = prompts != null && prompts.get(a) != null;
+            long t = own ? prompts.get(a).ids().size(1) : ids.size(1);
             checkShape(s, "augment " + a + " layer " + layer, ids.size(0), t, augments.get(a).hiddenSize());
         }
         if (given.anchorBelow() != null) {
@@ -348,6 +398,11 @@ public final class CalmModel implements AutoCloseable {
 
     public int heads() {
         return heads;
+    }
+
+    /** Whether augment {@code a} reads the text through its own tokenizer instead of the anchor's ids. */
+    public boolean ownTokens(int a) {
+        return ownTokens[a];
     }
 
     public ScalarType computeDtype() {

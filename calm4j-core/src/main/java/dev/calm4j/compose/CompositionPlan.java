@@ -117,6 +117,15 @@ public record CompositionPlan(List<Connection> connections) {
      */
     public void check(ModelConfig anchor, List<? extends ModelConfig> augments, List<String> augmentNames, int heads,
                       Mode mode) {
+        check(anchor, augments, augmentNames, heads, mode, null);
+    }
+
+    /**
+     * As above, where {@code ownTokens[a]} says that augment {@code a} reads the text through its own tokenizer
+     * ({@link TextAlignment}) instead of the anchor's ids, so that its vocabulary need not take them (null: none does).
+     */
+    public void check(ModelConfig anchor, List<? extends ModelConfig> augments, List<String> augmentNames, int heads,
+                      Mode mode, boolean[] ownTokens) {
         if (augments.isEmpty()) {
             throw new CompositionException(CompositionException.Part.AUGMENTS, "a composition needs at least one augmenting model");
         }
@@ -133,10 +142,12 @@ public record CompositionPlan(List<Connection> connections) {
                         + "give it one (e.g. \"" + a + ":" + (depths[a] - 1) + "->" + (anchor.numHiddenLayers() - 1)
                         + "\") or drop it");
             }
-            if (mode == Mode.SAME_SEQUENCE && augments.get(a).vocabSize() < anchor.vocabSize()) {
+            boolean own = ownTokens != null && ownTokens[a];
+            if (mode == Mode.SAME_SEQUENCE && !own && augments.get(a).vocabSize() < anchor.vocabSize()) {
                 throw new CompositionException(CompositionException.Part.MODE, "same_sequence mode feeds the anchor's token ids to " + name
                         + ", whose vocabulary (" + augments.get(a).vocabSize() + ") is smaller than the anchor's ("
-                        + anchor.vocabSize() + "); the models must share a tokenizer (or use separate_prompt)");
+                        + anchor.vocabSize() + "); give it its own tokenizer.json (it then reads the text through it) "
+                        + "or use separate_prompt");
             }
         }
         if (heads <= 0 || anchor.hiddenSize() % heads != 0) {
