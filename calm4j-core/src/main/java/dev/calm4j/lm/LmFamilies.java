@@ -8,6 +8,9 @@ import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.llama.LlamaFamily;
+import dev.calm4j.lm.olmo2.Olmo2Family;
+import dev.calm4j.lm.qwen3.Qwen3Family;
+import dev.calm4j.lm.smollm3.SmolLM3Family;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -28,7 +31,7 @@ public final class LmFamilies {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     /** Every family calm4j loads, each in its own package. */
-    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily());
+    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily(), new Qwen3Family(), new Olmo2Family(), new SmolLM3Family());
 
     private LmFamilies() {}
 

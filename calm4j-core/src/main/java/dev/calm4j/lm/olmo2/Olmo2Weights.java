@@ -1,0 +1,172 @@
+package dev.calm4j.lm.olmo2;
+
+import dev.calm4j.Calm4jException;
+import dev.calm4j.io.WeightFiles;
+import dev.calm4j.lm.llama.LlamaWeights.Entry;
+import dev.calm4j.lm.llama.LlamaWeights.Init;
+import org.bytedeco.pytorch.Generator;
+import org.bytedeco.pytorch.GeneratorOptional;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.bytedeco.pytorch.global.torch.ones;
+import static org.bytedeco.pytorch.global.torch.randn;
+import static org.bytedeco.pytorch.global.torch.zeros;
+
+/**
+ * Every tensor of an OLMo 2 checkpoint, under Hugging Face's names, in one list ({@link #spec}). Unlike Llama there
+ * is no {@code input_layernorm}: the block's two norms ({@code post_attention_layernorm},
+ * {@code post_feedforward_layernorm}) act on the sublayers' outputs, and q/k have an RMSNorm over their whole
+ * projection ({@code q_norm [heads * head_dim]}, {@code k_norm [kv_heads * head_dim]}).
+ */
+public final class Olmo2Weights implements AutoCloseable {
+
+    /** One block's tensors; biases are null without {@code attention_bias}. */
+    public record Block(Tensor q, Tensor qBias, Tensor k, Tensor kBias, Tensor v, Tensor vBias, Tensor o, Tensor oBias,
+                        Tensor qNorm, Tensor kNorm, Tensor gate, Tensor up, Tensor down, Tensor postAttentionNorm,
+                        Tensor postFeedforwardNorm) {}
+
+    private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
+    private final Tensor embed;
+    private final Tensor norm;
+    private final Tensor lmHead;                 // == embed when tied
+    private final Block[] blocks;
+
+    private Olmo2Weights(Olmo2Config c, Map<String, Tensor> tensors) {
+        this.tensors = tensors;
+        this.embed = tensors.get("model.embed_tokens.weight");
+        this.norm = tensors.get("model.norm.weight");
+        this.lmHead = c.tieWordEmbeddings() ? embed : tensors.get("lm_head.weight");
+        this.blocks = new Block[c.numHiddenLayers()];
+        for (int i = 0; i < blocks.length; i++) {
+            String p = "model.layers." + i + ".";
+            String a = p + "self_attn.";
+            blocks[i] = new Block(
+                    tensors.get(a + "q_proj.weight"), tensors.get(a + "q_proj.bias"),
+                    tensors.get(a + "k_proj.weight"), tensors.get(a + "k_proj.bias"),
+                    tensors.get(a + "v_proj.weight"), tensors.get(a + "v_proj.bias"),
+                    tensors.get(a + "o_proj.weight"), tensors.get(a + "o_proj.bias"),
+                    tensors.get(a + "q_norm.weight"), tensors.get(a + "k_norm.weight"),
+                    tensors.get(p + "mlp.gate_proj.weight"), tensors.get(p + "mlp.up_proj.weight"),
+                    tensors.get(p + "mlp.down_proj.weight"),
+                    tensors.get(p + "post_attention_layernorm.weight"),
+                    tensors.get(p + "post_feedforward_layernorm.weight"));
+        }
+    }
+
+    /** The tensors a checkpoint of this config holds, in the order HF's model lists them. */
+    public static List<Entry> spec(Olmo2Config c) {
+        long d = c.hiddenSize();
+        long qd = c.queryDim();
+        long kv = c.kvDim();
+        long ff = c.intermediateSize();
+        boolean bias = c.attentionBias();
+        List<Entry> s = new ArrayList<>();
+        s.add(new Entry("model.embed_tokens.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
+        for (int i = 0; i < c.numHiddenLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            String a = p + "self_attn.";
+            s.add(new Entry(a + "q_proj.weight", new long[] {qd, d}, Init.NORMAL));
+            if (bias) {
+                s.add(new Entry(a + "q_proj.bias", new long[] {qd}, Init.ZEROS));
+            }
+            s.add(new Entry(a + "k_proj.weight", new long[] {kv, d}, Init.NORMAL));
+            if (bias) {
+                s.add(new Entry(a + "k_proj.bias", new long[] {kv}, Init.ZEROS));
+            }
+            s.add(new Entry(a + "v_proj.weight", new long[] {kv, d}, Init.NORMAL));
+            if (bias) {
+                s.add(new Entry(a + "v_proj.bias", new long[] {kv}, Init.ZEROS));
+            }
+            s.add(new Entry(a + "o_proj.weight", new long[] {d, qd}, Init.NORMAL));
+            if (bias) {
+                s.add(new Entry(a + "o_proj.bias", new long[] {d}, Init.ZEROS));
+            }
+            s.add(new Entry(a + "q_norm.weight", new long[] {qd}, Init.ONES));
+            s.add(new Entry(a + "k_norm.weight", new long[] {kv}, Init.ONES));
+            s.add(new Entry(p + "mlp.gate_proj.weight", new long[] {ff, d}, Init.NORMAL));
+            s.add(new Entry(p + "mlp.up_proj.weight", new long[] {ff, d}, Init.NORMAL));
+            s.add(new Entry(p + "mlp.down_proj.weight", new long[] {d, ff}, Init.NORMAL));
+            s.add(new Entry(p + "post_attention_layernorm.weight", new long[] {d}, Init.ONES));
+            s.add(new Entry(p + "post_feedforward_layernorm.weight", new long[] {d}, Init.ONES));
+        }
+        s.add(new Entry("model.norm.weight", new long[] {d}, Init.ONES));
+        if (!c.tieWordEmbeddings()) {
+            s.add(new Entry("lm_head.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
+        }
+        return s;
+    }
+
+    /**
+     * Loads and checks every tensor of the spec: a missing tensor or a wrong shape is refused with the tensor's name
+     * before anything is read. Tensors the spec does not use are ignored, as HF does.
+     */
+    public static Olmo2Weights load(Olmo2Config c, WeightFiles files, String source, ScalarType dtype) {
+        List<Entry> spec = spec(c);
+        for (Entry e : spec) {
+            if (!files.contains(e.name())) {
+                throw new Calm4jException(source + ": missing tensor '" + e.name() + "' (expected shape "
+                        + Arrays.toString(e.shape()) + " for this config.json)");
+            }
+            long[] found = files.info(e.name()).shape();
+            if (!Arrays.equals(found, e.shape())) {
+                throw new Calm4jException(source + ": tensor '" + e.name() + "' has shape "
+                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
+            }
+        }
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        for (Entry e : spec) {
+            t.put(e.name(), files.load(e.name(), dtype));
+        }
+        return new Olmo2Weights(c, t);
+    }
+
+    /** Fresh weights: normal(0, std) matrices, unit norms, zero biases; seeded. */
+    public static Olmo2Weights random(Olmo2Config c, long seed, double std, ScalarType dtype) {
+        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
+        TensorOptions f32 = new TensorOptions(ScalarType.Float);
+        Map<String, Tensor> t = new LinkedHashMap<>();
+        for (Entry e : spec(c)) {
+            Tensor x = switch (e.init()) {
+                case NORMAL -> randn(e.shape(), new GeneratorOptional(g), f32).mul(new Scalar(std));
+                case ONES -> ones(e.shape(), f32);
+                case ZEROS -> zeros(e.shape(), f32);
+            };
+            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
+        }
+        return new Olmo2Weights(c, t);
+    }
+
+    public Map<String, Tensor> named() {
+        return tensors;
+    }
+
+    public Tensor embed() {
+        return embed;
+    }
+
+    public Tensor norm() {
+        return norm;
+    }
+
+    public Tensor lmHead() {
+        return lmHead;
+    }
+
+    public Block block(int i) {
+        return blocks[i];
+    }
+
+    @Override
+    public void close() {
+        tensors.values().forEach(Tensor::close);
+    }
+}
