@@ -17,8 +17,22 @@ import static org.bytedeco.pytorch.global.torch.arange;
  * @param causal let the attention kernel apply the plain causal mask itself (fastest; only when past == 0)
  * @param cos rotary cos, {@code [B or 1, 1, t, headDim]}
  * @param sin rotary sin with its first half negated ({@link dev.calm4j.nn.Rotary#apply}), same shape
+ * @param sliding the geometry of the model's sliding-window layers, where a model mixes them with global layers
+ *                (Gemma 2 and 3: their own windowed mask and, for Gemma 3, their own rotary tables); null where every
+ *                layer uses this one
  */
-public record AttentionContext(long past, long length, Tensor mask, boolean causal, Tensor cos, Tensor sin) {
+public record AttentionContext(long past, long length, Tensor mask, boolean causal, Tensor cos, Tensor sin,
+                               AttentionContext sliding) {
+
+    /** A geometry every layer shares (no separate sliding-window layers). */
+    public AttentionContext(long past, long length, Tensor mask, boolean causal, Tensor cos, Tensor sin) {
+        this(past, length, mask, causal, cos, sin, null);
+    }
+
+    /** The geometry of a sliding-window layer: {@link #sliding} where the model has one, else this. */
+    public AttentionContext forSliding() {
+        return sliding == null ? this : sliding;
+    }
 
     /**
      * Boolean mask {@code [B or 1, 1, t, past+t]}: query {@code q} (absolute position {@code past+q}) sees key

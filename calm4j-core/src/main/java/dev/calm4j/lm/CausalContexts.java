@@ -7,9 +7,10 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
- * The attention geometry of rotary decoders whose layers differ in their window (Qwen3's top layers, SmolLM3's
- * layers without rotary): {@link #causal} builds the full-attention context once per forward call, and a sliding
- * layer narrows it with {@link #windowed}, so the record handed to every block stays one {@link AttentionContext}.
+ * The attention geometry of rotary decoders whose layers differ in their window (Qwen3's and SmolLM3's sliding
+ * layers): {@link #causal} builds the full-attention context once per forward call, with the sliding layers' narrower
+ * one beside it ({@link AttentionContext#sliding}, as Gemma's), so the record handed to every block stays one
+ * {@link AttentionContext} and no block builds a mask.
  */
 public final class CausalContexts {
     private CausalContexts() {}
@@ -17,9 +18,11 @@ public final class CausalContexts {
     /**
      * Causal attention over {@code past} cached and {@code t} new positions, with the rotary cos/sin of their
      * positions (cast to {@code dtype}). Left-padded rows ({@code keyPadding}, true = real) get the positions HF's
-     * {@code generate} gives them: the number of real tokens before each one.
+     * {@code generate} gives them: the number of real tokens before each one. With {@code window > 0}, the sliding
+     * layers' geometry ({@link #windowed}) rides along as {@link AttentionContext#sliding}.
      */
-    public static AttentionContext causal(Rotary rotary, ScalarType dtype, long past, long t, Tensor keyPadding) {
+    public static AttentionContext causal(Rotary rotary, ScalarType dtype, long past, long t, Tensor keyPadding,
+                                          int window) {
         Tensor mask = null;
         boolean causal = false;
         if (keyPadding != null || (t > 1 && past > 0)) {
@@ -38,7 +41,8 @@ public final class CausalContexts {
         }
         Tensor cos = dtype == ScalarType.Float ? cs[0] : cs[0].to(dtype);
         Tensor sin = dtype == ScalarType.Float ? cs[1] : cs[1].to(dtype);
-        return new AttentionContext(past, t, mask, causal, cos, sin);
+        AttentionContext full = new AttentionContext(past, t, mask, causal, cos, sin);
+        return window > 0 ? new AttentionContext(past, t, mask, causal, cos, sin, windowed(full, window)) : full;
     }
 
     /**

@@ -7,6 +7,7 @@ import dev.calm4j.Calm4jException;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.io.WeightFiles;
+import dev.calm4j.lm.gemma.GemmaFamily;
 import dev.calm4j.lm.llama.LlamaFamily;
 import dev.calm4j.lm.olmo2.Olmo2Family;
 import dev.calm4j.lm.qwen3.Qwen3Family;
@@ -31,7 +32,8 @@ public final class LmFamilies {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     /** Every family calm4j loads, each in its own package. */
-    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily(), new Qwen3Family(), new Olmo2Family(), new SmolLM3Family());
+    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily(), new Qwen3Family(), new Olmo2Family(),
+            new SmolLM3Family(), new GemmaFamily());
 
     private LmFamilies() {}
 

@@ -1,13 +1,16 @@
 package dev.calm4j.nn;
 
 import org.bytedeco.pytorch.DoubleOptional;
+import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
+import static org.bytedeco.pytorch.global.torch.gelu;
 import static org.bytedeco.pytorch.global.torch.rms_norm;
 import static org.bytedeco.pytorch.global.torch.scaled_dot_product_attention;
 import static org.bytedeco.pytorch.global.torch.silu;
+import static org.bytedeco.pytorch.global.torch.softmax;
 
 /** The handful of layer functions every model family shares. Pure functions of tensors; no state. */
 public final class Ops {
@@ -59,6 +62,14 @@ public final class Ops {
      * once per small block, and a two-thread OpenBLAS pool made it 5-20x slower on the 2-core machine.
      */
     public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean causal, boolean gqa) {
+        return attention(q, k, v, mask, causal, gqa, Double.NaN);
+    }
+
+    /**
+     * {@link #attention(Tensor, Tensor, Tensor, Tensor, boolean, boolean)} with the scores scaled by {@code scale}
+     * instead of {@code 1/sqrt(d)} (Gemma: {@code query_pre_attn_scalar^-0.5}); NaN = the default.
+     */
+    public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean causal, boolean gqa, double scale) {
         ScalarType dtype = q.scalar_type().intern();
         boolean reduced = dtype == ScalarType.BFloat16 || dtype == ScalarType.Half;
         if (reduced) {
@@ -70,9 +81,51 @@ public final class Ops {
         Tensor kf = k;
         Tensor vf = v;
         Tensor a = dev.calm4j.Torch.withSingleThreadedBlas(() -> scaled_dot_product_attention(qf, kf, vf,
-                mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, causal, new DoubleOptional(), gqa));
+                mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, causal,
+                Double.isNaN(scale) ? new DoubleOptional() : new DoubleOptional(scale), gqa));
         dev.calm4j.Torch.singleThreadedBlasInBackward(a, qf, kf, vf);
         return reduced ? a.to(dtype) : a;
+    }
+
+    /**
+     * Attention with soft-capped scores, written out (SDPA has no cap): {@code s = cap * tanh(scale q k^T / cap)},
+     * masked keys to -inf, softmax in float32, times v. Gemma 2 caps at 50 to keep its logits bounded; the cap sits
+     * between the scaling and the mask, where no fused kernel can put it. Reduced precision (bf16/fp16) is computed
+     * in float32 and cast back, as {@link #attention} does.
+     *
+     * @param q {@code [B, H, T, d]}
+     * @param k keys {@code [B, H_kv, S, d]}, {@code H_kv} dividing {@code H} (query head h reads key head
+     *          {@code h / (H / H_kv)}, as HF's {@code repeat_kv})
+     * @param v values, same shape as k
+     * @param mask boolean, broadcastable to {@code [B, H, T, S]}, true = may attend; every row must allow a key; or
+     *             null for none
+     * @return {@code [B, H, T, d]}
+     */
+    public static Tensor softcappedAttention(Tensor q, Tensor k, Tensor v, Tensor mask, double scale, double cap) {
+        ScalarType dtype = q.scalar_type().intern();
+        boolean reduced = dtype == ScalarType.BFloat16 || dtype == ScalarType.Half;
+        if (reduced) {
+            q = q.to(ScalarType.Float);
+            k = k.to(ScalarType.Float);
+            v = v.to(ScalarType.Float);
+        }
+        long groups = q.size(1) / k.size(1);
+        if (groups > 1) {                                          // [B, H_kv, S, d] -> [B, H, S, d]
+            k = k.repeat_interleave(groups, new org.bytedeco.pytorch.LongOptional(1), new org.bytedeco.pytorch.LongOptional());
+            v = v.repeat_interleave(groups, new org.bytedeco.pytorch.LongOptional(1), new org.bytedeco.pytorch.LongOptional());
+        }
+        Tensor s = q.matmul(k.transpose(2, 3)).mul(new Scalar(scale));                      // [B, H, T, S]
+        s = s.div(new Scalar(cap)).tanh().mul(new Scalar(cap));
+        if (mask != null) {
+            s = s.masked_fill(mask.logical_not(), new Scalar(Double.NEGATIVE_INFINITY));
+        }
+        Tensor a = softmax(s, -1).matmul(v);                                                  // [B, H, T, d]
+        return reduced ? a.to(dtype) : a;
+    }
+
+    /** GELU-gated feed-forward with the tanh approximation (HF {@code gelu_pytorch_tanh}): {@code down(gelu(gate(x)) * up(x))}. */
+    public static Tensor geluTanhGlu(Tensor x, Tensor gate, Tensor up, Tensor down) {
+        return linear(gelu(linear(x, gate, null), "tanh").mul(linear(x, up, null)), down, null);
     }
 
     /** {@code [B, T, H*d] -> [B, H, T, d]}. */

@@ -66,7 +66,7 @@ public final class Olmo2Model implements CausalLm {
     /** Causal attention with float32 cos/sin (see the class comment). */
     @Override
     public AttentionContext context(long past, long t, Tensor keyPadding) {
-        return CausalContexts.causal(rotary, ScalarType.Float, past, t, keyPadding);
+        return CausalContexts.causal(rotary, ScalarType.Float, past, t, keyPadding, 0);
     }
 
     @Override

@@ -130,6 +130,11 @@ public record Qwen3Config(
         return MODEL_TYPE;
     }
 
+    /** The window of the sliding layers, 0 when no layer slides. */
+    public int slidingWindowIfUsed() {
+        return layerTypes.contains(SLIDING) ? slidingWindow : 0;
+    }
+
     /** Keys layer {@code i} sees per query: the sliding window, or 0 (all earlier keys). */
     public int window(int i) {
         return layerTypes.get(i).equals(SLIDING) ? slidingWindow : 0;

@@ -63,10 +63,10 @@ public final class SmolLM3Model implements CausalLm {
         return weights.named();
     }
 
-    /** Full causal attention; sliding layers narrow it themselves ({@link CausalContexts#windowed}). */
+    /** Full causal attention, with the sliding layers' narrower geometry beside it. */
     @Override
     public AttentionContext context(long past, long t, Tensor keyPadding) {
-        return CausalContexts.causal(rotary, dtype, past, t, keyPadding);
+        return CausalContexts.causal(rotary, dtype, past, t, keyPadding, config.slidingWindowIfUsed());
     }
 
     @Override
@@ -102,7 +102,7 @@ public final class SmolLM3Model implements CausalLm {
             k = kv[0];
             v = kv[1];
         }
-        AttentionContext a = CausalContexts.windowed(ctx, config.window(i));            // this layer's keys
+        AttentionContext a = config.window(i) > 0 ? ctx.forSliding() : ctx;              // this layer's keys
         Tensor att = Ops.attention(q, k, v, a.mask(), a.causal(), kvHeads != heads);     // [B, H, T, hd]
         h = h.add(Ops.linear(Ops.mergeHeads(att), w.o(), w.oBias()));                    // [B, T, D]
 
