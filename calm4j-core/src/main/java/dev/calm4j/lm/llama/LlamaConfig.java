@@ -169,19 +169,25 @@ public record LlamaConfig(
         boolean qkvBias = qwen || attentionBias;
         boolean oBias = !qwen && attentionBias;
 
-        // Sliding window: Mistral applies it whenever set; Qwen2 only with use_sliding_window.
+        // Sliding window: Mistral applies it whenever set. Qwen2 only with use_sliding_window, and then (as
+        // transformers' Qwen2Config derives its layer_types) on layers i >= max_window_layers (default 28): none when
+        // max_window_layers >= the layer count, all when it is 0; a mix is refused (one window for every block here).
         int window = 0;
         if (c.hasNonNull("sliding_window")) {
             int w = f.integer("sliding_window", null);
-            boolean used = type.equals("mistral") || (qwen && f.bool("use_sliding_window", false));
-            if (used) {
+            if (type.equals("mistral")) {
                 window = w;
+            } else if (qwen && f.bool("use_sliding_window", false)) {
+                int layers = f.integer("num_hidden_layers", null);
+                int from = c.hasNonNull("max_window_layers") ? f.integer("max_window_layers", null) : 28;
+                if (from <= 0) {
+                    window = w;
+                } else if (from < layers) {
+                    throw new Calm4jException(source + ": field 'max_window_layers' is " + from + ": only layers "
+                            + from + ".." + (layers - 1) + " of " + layers + " slide, and a mix of sliding and full "
+                            + "layers is not supported for qwen2 (0: all slide; >= num_hidden_layers: none)");
+                }
             }
-        }
-        if (qwen && f.bool("use_sliding_window", false) && c.hasNonNull("max_window_layers")
-                && f.integer("max_window_layers", null) < f.integer("num_hidden_layers", null)) {
-            throw new Calm4jException(source + ": field 'max_window_layers' < num_hidden_layers (per-layer sliding "
-                    + "windows) is not supported");
         }
 
         // Rotary: 5.x keeps theta and scaling in rope_parameters; 4.x has top-level rope_theta and rope_scaling.
@@ -287,7 +293,7 @@ public record LlamaConfig(
             o.put("sliding_window", slidingWindow);
             if (modelType.equals("qwen2")) {
                 o.put("use_sliding_window", true);
-                o.put("max_window_layers", numHiddenLayers);
+                o.put("max_window_layers", 0);          // every layer slides (transformers: layers >= this one)
             }
         } else if (!modelType.equals("llama")) {
             o.putNull("sliding_window");
