@@ -7,7 +7,9 @@ import dev.calm4j.Calm4jException;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.io.WeightFiles;
+import dev.calm4j.lm.gpt2.Gpt2Family;
 import dev.calm4j.lm.llama.LlamaFamily;
+import dev.calm4j.lm.phi3.Phi3Family;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -28,7 +30,7 @@ public final class LmFamilies {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     /** Every family calm4j loads, each in its own package. */
-    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily());
+    private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily(), new Phi3Family(), new Gpt2Family());
 
     private LmFamilies() {}
 

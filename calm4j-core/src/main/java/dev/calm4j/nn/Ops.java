@@ -5,6 +5,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
+import static org.bytedeco.pytorch.global.torch.layer_norm;
 import static org.bytedeco.pytorch.global.torch.rms_norm;
 import static org.bytedeco.pytorch.global.torch.scaled_dot_product_attention;
 import static org.bytedeco.pytorch.global.torch.silu;
@@ -39,6 +40,19 @@ public final class Ops {
         return rms_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new DoubleOptional(eps));
     }
 
+    /** LayerNorm over the last dimension with a weight and a bias: {@code (x - mean) / sqrt(var + eps) * w + b}. */
+    public static Tensor layerNorm(Tensor x, Tensor w, Tensor b, double eps) {
+        return layer_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new TensorOptional(b), eps, false);
+    }
+
+    /**
+     * GELU: with {@code tanh}, the tanh approximation {@code 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))} (HF's
+     * {@code gelu_new}, GPT-2's); without, the exact {@code x Phi(x)} (HF's {@code gelu}).
+     */
+    public static Tensor gelu(Tensor x, boolean tanh) {
+        return tanh ? org.bytedeco.pytorch.global.torch.gelu(x, "tanh") : org.bytedeco.pytorch.global.torch.gelu(x);
+    }
+
     /** SwiGLU feed-forward: {@code down(silu(gate(x)) * up(x))}. */
     public static Tensor swiGlu(Tensor x, Tensor gate, Tensor gateB, Tensor up, Tensor upB, Tensor down, Tensor downB) {
         return linear(silu(linear(x, gate, gateB)).mul(linear(x, up, upB)), down, downB);
@@ -59,6 +73,15 @@ public final class Ops {
      * once per small block, and a two-thread OpenBLAS pool made it 5-20x slower on the 2-core machine.
      */
     public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean causal, boolean gqa) {
+        return attention(q, k, v, mask, causal, gqa, Double.NaN);
+    }
+
+    /**
+     * As {@link #attention(Tensor, Tensor, Tensor, Tensor, boolean, boolean)}, with the scores scaled by {@code scale}
+     * instead of {@code 1/sqrt(d)} (NaN = that default), for families that scale otherwise (GPT-2 without
+     * {@code scale_attn_weights}, or by the inverse layer index).
+     */
+    public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean causal, boolean gqa, double scale) {
         ScalarType dtype = q.scalar_type().intern();
         boolean reduced = dtype == ScalarType.BFloat16 || dtype == ScalarType.Half;
         if (reduced) {
@@ -70,7 +93,8 @@ public final class Ops {
         Tensor kf = k;
         Tensor vf = v;
         Tensor a = dev.calm4j.Torch.withSingleThreadedBlas(() -> scaled_dot_product_attention(qf, kf, vf,
-                mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, causal, new DoubleOptional(), gqa));
+                mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, causal,
+                Double.isNaN(scale) ? new DoubleOptional() : new DoubleOptional(scale), gqa));
         dev.calm4j.Torch.singleThreadedBlasInBackward(a, qf, kf, vf);
         return reduced ? a.to(dtype) : a;
     }
