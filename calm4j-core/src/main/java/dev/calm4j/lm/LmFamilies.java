@@ -8,8 +8,10 @@ import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
 import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.gemma.GemmaFamily;
+import dev.calm4j.lm.gpt2.Gpt2Family;
 import dev.calm4j.lm.llama.LlamaFamily;
 import dev.calm4j.lm.olmo2.Olmo2Family;
+import dev.calm4j.lm.phi3.Phi3Family;
 import dev.calm4j.lm.qwen3.Qwen3Family;
 import dev.calm4j.lm.smollm3.SmolLM3Family;
 import org.bytedeco.pytorch.Tensor;
@@ -33,7 +35,7 @@ public final class LmFamilies {
 
     /** Every family calm4j loads, each in its own package. */
     private static final List<LmFamily> FAMILIES = List.of(new LlamaFamily(), new Qwen3Family(), new Olmo2Family(),
-            new SmolLM3Family(), new GemmaFamily());
+            new SmolLM3Family(), new GemmaFamily(), new Phi3Family(), new Gpt2Family());
 
     private LmFamilies() {}
 

@@ -6,7 +6,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
-import static org.bytedeco.pytorch.global.torch.gelu;
+import static org.bytedeco.pytorch.global.torch.layer_norm;
 import static org.bytedeco.pytorch.global.torch.rms_norm;
 import static org.bytedeco.pytorch.global.torch.scaled_dot_product_attention;
 import static org.bytedeco.pytorch.global.torch.silu;
@@ -42,6 +42,19 @@ public final class Ops {
         return rms_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new DoubleOptional(eps));
     }
 
+    /** LayerNorm over the last dimension with a weight and a bias: {@code (x - mean) / sqrt(var + eps) * w + b}. */
+    public static Tensor layerNorm(Tensor x, Tensor w, Tensor b, double eps) {
+        return layer_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new TensorOptional(b), eps, false);
+    }
+
+    /**
+     * GELU: with {@code tanh}, the tanh approximation {@code 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))} (HF's
+     * {@code gelu_new}, GPT-2's); without, the exact {@code x Phi(x)} (HF's {@code gelu}).
+     */
+    public static Tensor gelu(Tensor x, boolean tanh) {
+        return tanh ? org.bytedeco.pytorch.global.torch.gelu(x, "tanh") : org.bytedeco.pytorch.global.torch.gelu(x);
+    }
+
     /** SwiGLU feed-forward: {@code down(silu(gate(x)) * up(x))}. */
     public static Tensor swiGlu(Tensor x, Tensor gate, Tensor gateB, Tensor up, Tensor upB, Tensor down, Tensor downB) {
         return linear(silu(linear(x, gate, gateB)).mul(linear(x, up, upB)), down, downB);
@@ -66,8 +79,9 @@ public final class Ops {
     }
 
     /**
-     * {@link #attention(Tensor, Tensor, Tensor, Tensor, boolean, boolean)} with the scores scaled by {@code scale}
-     * instead of {@code 1/sqrt(d)} (Gemma: {@code query_pre_attn_scalar^-0.5}); NaN = the default.
+     * As {@link #attention(Tensor, Tensor, Tensor, Tensor, boolean, boolean)}, with the scores scaled by {@code scale}
+     * instead of {@code 1/sqrt(d)} (NaN = that default), for families that scale otherwise (Gemma:
+     * {@code query_pre_attn_scalar^-0.5}; GPT-2 without {@code scale_attn_weights}, or by the inverse layer index).
      */
     public static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean causal, boolean gqa, double scale) {
         ScalarType dtype = q.scalar_type().intern();
@@ -123,9 +137,12 @@ public final class Ops {
         return reduced ? a.to(dtype) : a;
     }
 
-    /** GELU-gated feed-forward with the tanh approximation (HF {@code gelu_pytorch_tanh}): {@code down(gelu(gate(x)) * up(x))}. */
+    /**
+     * GELU-gated feed-forward with the tanh approximation (HF {@code gelu_pytorch_tanh}):
+     * {@code down(gelu(gate(x)) * up(x))}.
+     */
     public static Tensor geluTanhGlu(Tensor x, Tensor gate, Tensor up, Tensor down) {
-        return linear(gelu(linear(x, gate, null), "tanh").mul(linear(x, up, null)), down, null);
+        return linear(gelu(linear(x, gate, null), true).mul(linear(x, up, null)), down, null);
     }
 
     /** {@code [B, T, H*d] -> [B, H, T, d]}. */

@@ -20,14 +20,27 @@ public final class Rotary implements AutoCloseable {
     private final int maxPositions;
 
     public Rotary(int headDim, int maxPositions, double theta, RopeScaling scaling) {
+        this(scaling.inverseFrequencies(headDim, theta), maxPositions, 1.0);
+    }
+
+    /**
+     * Tables for the given inverse frequencies (one per rotated pair, so the tables are {@code 2 * invFreq.length}
+     * wide), with cos and sin both multiplied by {@code scale} (HF's {@code attention_scaling} of scaled rope types
+     * such as longrope; 1 = none), in float32 as HF computes them.
+     */
+    public Rotary(float[] invFreq, int maxPositions, double scale) {
         this.maxPositions = maxPositions;
-        float[] invFreq = scaling.inverseFrequencies(headDim, theta);
         Tensor inv = org.bytedeco.pytorch.global.torch.tensor(invFreq);
         Tensor pos = arange(new org.bytedeco.pytorch.Scalar(maxPositions), new TensorOptions(ScalarType.Float));
         Tensor freqs = outer(pos, inv);                                    // [P, d/2], float32 like HF
         Tensor emb = cat(new org.bytedeco.pytorch.TensorVector(freqs, freqs), 1);   // [P, d]
-        this.cos = emb.cos();
+        Tensor c = emb.cos();
         Tensor s = freqs.sin();
+        if (scale != 1.0) {
+            c = c.mul(new org.bytedeco.pytorch.Scalar(scale));
+            s = s.mul(new org.bytedeco.pytorch.Scalar(scale));
+        }
+        this.cos = c;
         this.sin = cat(new org.bytedeco.pytorch.TensorVector(s.neg(), s), 1);          // [P, d], first half negated
     }
 
@@ -72,6 +85,20 @@ public final class Rotary implements AutoCloseable {
         long half = x.size(-1) / 2;
         Tensor swapped = cat(new org.bytedeco.pytorch.TensorVector(x.narrow(-1, half, half), x.narrow(-1, 0, half)), -1);
         return x.mul(cos).addcmul_(swapped, signedSin);
+    }
+
+    /**
+     * Rotary embedding of the first {@code cos.size(-1)} coordinates of each head only, the rest passed through
+     * (HF's {@code partial_rotary_factor}: {@code cat(rotate(x[..., :r]), x[..., r:])}); the whole head when the
+     * tables are as wide as it.
+     */
+    public static Tensor applyPartial(Tensor x, Tensor cos, Tensor signedSin) {
+        long r = cos.size(-1);
+        long d = x.size(-1);
+        if (r == d) {
+            return apply(x, cos, signedSin);
+        }
+        return cat(new org.bytedeco.pytorch.TensorVector(apply(x.narrow(-1, 0, r), cos, signedSin), x.narrow(-1, r, d - r)), -1);
     }
 
     public Tensor cosTable() {

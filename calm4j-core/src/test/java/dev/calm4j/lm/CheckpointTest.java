@@ -122,7 +122,7 @@ class CheckpointTest {
 
     @Test
     void unknownModelTypeIsRefused() throws Exception {
-        refused(modelWith(c -> c.put("model_type", "gpt2")), "config.json", "model_type", "gpt2");
+        refused(modelWith(c -> c.put("model_type", "bert")), "config.json", "model_type", "bert");
         refused(modelWith(c -> c.remove("model_type")), "config.json", "model_type");
     }
 
