@@ -5,6 +5,7 @@ import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamily;
 import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.lm.WeightSpec;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.List;
@@ -35,7 +36,7 @@ public final class GemmaFamily implements LmFamily {
 
     @Override
     public List<String> weightNames(ModelConfig config) {
-        return GemmaWeights.spec((GemmaConfig) config).stream().map(GemmaWeights.Entry::name).toList();
+        return GemmaWeights.spec((GemmaConfig) config).stream().map(WeightSpec.Entry::name).toList();
     }
 
     @Override

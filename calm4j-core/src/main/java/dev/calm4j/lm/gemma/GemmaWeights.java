@@ -1,21 +1,15 @@
 package dev.calm4j.lm.gemma;
 
-import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.WeightSpec;
+import dev.calm4j.lm.WeightSpec.Entry;
+import dev.calm4j.lm.WeightSpec.Init;
 import dev.calm4j.io.WeightFiles;
-import org.bytedeco.pytorch.Generator;
-import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-
-import static org.bytedeco.pytorch.global.torch.randn;
-import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
  * Every tensor of a Gemma 2 / Gemma 3 text checkpoint, under Hugging Face's names, in one list ({@link #spec}):
@@ -32,7 +26,6 @@ public final class GemmaWeights implements AutoCloseable {
                         Tensor preFeedforwardNorm, Tensor postFeedforwardNorm, Tensor gate, Tensor up, Tensor down) {}
 
     /** A tensor the config requires: its HF name, shape, and how a fresh model initialises it. */
-    public record Entry(String name, long[] shape, boolean normal) {}
 
     private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
     private final Tensor embed;
@@ -71,36 +64,36 @@ public final class GemmaWeights implements AutoCloseable {
         long ff = c.intermediateSize();
         boolean bias = c.attentionBias();
         List<Entry> s = new ArrayList<>();
-        s.add(new Entry("model.embed_tokens.weight", new long[] {c.vocabSize(), d}, true));
+        s.add(new Entry("model.embed_tokens.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
         for (int i = 0; i < c.numHiddenLayers(); i++) {
             String p = "model.layers." + i + ".";
             String a = p + "self_attn.";
-            s.add(new Entry(p + "input_layernorm.weight", new long[] {d}, false));
+            s.add(new Entry(p + "input_layernorm.weight", new long[] {d}, Init.ZEROS));
             for (String[] proj : new String[][] {{"q_proj", "q"}, {"k_proj", "kv"}, {"v_proj", "kv"}}) {
                 long out = proj[1].equals("q") ? qd : kv;
-                s.add(new Entry(a + proj[0] + ".weight", new long[] {out, d}, true));
+                s.add(new Entry(a + proj[0] + ".weight", new long[] {out, d}, Init.NORMAL));
                 if (bias) {
-                    s.add(new Entry(a + proj[0] + ".bias", new long[] {out}, false));
+                    s.add(new Entry(a + proj[0] + ".bias", new long[] {out}, Init.ZEROS));
                 }
             }
-            s.add(new Entry(a + "o_proj.weight", new long[] {d, qd}, true));
+            s.add(new Entry(a + "o_proj.weight", new long[] {d, qd}, Init.NORMAL));
             if (bias) {
-                s.add(new Entry(a + "o_proj.bias", new long[] {d}, false));
+                s.add(new Entry(a + "o_proj.bias", new long[] {d}, Init.ZEROS));
             }
             if (c.qkNorm()) {
-                s.add(new Entry(a + "q_norm.weight", new long[] {c.headDim()}, false));
-                s.add(new Entry(a + "k_norm.weight", new long[] {c.headDim()}, false));
+                s.add(new Entry(a + "q_norm.weight", new long[] {c.headDim()}, Init.ZEROS));
+                s.add(new Entry(a + "k_norm.weight", new long[] {c.headDim()}, Init.ZEROS));
             }
-            s.add(new Entry(p + "post_attention_layernorm.weight", new long[] {d}, false));
-            s.add(new Entry(p + "pre_feedforward_layernorm.weight", new long[] {d}, false));
-            s.add(new Entry(p + "post_feedforward_layernorm.weight", new long[] {d}, false));
-            s.add(new Entry(p + "mlp.gate_proj.weight", new long[] {ff, d}, true));
-            s.add(new Entry(p + "mlp.up_proj.weight", new long[] {ff, d}, true));
-            s.add(new Entry(p + "mlp.down_proj.weight", new long[] {d, ff}, true));
+            s.add(new Entry(p + "post_attention_layernorm.weight", new long[] {d}, Init.ZEROS));
+            s.add(new Entry(p + "pre_feedforward_layernorm.weight", new long[] {d}, Init.ZEROS));
+            s.add(new Entry(p + "post_feedforward_layernorm.weight", new long[] {d}, Init.ZEROS));
+            s.add(new Entry(p + "mlp.gate_proj.weight", new long[] {ff, d}, Init.NORMAL));
+            s.add(new Entry(p + "mlp.up_proj.weight", new long[] {ff, d}, Init.NORMAL));
+            s.add(new Entry(p + "mlp.down_proj.weight", new long[] {d, ff}, Init.NORMAL));
         }
-        s.add(new Entry("model.norm.weight", new long[] {d}, false));
+        s.add(new Entry("model.norm.weight", new long[] {d}, Init.ZEROS));
         if (!c.tieWordEmbeddings()) {
-            s.add(new Entry("lm_head.weight", new long[] {c.vocabSize(), d}, true));
+            s.add(new Entry("lm_head.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
         }
         return s;
     }
@@ -111,37 +104,12 @@ public final class GemmaWeights implements AutoCloseable {
      * also stores {@code lm_head.weight} loads; the head is the embedding, as in HF).
      */
     public static GemmaWeights load(GemmaConfig c, WeightFiles files, String source, ScalarType dtype) {
-        List<Entry> spec = spec(c);
-        for (Entry e : spec) {
-            if (!files.contains(e.name())) {
-                throw new Calm4jException(source + ": missing tensor '" + e.name() + "' (expected shape "
-                        + Arrays.toString(e.shape()) + " for this config.json)");
-            }
-            long[] found = files.info(e.name()).shape();
-            if (!Arrays.equals(found, e.shape())) {
-                throw new Calm4jException(source + ": tensor '" + e.name() + "' has shape "
-                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
-            }
-        }
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec) {
-            t.put(e.name(), files.load(e.name(), dtype));
-        }
-        return new GemmaWeights(c, t);
+        return new GemmaWeights(c, WeightSpec.load(spec(c), files, source, dtype));
     }
 
     /** Fresh weights: normal(0, std) matrices, zero norm offsets (the identity of {@code 1 + w}), zero biases; seeded. */
     public static GemmaWeights random(GemmaConfig c, long seed, double std, ScalarType dtype) {
-        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
-        TensorOptions f32 = new TensorOptions(ScalarType.Float);
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec(c)) {
-            Tensor x = e.normal()
-                    ? randn(e.shape(), new GeneratorOptional(g), f32).mul(new org.bytedeco.pytorch.Scalar(std))
-                    : zeros(e.shape(), f32);
-            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
-        }
-        return new GemmaWeights(c, t);
+        return new GemmaWeights(c, WeightSpec.random(spec(c), seed, std, dtype));
     }
 
     public Map<String, Tensor> named() {

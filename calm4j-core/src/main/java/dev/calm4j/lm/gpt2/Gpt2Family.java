@@ -5,6 +5,7 @@ import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamily;
 import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.lm.WeightSpec;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.List;
@@ -30,7 +31,7 @@ public final class Gpt2Family implements LmFamily {
 
     @Override
     public List<String> weightNames(ModelConfig config) {
-        return Gpt2Weights.spec((Gpt2Config) config).stream().map(Gpt2Weights.Entry::name).toList();
+        return Gpt2Weights.spec((Gpt2Config) config).stream().map(WeightSpec.Entry::name).toList();
     }
 
     @Override

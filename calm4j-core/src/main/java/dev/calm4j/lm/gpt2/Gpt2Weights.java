@@ -1,22 +1,17 @@
 package dev.calm4j.lm.gpt2;
 
-import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.WeightSpec;
+import dev.calm4j.lm.WeightSpec.Entry;
+import dev.calm4j.lm.WeightSpec.Init;
 import dev.calm4j.io.WeightFiles;
-import org.bytedeco.pytorch.Generator;
-import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 import static org.bytedeco.pytorch.global.torch.ones;
-import static org.bytedeco.pytorch.global.torch.randn;
-import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
  * Every tensor of a GPT-2 checkpoint, under Hugging Face's names, in one list ({@link #spec}).
@@ -41,10 +36,7 @@ public final class Gpt2Weights implements AutoCloseable {
     public record Block(Tensor ln1, Tensor ln1Bias, Tensor attn, Tensor attnBias, Tensor attnProj, Tensor attnProjBias,
                         Tensor ln2, Tensor ln2Bias, Tensor fc, Tensor fcBias, Tensor mlpProj, Tensor mlpProjBias) {}
 
-    public enum Init { NORMAL, ONES, ZEROS }
-
     /** A tensor the config requires: its HF name (with {@link #PREFIX}), shape as stored, and fresh value. */
-    public record Entry(String name, long[] shape, Init init) {}
 
     private final Map<String, Tensor> tensors;   // HF name -> tensor as stored, spec order
     private final Tensor wte;
@@ -111,24 +103,7 @@ public final class Gpt2Weights implements AutoCloseable {
     public static Gpt2Weights load(Gpt2Config c, WeightFiles files, String source, ScalarType dtype) {
         // The body's prefix as these files spell it: save_pretrained's, else the hub's bare names.
         String prefix = !files.contains(PREFIX + "wte.weight") && files.contains("wte.weight") ? "" : PREFIX;
-        List<Entry> spec = spec(c);
-        for (Entry e : spec) {
-            String name = stored(e.name(), prefix);
-            if (!files.contains(name)) {
-                throw new Calm4jException(source + ": missing tensor '" + name + "' (expected shape "
-                        + Arrays.toString(e.shape()) + " for this config.json)");
-            }
-            long[] found = files.info(name).shape();
-            if (!Arrays.equals(found, e.shape())) {
-                throw new Calm4jException(source + ": tensor '" + name + "' has shape "
-                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
-            }
-        }
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec) {
-            t.put(e.name(), files.load(stored(e.name(), prefix), dtype));
-        }
-        return new Gpt2Weights(c, t);
+        return new Gpt2Weights(c, WeightSpec.load(spec(c), files, source, dtype, name -> stored(name, prefix)));
     }
 
     private static String stored(String name, String prefix) {
@@ -137,18 +112,7 @@ public final class Gpt2Weights implements AutoCloseable {
 
     /** Fresh weights: normal(0, std) matrices and embeddings, LayerNorms at identity (ones, zero bias), zero biases. */
     public static Gpt2Weights random(Gpt2Config c, long seed, double std, ScalarType dtype) {
-        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
-        TensorOptions f32 = new TensorOptions(ScalarType.Float);
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec(c)) {
-            Tensor x = switch (e.init()) {
-                case NORMAL -> randn(e.shape(), new GeneratorOptional(g), f32).mul(new org.bytedeco.pytorch.Scalar(std));
-                case ONES -> ones(e.shape(), f32);
-                case ZEROS -> zeros(e.shape(), f32);
-            };
-            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
-        }
-        return new Gpt2Weights(c, t);
+        return new Gpt2Weights(c, WeightSpec.random(spec(c), seed, std, dtype));
     }
 
     /** Every tensor as stored (Conv1D weights {@code [in, out]}), under its HF name with {@link #PREFIX}. */

@@ -1,22 +1,16 @@
 package dev.calm4j.lm.llama;
 
-import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.WeightSpec;
+import dev.calm4j.lm.WeightSpec.Entry;
+import dev.calm4j.lm.WeightSpec.Init;
 import dev.calm4j.io.WeightFiles;
-import org.bytedeco.pytorch.Generator;
-import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-
-import static org.bytedeco.pytorch.global.torch.ones;
-import static org.bytedeco.pytorch.global.torch.randn;
-import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
  * Every tensor of a Llama-family checkpoint, under Hugging Face's names, in one list ({@link #spec}): loading,
@@ -30,9 +24,6 @@ public final class LlamaWeights implements AutoCloseable {
                         Tensor upBias, Tensor down, Tensor downBias) {}
 
     /** A tensor the config requires: its HF name, shape, and how a fresh model initialises it. */
-    public record Entry(String name, long[] shape, Init init) {}
-
-    public enum Init { NORMAL, ONES, ZEROS }
 
     private final LlamaConfig config;
     private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
@@ -114,39 +105,12 @@ public final class LlamaWeights implements AutoCloseable {
      * ignored, as HF does.
      */
     public static LlamaWeights load(LlamaConfig c, WeightFiles files, String source, ScalarType dtype) {
-        List<Entry> spec = spec(c);
-        for (Entry e : spec) {                       // check everything before allocating anything
-            if (!files.contains(e.name())) {
-                throw new Calm4jException(source + ": missing tensor '" + e.name() + "' (expected shape "
-                        + Arrays.toString(e.shape()) + " for this config.json)");
-            }
-            long[] found = files.info(e.name()).shape();
-            if (!Arrays.equals(found, e.shape())) {
-                throw new Calm4jException(source + ": tensor '" + e.name() + "' has shape "
-                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
-            }
-        }
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec) {
-            t.put(e.name(), files.load(e.name(), dtype));
-        }
-        return new LlamaWeights(c, t);
+        return new LlamaWeights(c, WeightSpec.load(spec(c), files, source, dtype));
     }
 
     /** Fresh weights as HF initialises them: normal(0, std) matrices, unit norms, zero biases; seeded. */
     public static LlamaWeights random(LlamaConfig c, long seed, double std, ScalarType dtype) {
-        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
-        TensorOptions f32 = new TensorOptions(ScalarType.Float);
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec(c)) {
-            Tensor x = switch (e.init()) {
-                case NORMAL -> randn(e.shape(), new GeneratorOptional(g), f32).mul(new org.bytedeco.pytorch.Scalar(std));
-                case ONES -> ones(e.shape(), f32);
-                case ZEROS -> zeros(e.shape(), f32);
-            };
-            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
-        }
-        return new LlamaWeights(c, t);
+        return new LlamaWeights(c, WeightSpec.random(spec(c), seed, std, dtype));
     }
 
     /**

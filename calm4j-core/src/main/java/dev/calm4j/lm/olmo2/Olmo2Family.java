@@ -5,6 +5,7 @@ import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamily;
 import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.lm.WeightSpec;
 import dev.calm4j.lm.llama.LlamaWeights;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -31,7 +32,7 @@ public final class Olmo2Family implements LmFamily {
 
     @Override
     public List<String> weightNames(ModelConfig config) {
-        return Olmo2Weights.spec((Olmo2Config) config).stream().map(LlamaWeights.Entry::name).toList();
+        return Olmo2Weights.spec((Olmo2Config) config).stream().map(WeightSpec.Entry::name).toList();
     }
 
     @Override

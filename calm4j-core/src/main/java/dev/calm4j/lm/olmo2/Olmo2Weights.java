@@ -1,25 +1,15 @@
 package dev.calm4j.lm.olmo2;
 
-import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.WeightSpec;
+import dev.calm4j.lm.WeightSpec.Entry;
+import dev.calm4j.lm.WeightSpec.Init;
 import dev.calm4j.io.WeightFiles;
-import dev.calm4j.lm.llama.LlamaWeights.Entry;
-import dev.calm4j.lm.llama.LlamaWeights.Init;
-import org.bytedeco.pytorch.Generator;
-import org.bytedeco.pytorch.GeneratorOptional;
-import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-
-import static org.bytedeco.pytorch.global.torch.ones;
-import static org.bytedeco.pytorch.global.torch.randn;
-import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
  * Every tensor of an OLMo 2 checkpoint, under Hugging Face's names, in one list ({@link #spec}). Unlike Llama there
@@ -110,39 +100,12 @@ public final class Olmo2Weights implements AutoCloseable {
      * before anything is read. Tensors the spec does not use are ignored, as HF does.
      */
     public static Olmo2Weights load(Olmo2Config c, WeightFiles files, String source, ScalarType dtype) {
-        List<Entry> spec = spec(c);
-        for (Entry e : spec) {
-            if (!files.contains(e.name())) {
-                throw new Calm4jException(source + ": missing tensor '" + e.name() + "' (expected shape "
-                        + Arrays.toString(e.shape()) + " for this config.json)");
-            }
-            long[] found = files.info(e.name()).shape();
-            if (!Arrays.equals(found, e.shape())) {
-                throw new Calm4jException(source + ": tensor '" + e.name() + "' has shape "
-                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
-            }
-        }
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec) {
-            t.put(e.name(), files.load(e.name(), dtype));
-        }
-        return new Olmo2Weights(c, t);
+        return new Olmo2Weights(c, WeightSpec.load(spec(c), files, source, dtype));
     }
 
     /** Fresh weights: normal(0, std) matrices, unit norms, zero biases; seeded. */
     public static Olmo2Weights random(Olmo2Config c, long seed, double std, ScalarType dtype) {
-        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
-        TensorOptions f32 = new TensorOptions(ScalarType.Float);
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec(c)) {
-            Tensor x = switch (e.init()) {
-                case NORMAL -> randn(e.shape(), new GeneratorOptional(g), f32).mul(new Scalar(std));
-                case ONES -> ones(e.shape(), f32);
-                case ZEROS -> zeros(e.shape(), f32);
-            };
-            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
-        }
-        return new Olmo2Weights(c, t);
+        return new Olmo2Weights(c, WeightSpec.random(spec(c), seed, std, dtype));
     }
 
     public Map<String, Tensor> named() {

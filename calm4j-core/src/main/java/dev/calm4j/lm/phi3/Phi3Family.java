@@ -5,6 +5,7 @@ import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamily;
 import dev.calm4j.lm.ModelConfig;
+import dev.calm4j.lm.WeightSpec;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.List;
@@ -30,7 +31,7 @@ public final class Phi3Family implements LmFamily {
 
     @Override
     public List<String> weightNames(ModelConfig config) {
-        return Phi3Weights.spec((Phi3Config) config).stream().map(Phi3Weights.Entry::name).toList();
+        return Phi3Weights.spec((Phi3Config) config).stream().map(WeightSpec.Entry::name).toList();
     }
 
     @Override

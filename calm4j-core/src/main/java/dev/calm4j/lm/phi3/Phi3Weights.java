@@ -1,21 +1,17 @@
 package dev.calm4j.lm.phi3;
 
-import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.WeightSpec;
+import dev.calm4j.lm.WeightSpec.Entry;
+import dev.calm4j.lm.WeightSpec.Init;
 import dev.calm4j.io.WeightFiles;
-import org.bytedeco.pytorch.Generator;
-import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 import static org.bytedeco.pytorch.global.torch.ones;
-import static org.bytedeco.pytorch.global.torch.randn;
 
 /**
  * Every tensor of a Phi-3 checkpoint, under Hugging Face's names, in one list ({@link #spec}): loading, random init
@@ -29,7 +25,6 @@ public final class Phi3Weights implements AutoCloseable {
     public record Block(Tensor inputNorm, Tensor qkv, Tensor o, Tensor postNorm, Tensor gateUp, Tensor down) {}
 
     /** A tensor the config requires: its HF name, shape, and whether a fresh model draws it or sets it to ones. */
-    public record Entry(String name, long[] shape, boolean norm) {}
 
     private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
     private final Tensor embed;
@@ -56,19 +51,19 @@ public final class Phi3Weights implements AutoCloseable {
         long d = c.hiddenSize();
         long ff = c.intermediateSize();
         List<Entry> s = new ArrayList<>();
-        s.add(new Entry("model.embed_tokens.weight", new long[] {c.vocabSize(), d}, false));
+        s.add(new Entry("model.embed_tokens.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
         for (int i = 0; i < c.numHiddenLayers(); i++) {
             String p = "model.layers." + i + ".";
-            s.add(new Entry(p + "input_layernorm.weight", new long[] {d}, true));
-            s.add(new Entry(p + "self_attn.qkv_proj.weight", new long[] {c.queryDim() + 2L * c.kvDim(), d}, false));
-            s.add(new Entry(p + "self_attn.o_proj.weight", new long[] {d, c.queryDim()}, false));
-            s.add(new Entry(p + "post_attention_layernorm.weight", new long[] {d}, true));
-            s.add(new Entry(p + "mlp.gate_up_proj.weight", new long[] {2 * ff, d}, false));
-            s.add(new Entry(p + "mlp.down_proj.weight", new long[] {d, ff}, false));
+            s.add(new Entry(p + "input_layernorm.weight", new long[] {d}, Init.ONES));
+            s.add(new Entry(p + "self_attn.qkv_proj.weight", new long[] {c.queryDim() + 2L * c.kvDim(), d}, Init.NORMAL));
+            s.add(new Entry(p + "self_attn.o_proj.weight", new long[] {d, c.queryDim()}, Init.NORMAL));
+            s.add(new Entry(p + "post_attention_layernorm.weight", new long[] {d}, Init.ONES));
+            s.add(new Entry(p + "mlp.gate_up_proj.weight", new long[] {2 * ff, d}, Init.NORMAL));
+            s.add(new Entry(p + "mlp.down_proj.weight", new long[] {d, ff}, Init.NORMAL));
         }
-        s.add(new Entry("model.norm.weight", new long[] {d}, true));
+        s.add(new Entry("model.norm.weight", new long[] {d}, Init.ONES));
         if (!c.tieWordEmbeddings()) {
-            s.add(new Entry("lm_head.weight", new long[] {c.vocabSize(), d}, false));
+            s.add(new Entry("lm_head.weight", new long[] {c.vocabSize(), d}, Init.NORMAL));
         }
         return s;
     }
@@ -78,36 +73,12 @@ public final class Phi3Weights implements AutoCloseable {
      * before anything is allocated. Tensors the spec does not use are ignored, as HF does.
      */
     public static Phi3Weights load(Phi3Config c, WeightFiles files, String source, ScalarType dtype) {
-        List<Entry> spec = spec(c);
-        for (Entry e : spec) {
-            if (!files.contains(e.name())) {
-                throw new Calm4jException(source + ": missing tensor '" + e.name() + "' (expected shape "
-                        + Arrays.toString(e.shape()) + " for this config.json)");
-            }
-            long[] found = files.info(e.name()).shape();
-            if (!Arrays.equals(found, e.shape())) {
-                throw new Calm4jException(source + ": tensor '" + e.name() + "' has shape "
-                        + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
-            }
-        }
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec) {
-            t.put(e.name(), files.load(e.name(), dtype));
-        }
-        return new Phi3Weights(c, t);
+        return new Phi3Weights(c, WeightSpec.load(spec(c), files, source, dtype));
     }
 
     /** Fresh weights: normal(0, std) matrices and embeddings, unit norms; seeded. */
     public static Phi3Weights random(Phi3Config c, long seed, double std, ScalarType dtype) {
-        Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
-        TensorOptions f32 = new TensorOptions(ScalarType.Float);
-        Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec(c)) {
-            Tensor x = e.norm() ? ones(e.shape(), f32)
-                    : randn(e.shape(), new GeneratorOptional(g), f32).mul(new org.bytedeco.pytorch.Scalar(std));
-            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
-        }
-        return new Phi3Weights(c, t);
+        return new Phi3Weights(c, WeightSpec.random(spec(c), seed, std, dtype));
     }
 
     public Map<String, Tensor> named() {
