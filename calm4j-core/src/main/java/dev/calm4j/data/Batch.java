@@ -23,9 +23,18 @@ import java.util.Objects;
  * @param augmentLength longest augment prompt; 0 when the examples have none
  * @param augmentIds   {@code [rows*augmentLength]} right-padded with padId, or null
  * @param augmentReal  {@code [rows*augmentLength]} true where augmentIds holds a real token, or null
+ * @param texts        per row, the example's text ({@link Example.Text}), for an augment with its own tokenizer; null
+ *                     when the examples have none
+ * @param ends         per row, where each of the example's tokens ends in its text (all n of them; the inputs are the
+ *                     first n-1); null with {@code texts}
  */
 public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[] real, int targetCount,
-                    int augmentLength, long[] augmentIds, boolean[] augmentReal) {
+                    int augmentLength, long[] augmentIds, boolean[] augmentReal, String[] texts, int[][] ends) {
+
+    public Batch(int rows, int length, long[] inputs, long[] labels, boolean[] real, int targetCount,
+                 int augmentLength, long[] augmentIds, boolean[] augmentReal) {
+        this(rows, length, inputs, labels, real, targetCount, augmentLength, augmentIds, augmentReal, null, null);
+    }
 
     /** The label of an unscored position: PyTorch's default {@code ignore_index} of cross-entropy. */
     public static final long IGNORE_INDEX = -100;
@@ -46,6 +55,9 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
                 || augmentReal.length != (long) rows * augmentLength)) {
             throw new IllegalArgumentException("augment arrays do not match rows " + rows + " x augmentLength "
                     + augmentLength);
+        }
+        if ((texts == null) != (ends == null) || (texts != null && (texts.length != rows || ends.length != rows))) {
+            throw new IllegalArgumentException("texts and ends must be given together, one per row");
         }
     }
 
@@ -81,8 +93,15 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
             Arrays.fill(augmentIds, padId);
         }
         int targets = 0;
+        boolean withText = examples.stream().allMatch(e -> e.text() != null);
+        String[] texts = withText ? new String[rows] : null;
+        int[][] ends = withText ? new int[rows][] : null;
         for (int r = 0; r < rows; r++) {
             Example e = examples.get(r);
+            if (withText) {
+                texts[r] = e.text().value();
+                ends[r] = e.text().ends();
+            }
             long[] ids = e.ids();
             boolean[] target = e.target();
             int base = r * t;
@@ -100,7 +119,7 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
                 Arrays.fill(augmentReal, r * maxAugment, r * maxAugment + a.length, true);
             }
         }
-        return new Batch(rows, t, inputs, labels, real, targets, maxAugment, augmentIds, augmentReal);
+        return new Batch(rows, t, inputs, labels, real, targets, maxAugment, augmentIds, augmentReal, texts, ends);
     }
 
     // Records compare arrays by reference; batches are compared by content (e.g. resumed vs uninterrupted runs).

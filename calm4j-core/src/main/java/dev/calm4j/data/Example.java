@@ -1,6 +1,7 @@
 package dev.calm4j.data;
 
 import java.util.Arrays;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -16,7 +17,59 @@ import java.util.Objects;
  *
  * <p>Immutable: arrays are copied in and out, so an example can be shared between batches and threads.
  */
-public record Example(long[] ids, boolean[] target, long[] augmentIds, int line) {
+public record Example(long[] ids, boolean[] target, long[] augmentIds, int line, Text text) {
+
+    /**
+     * The text the sequence was read from, and where each of its tokens ends in it (in characters as the tokenizers
+     * library counts them; BOS ends at 0, EOS where the text ends): what a model with another tokenizer reads, aligned
+     * on those ends (docs/design.md §3). Null for pre-tokenized data.
+     */
+    public record Text(String value, int[] ends) {
+        public Text {
+            Objects.requireNonNull(value, "value");
+            for (int i = 1; i < ends.length; i++) {
+                if (ends[i] < ends[i - 1]) {
+                    throw new IllegalArgumentException("token ends must not decrease: " + Arrays.toString(ends));
+                }
+            }
+            ends = ends.clone();
+        }
+
+        @Override
+        public int[] ends() {
+            return ends.clone();
+        }
+
+        /**
+         * The text of consecutive fields and their tokens' ends, shifted into the joined text, after {@code before}
+         * tokens with no span (BOS: end 0) and followed by {@code after} (EOS: the text's end).
+         */
+        static Text of(List<Part> parts, int before, int after) {
+            StringBuilder text = new StringBuilder();
+            int n = before + after;
+            for (Part p : parts) {
+                n += p.ends().length;
+            }
+            int[] ends = new int[n];
+            int k = before;
+            int offset = 0;
+            for (Part p : parts) {
+                for (int e : p.ends()) {
+                    ends[k++] = offset + e;
+                }
+                text.append(p.text());
+                offset += p.text().codePointCount(0, p.text().length());
+            }
+            for (int i = 0; i < after; i++) {
+                ends[k++] = offset;
+            }
+            return new Text(text.toString(), ends);
+        }
+    }
+
+    public Example(long[] ids, boolean[] target, long[] augmentIds, int line) {
+        this(ids, target, augmentIds, line, null);
+    }
 
     public Example {
         Objects.requireNonNull(ids, "ids");
@@ -43,6 +96,9 @@ public record Example(long[] ids, boolean[] target, long[] augmentIds, int line)
         }
         if (line < 0) {
             throw new IllegalArgumentException("line must be >= 0, got " + line);
+        }
+        if (text != null && text.ends.length != ids.length) {
+            throw new IllegalArgumentException(ids.length + " ids but " + text.ends.length + " token ends");
         }
         ids = ids.clone();
         target = target.clone();

@@ -226,8 +226,10 @@ final class JsonlReader {
     }
 
     private static Part encode(Tokenizer tokenizer, String field, String text) {
-        // No special tokens from the tokenizer: BOS and EOS are the rules' business, added exactly once.
-        return new Part(field, tokenizer.encode(text, false), true);
+        // No special tokens from the tokenizer: BOS and EOS are the rules' business, added exactly once. Where each
+        // token ends in the text travels along: an augment with its own tokenizer aligns on it.
+        Tokenizer.Tokens t = tokenizer.encodeWithEnds(text, false);
+        return new Part(field, t.ids(), true, text, t.ends());
     }
 
     private static void requireTokenizer(Tokenizer tokenizer, String fields, String alternative) {

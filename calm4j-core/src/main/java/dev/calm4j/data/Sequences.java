@@ -32,7 +32,9 @@ final class Sequences {
         checkLength("sequence", ids.length, rules);
         boolean[] target = new boolean[ids.length];
         Arrays.fill(target, head.length, ids.length, true);
-        return new Example(ids, target, augmentIds(augment, head, rules), line);
+        Example.Text text = prompt.text() == null || completion.text() == null ? null
+                : Example.Text.of(List.of(prompt, completion), head.length - prompt.ids().length, tail.length - completion.ids().length);
+        return new Example(ids, target, augmentIds(augment, head, rules), line, text);
     }
 
     /** {@code [bos] + text + [eos]}; every token after the first is a target. */
@@ -47,7 +49,9 @@ final class Sequences {
                     + "2 (one to read, one to predict)");
         }
         checkLength("sequence", ids.length, rules);
-        return new Example(ids, allButFirst(ids.length), augmentIds(augment, Arrays.copyOf(ids, 1), rules), line);
+        int bos = withBos(text.ids(), rules).length - text.ids().length;
+        Example.Text t = text.text() == null ? null : Example.Text.of(List.of(text), bos, ids.length - bos - text.ids().length);
+        return new Example(ids, allButFirst(ids.length), augmentIds(augment, Arrays.copyOf(ids, 1), rules), line, t);
     }
 
     /**

@@ -1,5 +1,6 @@
 package dev.calm4j.eval;
 
+import dev.calm4j.compose.AugmentReader;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.Mode;
 import dev.calm4j.data.Batch;
@@ -9,7 +10,6 @@ import dev.calm4j.generate.LmSession;
 import dev.calm4j.generate.Session;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.train.Losses;
-import dev.calm4j.nn.Tensors;
 import org.bytedeco.pytorch.Tensor;
 
 import java.util.ArrayList;
@@ -48,6 +48,14 @@ public interface EvalModel {
     }
 
     static EvalModel of(CalmModel calm) {
+        return of(calm, null);
+    }
+
+    /**
+     * A composition whose augments may read the text through their own tokenizers ({@code readers}, per augment, null
+     * for one that reads the anchor's ids; see {@link AugmentReader#prompts}).
+     */
+    static EvalModel of(CalmModel calm, List<AugmentReader> readers) {
         return new EvalModel() {
             public int vocabSize() {
                 return calm.anchor().config().vocabSize();
@@ -73,17 +81,7 @@ public interface EvalModel {
             }
 
             public Tensor lossSum(Batch b) {
-                List<CalmModel.AugmentPrompt> prompts = null;
-                if (calm.mode() == Mode.SEPARATE_PROMPT) {
-                    CalmModel.AugmentPrompt p = new CalmModel.AugmentPrompt(
-                            Tensors.longs(b.augmentIds(), b.rows(), b.augmentLength()),
-                            Tensors.bools(b.augmentReal(), b.rows(), b.augmentLength()));
-                    prompts = new ArrayList<>();
-                    for (int a = 0; a < calm.augments().size(); a++) {
-                        prompts.add(p);
-                    }
-                }
-                return Losses.sum(calm.forward(Losses.inputs(b), null, prompts, null), b);
+                return Losses.sum(calm.forward(Losses.inputs(b), null, AugmentReader.prompts(calm, b, readers), null), b);
             }
         };
     }

@@ -1,13 +1,12 @@
 package dev.calm4j.train;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.calm4j.compose.AugmentReader;
 import dev.calm4j.compose.BridgeCheckpoint;
 import dev.calm4j.compose.CalmConfig;
 import dev.calm4j.compose.CalmModel;
-import dev.calm4j.compose.Mode;
 import dev.calm4j.data.Batch;
 import dev.calm4j.io.ModelFingerprint;
-import dev.calm4j.nn.Tensors;
 import org.bytedeco.pytorch.Tensor;
 
 import java.nio.file.Path;
@@ -24,6 +23,7 @@ public final class BridgeObjective implements Objective {
     private final List<String> augmentFingerprints = new ArrayList<>();
 
     private final FrozenStateCache states;      // null: every step runs the frozen parts of the models
+    private final List<AugmentReader> readers;  // per augment, its own tokenizer's reader, or null (the anchor's ids)
 
     /** With the frozen models' bridge-independent states cached per training row ({@link FrozenStateCache}). */
     public BridgeObjective(CalmModel calm, Path anchorDir, List<Path> augmentDirs) {
@@ -35,6 +35,27 @@ public final class BridgeObjective implements Objective {
      *     compositions over the same base models), or null to run the whole models every step
      */
     public BridgeObjective(CalmModel calm, Path anchorDir, List<Path> augmentDirs, FrozenStateCache states) {
+        this(calm, anchorDir, augmentDirs, states, null);
+    }
+
+    /**
+     * @param readers per augment that reads the text through its own tokenizer ({@link CalmModel#ownTokens}), its
+     *     reader; null entries (or a null list) for augments that read the anchor's ids. Such compositions run the
+     *     frozen models every step: their states are not cached per row.
+     */
+    public BridgeObjective(CalmModel calm, Path anchorDir, List<Path> augmentDirs, FrozenStateCache states,
+                           List<AugmentReader> readers) {
+        this.readers = readers == null ? null : java.util.Collections.unmodifiableList(new ArrayList<>(readers));
+        boolean own = false;
+        for (int a = 0; a < calm.augments().size(); a++) {
+            boolean has = readers != null && readers.get(a) != null;
+            if (has != calm.ownTokens(a)) {
+                throw new IllegalArgumentException("augment " + a + ": a reader " + (has ? "given" : "missing")
+                        + " for an augment that " + (calm.ownTokens(a) ? "reads its own tokens" : "reads the anchor's ids"));
+            }
+            own |= has;
+        }
+        states = own ? null : states;
         this.states = states;
         this.calm = calm;
         this.anchorDir = anchorDir;
@@ -52,18 +73,7 @@ public final class BridgeObjective implements Objective {
 
     @Override
     public Tensor lossSum(Batch b) {
-        List<CalmModel.AugmentPrompt> prompts = null;
-        if (calm.mode() == Mode.SEPARATE_PROMPT) {
-            if (b.augmentIds() == null) {
-                throw new dev.calm4j.Calm4jException("separate_prompt training needs augment prompts in the data");
-            }
-            CalmModel.AugmentPrompt p = new CalmModel.AugmentPrompt(Tensors.longs(b.augmentIds(), b.rows(), b.augmentLength()),
-                    Tensors.bools(b.augmentReal(), b.rows(), b.augmentLength()));
-            prompts = new ArrayList<>();
-            for (int a = 0; a < calm.augments().size(); a++) {
-                prompts.add(p);                                        // every augment reads the example's prompt
-            }
-        }
+        List<CalmModel.AugmentPrompt> prompts = AugmentReader.prompts(calm, b, readers);
         Tensor ids = Losses.inputs(b);
         if (states != null) {
             return Losses.sum(calm.forwardGiven(ids, null, prompts, states.states(calm, b)), b);
@@ -80,7 +90,10 @@ public final class BridgeObjective implements Objective {
     public CalmConfig config(Path dir, ObjectNode provenance) {
         List<CalmConfig.ModelRef> augs = new ArrayList<>();
         for (int a = 0; a < augmentDirs.size(); a++) {
-            augs.add(BridgeCheckpoint.describe(augmentDirs.get(a), dir, calm.augments().get(a), augmentFingerprints.get(a)));
+            CalmConfig.ModelRef r = BridgeCheckpoint.describe(augmentDirs.get(a), dir, calm.augments().get(a),
+                    augmentFingerprints.get(a));
+            augs.add(new CalmConfig.ModelRef(r.path(), r.modelType(), r.fingerprint(), r.config(), r.tokenizerFingerprint(),
+                    calm.ownTokens(a)));
         }
         return new CalmConfig(calm.mode(), calm.heads(), BridgeCheckpoint.describe(anchorDir, dir, calm.anchor(),
                 anchorFingerprint), augs, calm.plan().connections(), provenance);
