@@ -1,6 +1,7 @@
 package dev.calm4j.cli;
 
 import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.AugmentReader;
 import dev.calm4j.compose.BridgeCheckpoint;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.Mode;
@@ -13,6 +14,7 @@ import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.tokenize.Tokenizer;
 import dev.calm4j.train.BridgeObjective;
+import dev.calm4j.train.FrozenStateCache;
 import dev.calm4j.train.TrainConfig;
 import dev.calm4j.train.TrainLoop;
 import org.bytedeco.pytorch.global.torch.ScalarType;
@@ -122,6 +124,15 @@ final class ComposeCommand implements Callable<Integer> {
         }
         DataOptions.checkAugmentVocab(trainData, augCfgs);
         DataOptions.checkAugmentVocab(evalData, augCfgs);
+        boolean own = false;
+        for (boolean x : comp.ownTokens()) {
+            own |= x;
+        }
+        if (own && (trainData.examples().get(0).text() == null
+                || (evalData != null && evalData.examples().get(0).text() == null))) {
+            throw new Calm4jException("an augment reads the text through its own tokenizer (its tokenizer.json differs "
+                    + "from the anchor's): the data must be text (\"prompt\"/\"completion\" or \"text\" fields), not token ids");
+        }
 
         comp.print(o);
         o.printf("train data      %s%n", DataOptions.describe(trainData));
@@ -141,8 +152,21 @@ final class ComposeCommand implements Callable<Integer> {
                 o.printf("anchor alone    eval loss %s (perplexity %s)%n", Training.loss(anchorEval), Training.ppl(anchorEval));
                 o.flush();
             }
-            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), queryInit, train.seed)) {
-                BridgeObjective obj = new BridgeObjective(calm, anchor, augments);
+            List<Tokenizer> tokenizers = new ArrayList<>();
+            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), queryInit, train.seed,
+                    comp.ownTokens())) {
+                List<AugmentReader> readers = new ArrayList<>();
+                for (int i = 0; i < augments.size(); i++) {
+                    if (comp.ownTokens()[i]) {
+                        Tokenizer t = Tokenizer.load(augments.get(i));
+                        tokenizers.add(t);
+                        readers.add(new AugmentReader(t, augCfgs.get(i), dataOptions.bos(), augments.get(i).toString()));
+                    } else {
+                        readers.add(null);
+                    }
+                }
+                BridgeObjective obj = new BridgeObjective(calm, anchor, augments,
+                        new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS), readers);
                 TrainLoop.Result r = Training.run(obj, trainData, evalData, cfg, out, train, o);
                 o.printf("done            %d steps in %.1f s, %,.0f tokens/s%n", r.steps(), r.seconds(), r.tokensPerSecond());
                 o.printf("train loss      %s (last logged window)%n", Training.loss(r.finalLoss()));
@@ -155,6 +179,8 @@ final class ComposeCommand implements Callable<Integer> {
                         "loss.png", "train_config.json", "checkpoint"));
                 o.printf("next            calm eval --bridges %s --data %s --metric exact%s%n", out,
                         eval != null ? eval : "EVAL.jsonl", dataOptions.flags());
+            } finally {
+                tokenizers.forEach(Tokenizer::close);
             }
         } finally {
             augs.forEach(CausalLm::close);

@@ -9,6 +9,7 @@ import dev.calm4j.compose.CompositionException;
 import dev.calm4j.compose.CompositionPlan;
 import dev.calm4j.compose.Connection;
 import dev.calm4j.compose.Mode;
+import dev.calm4j.compose.TextAlignment;
 import dev.calm4j.lm.ModelConfig;
 
 import java.io.PrintWriter;
@@ -21,7 +22,7 @@ import java.util.List;
  * {@code compose}, {@code lora --match-bridges} and {@code inspect} print.
  */
 record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, List<ModelConfig> augments,
-                    CompositionPlan plan, int heads, Mode mode) {
+                    CompositionPlan plan, int heads, Mode mode, boolean[] ownTokens) {
 
     /**
      * @param connections "3->5,7->11" / "0:3->5,1:2->9", or null for the paper's default for every augment
@@ -34,8 +35,11 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         }
         CompositionPlan plan = CompositionPlan.resolve(connections, anchor, augments);
         int h = heads == null ? anchor.numAttentionHeads() : heads;
+        // In same_sequence mode an augment with a tokenizer of its own reads the text through it (docs/design.md §3).
+        boolean[] own = mode == Mode.SAME_SEQUENCE ? TextAlignment.ownTokens(anchorDir, augmentDirs)
+                : new boolean[augmentDirs.size()];
         try {
-            plan.check(anchor, augments, augmentDirs.stream().map(Path::toString).toList(), h, mode);
+            plan.check(anchor, augments, augmentDirs.stream().map(Path::toString).toList(), h, mode, own);
         } catch (CompositionException e) {
             // the same message, led by the option that set the wrong part
             String flag = switch (e.part()) {
@@ -46,7 +50,7 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
             };
             throw new Calm4jException(flag + e.getMessage());
         }
-        return new Compositions(anchorDir, anchor, List.copyOf(augmentDirs), List.copyOf(augments), plan, h, mode);
+        return new Compositions(anchorDir, anchor, List.copyOf(augmentDirs), List.copyOf(augments), plan, h, mode, own);
     }
 
     long bridgeParameters(int k) {
@@ -65,6 +69,11 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
     /** The plan as a table, then bridge parameters against the base models'. */
     void print(PrintWriter out) {
         out.printf("composition     %d bridge(s), %s, %d heads%n", plan.size(), mode.jsonName(), heads);
+        for (int a = 0; a < augments.size(); a++) {
+            if (ownTokens[a]) {
+                out.printf("  augment %d reads the text through its own tokenizer, aligned by where tokens end%n", a);
+            }
+        }
         out.printf("  %-6s  %-7s  %-30s  %12s%n", "bridge", "augment", "augment layer -> anchor layer", "parameters");
         for (int k = 0; k < plan.size(); k++) {
             Connection c = plan.get(k);

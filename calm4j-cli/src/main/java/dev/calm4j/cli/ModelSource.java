@@ -1,6 +1,7 @@
 package dev.calm4j.cli;
 
 import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.AugmentReader;
 import dev.calm4j.compose.BridgeCheckpoint;
 import dev.calm4j.compose.CalmConfig;
 import dev.calm4j.compose.CalmModel;
@@ -8,6 +9,7 @@ import dev.calm4j.compose.Mode;
 import dev.calm4j.eval.EvalModel;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamilies;
+import dev.calm4j.tokenize.Tokenizer;
 import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.train.Lora;
@@ -93,6 +95,11 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
     }
 
     Loaded load(boolean allowMismatch, ScalarType dtype) {
+        return load(allowMismatch, dtype, true);
+    }
+
+    /** @param bos whether the data's sequences start with BOS (an augment that reads its own tokens reads it too) */
+    Loaded load(boolean allowMismatch, ScalarType dtype, boolean bos) {
         if (calm != null) {
             BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(bridgesDir, anchorDir, augmentDirs.isEmpty() ? null : augmentDirs,
                     allowMismatch, dtype);
@@ -101,7 +108,20 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
                     effectiveAugments().size() == 1 ? "augment " + effectiveAugments().get(0)
                             : "augments " + effectiveAugments(), bridgesDir, m.mode().jsonName(), m.plan().spec(),
                     m.bridgeParameterCount());
-            return new Loaded(m.anchor(), null, l, EvalModel.of(m), desc);
+            // An augment that reads the text through its own tokenizer gets a reader of its folder's tokenizer.json.
+            List<AugmentReader> readers = new java.util.ArrayList<>();
+            List<AutoCloseable> tokenizers = new java.util.ArrayList<>();
+            for (int a = 0; a < m.augments().size(); a++) {
+                if (m.ownTokens(a)) {
+                    Path dir = l.augmentDirs().get(a);
+                    Tokenizer t = Tokenizer.load(dir);
+                    tokenizers.add(t);
+                    readers.add(new AugmentReader(t, m.augments().get(a).config(), bos, dir.toString()));
+                } else {
+                    readers.add(null);
+                }
+            }
+            return new Loaded(m.anchor(), tokenizers.toArray(new AutoCloseable[0]), l, EvalModel.of(m, readers), desc);
         }
         CausalLm lm = LmFamilies.load(anchorDir, dtype);
         if (loraDir == null) {
@@ -133,7 +153,8 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
         public void close() {
             if (calm != null) {
                 calm.close();
-            } else if (owned != null) {
+            }
+            if (owned != null) {
                 for (AutoCloseable c : owned) {
                     try {
                         c.close();
@@ -141,7 +162,8 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
                         throw new IllegalStateException(e);
                     }
                 }
-            } else {
+            }
+            if (calm == null && owned == null) {
                 lm.close();
             }
         }

@@ -3,7 +3,9 @@ package dev.calm4j.api;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.Torch;
+import dev.calm4j.compose.AugmentReader;
 import dev.calm4j.compose.BridgeCheckpoint;
+import dev.calm4j.compose.TextAlignment;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.CompositionException;
 import dev.calm4j.compose.CompositionPlan;
@@ -107,6 +109,7 @@ public final class Composition implements TextModel {
     private final List<LanguageModel> augments;
     private final BridgeCheckpoint.Loaded loaded;    // non-null when this composition owns its base models
     private final Engine engine;
+    private final List<AugmentReader> readers;       // per augment: its own tokenizer's reader, or null (anchor's ids)
     private BridgeObjective objective;                // made on first train or save (it fingerprints the base models)
     private ObjectNode provenance;                    // what the last training run recorded, for save
     private boolean closed;
@@ -117,8 +120,15 @@ public final class Composition implements TextModel {
         this.anchor = anchor;
         this.augments = List.copyOf(augments);
         this.loaded = loaded;
-        this.engine = new Engine(anchor.config(), anchor.directory(), anchor.tokenizer(), EvalModel.of(calm), calm.mode(),
-                augments.stream().map(LanguageModel::config).toList());
+        List<AugmentReader> r = new ArrayList<>();
+        for (int a = 0; a < augments.size(); a++) {
+            LanguageModel m = augments.get(a);
+            // the data the API reads starts with BOS (its default rules), so an augment's own tokens do too
+            r.add(calm.ownTokens(a) ? new AugmentReader(m.tokenizer(), m.config(), true, m.directory().toString()) : null);
+        }
+        this.readers = java.util.Collections.unmodifiableList(r);
+        this.engine = new Engine(anchor.config(), anchor.directory(), anchor.tokenizer(), EvalModel.of(calm, readers),
+                calm.mode(), augments.stream().map(LanguageModel::config).toList());
     }
 
     /**
@@ -153,9 +163,13 @@ public final class Composition implements TextModel {
         }
         CompositionPlan plan = CompositionPlan.resolve(s.connections(), a, augCfgs);
         int heads = s.heads() == null ? a.numAttentionHeads() : s.heads();
-        plan.check(a, augCfgs, augments.stream().map(m -> m.directory().toString()).toList(), heads, s.mode());
+        // In same_sequence mode an augment with a tokenizer of its own reads the text through it (docs/design.md §3).
+        List<Path> dirs = augments.stream().map(LanguageModel::directory).toList();
+        boolean[] own = s.mode() == Mode.SAME_SEQUENCE ? TextAlignment.ownTokens(anchor.directory(), dirs)
+                : new boolean[augments.size()];
+        plan.check(a, augCfgs, augments.stream().map(m -> m.directory().toString()).toList(), heads, s.mode(), own);
         CalmModel calm = CalmModel.create(anchor.lm(), augments.stream().map(LanguageModel::lm).toList(), plan, s.mode(),
-                heads, s.queryInit(), s.seed());
+                heads, s.queryInit(), s.seed(), own);
         return new Composition(calm, anchor, augments, null);
     }
 
@@ -341,7 +355,8 @@ public final class Composition implements TextModel {
     private BridgeObjective objective() {
         if (objective == null) {
             objective = new BridgeObjective(calm, anchor.directory(),
-                    augments.stream().map(LanguageModel::directory).toList());
+                    augments.stream().map(LanguageModel::directory).toList(),
+                    new dev.calm4j.train.FrozenStateCache(dev.calm4j.train.FrozenStateCache.DEFAULT_BUDGET_FLOATS), readers);
         }
         return objective;
     }

@@ -124,6 +124,10 @@ public final class BridgeCheckpoint {
             boolean[] own = new boolean[augments.size()];
             for (int a = 0; a < own.length; a++) {
                 own[a] = cfg.augments().get(a).ownTokens();
+                if (own[a] && !Tokenizer.exists(augPaths.get(a))) {
+                    throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": augment " + a + " reads the text through "
+                            + "its own tokenizer, but " + augPaths.get(a).resolve("tokenizer.json") + " is missing");
+                }
             }
             plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(),
                     augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode(), own);

@@ -13,6 +13,24 @@ public final class TextAlignment {
     private TextAlignment() {}
 
     /**
+     * Per augment, whether it reads the text through its own tokenizer: its folder's {@code tokenizer.json} differs
+     * from the anchor's (both present). With one tokenizer, or without tokenizers (token ids in and out), an augment
+     * reads the anchor's ids.
+     */
+    public static boolean[] ownTokens(java.nio.file.Path anchorDir, java.util.List<java.nio.file.Path> augmentDirs) {
+        boolean[] own = new boolean[augmentDirs.size()];
+        if (!dev.calm4j.tokenize.Tokenizer.exists(anchorDir)) {
+            return own;
+        }
+        String anchor = dev.calm4j.tokenize.Tokenizer.fingerprint(anchorDir);
+        for (int a = 0; a < own.length; a++) {
+            java.nio.file.Path d = augmentDirs.get(a);
+            own[a] = dev.calm4j.tokenize.Tokenizer.exists(d) && !dev.calm4j.tokenize.Tokenizer.fingerprint(d).equals(anchor);
+        }
+        return own;
+    }
+
+    /**
      * The cross mask for a batch of rows, each right-padded.
      *
      * @param anchorEnds per row, its anchor tokens' ends (rows may be shorter than {@code anchorLength}: padding)

@@ -27,6 +27,13 @@ public final class CalmSession implements Session {
     private int length;
 
     private CalmSession(CalmModel model, long batch, int maxLength, List<long[][]> prompts, boolean cached) {
+        for (int a = 0; a < model.augments().size(); a++) {
+            if (model.mode() == dev.calm4j.compose.Mode.SAME_SEQUENCE && model.ownTokens(a)) {
+                throw new dev.calm4j.Calm4jException("augment " + a + " reads the text through its own tokenizer: "
+                        + "generation (and exact match) across tokenizers is not implemented yet; training and "
+                        + "perplexity are");
+            }
+        }
         this.model = model;
         this.batch = batch;
         this.promptIds = new ArrayList<>();
