@@ -102,7 +102,10 @@ public final class CalmModel implements AutoCloseable {
      * What an augment reads when not the anchor's ids: right-padded ids {@code [B, S]} and which are real (null = all).
      * In SEPARATE_PROMPT mode, its own prompt, which every anchor position sees whole. In SAME_SEQUENCE mode, the same
      * text as the anchor cut by the augment's own tokenizer, with the {@code cross} mask of
-     * {@link TextAlignment#crossMask} saying which of its tokens each anchor token may see (null otherwise).
+     * {@link TextAlignment#crossMask} saying which of its tokens each anchor token may see (null otherwise). While
+     * decoding with a cache, {@code ids} are only the tokens after those the augment's cache holds ({@code [B, S_new]},
+     * right-padded), and {@code real} ({@code [B, held+S_new]}) and {@code cross} ({@code [B, 1, T, held+S_new]})
+     * cover the held ones too.
      */
     public record AugmentPrompt(Tensor ids, Tensor real, Bridge.CrossMask cross) {
         public AugmentPrompt(Tensor ids, Tensor real) {
@@ -162,14 +165,40 @@ public final class CalmModel implements AutoCloseable {
             if (own != null) {
                 // The same text through the augment's own tokenizer: its tokens, and which of them each anchor token
                 // may see (by where their spans end in the text).
-                if (cache != null) {
-                    throw new IllegalArgumentException("an augment's own tokenization is composed without a decoding "
-                            + "cache: give the whole text each step");
-                }
-                Map<Integer, Tensor> states = given != null ? given.augments().get(a) : augmentStates(a, own.ids(), own.real(), null);
-                for (int k = 0; k < plan.size(); k++) {
-                    if (plan.get(k).augment() == a) {
-                        kv[k] = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));   // [B, H, S, hd]
+                if (cache == null) {
+                    Map<Integer, Tensor> states = given != null ? given.augments().get(a) : augmentStates(a, own.ids(), own.real(), null);
+                    for (int k = 0; k < plan.size(); k++) {
+                        if (plan.get(k).augment() == a) {
+                            kv[k] = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));   // [B, H, S, hd]
+                        }
+                    }
+                } else {
+                    // Decoding: own.ids() are the tokens after those the augment's cache holds (the caller dropped
+                    // the ones that re-tokenizing the grown text changed, truncate()), and the cross mask covers
+                    // every held and new one.
+                    int held = cache.augment(a).length();
+                    int fresh = (int) own.ids().size(1);
+                    checkOwnDecoding(a, own, cache, held, fresh, ids.size(0), t);
+                    Map<Integer, Tensor> states = null;
+                    if (fresh > 0) {
+                        // How many tokens a growing text gives is not known in advance: room is made as they come.
+                        for (int i = 0; i <= plan.deepestAugmentLayer(a); i++) {    // deeper blocks never run
+                            cache.augment(a).layer(i).reserve(held + fresh);
+                        }
+                        states = augmentStates(a, own.ids(), own.real(), cache.augment(a));
+                    }
+                    for (int k = 0; k < plan.size(); k++) {
+                        if (plan.get(k).augment() != a) {
+                            continue;
+                        }
+                        KvCache.Layer bridgeCache = cache.bridges().layer(k);
+                        if (fresh == 0) {
+                            kv[k] = bridgeCache.held();             // the text gave it no new token: nothing to add
+                        } else {
+                            Tensor[] add = bridges.get(k).keysValues(states.get(plan.get(k).augmentLayer()));
+                            bridgeCache.reserve(held + fresh);
+                            kv[k] = bridgeCache.append(add[0], add[1]);                              // [B, H, S, hd]
+                        }
                     }
                 }
                 cross[a] = own.cross();
@@ -251,6 +280,72 @@ public final class CalmModel implements AutoCloseable {
     /** As {@link #forward(Tensor, Tensor, List, CalmCache)}, with the frozen states given (see {@link #hidden}). */
     public Tensor forwardGiven(Tensor ids, Tensor keyPadding, List<AugmentPrompt> prompts, Given given) {
         return anchor.logits(hidden(ids, keyPadding, prompts, null, given));
+    }
+
+    /**
+     * An own-token augment's decoding input, checked in Java (a wrong shape would reach libtorch's kernels): its cache
+     * and its bridges' hold the same positions, and the cross mask and real-token mask cover held and new ones.
+     */
+    private void checkOwnDecoding(int a, AugmentPrompt own, CalmCache cache, int held, int fresh, long batch, long t) {
+        for (int k = 0; k < plan.size(); k++) {
+            if (plan.get(k).augment() == a && cache.bridges().layer(k).length() != held) {
+                throw new IllegalStateException("augment " + a + ": its cache holds " + held + " tokens but bridge " + k
+                        + " holds " + cache.bridges().layer(k).length() + " (truncate both: CalmModel.truncate)");
+            }
+        }
+        if (held + fresh == 0) {
+            throw new IllegalArgumentException("augment " + a + ": no token to read (the text gave none)");
+        }
+        if (own.ids().size(0) != batch) {
+            throw new IllegalArgumentException("augment " + a + ": " + own.ids().size(0) + " rows for a batch of " + batch);
+        }
+        Tensor m = own.cross() == null ? null : own.cross().mask();
+        if (m == null || m.dim() != 4 || m.size(2) != t || m.size(3) != held + fresh) {
+            throw new IllegalArgumentException("augment " + a + ": while decoding, the cross mask must be [B, 1, " + t
+                    + ", " + (held + fresh) + "] (each new anchor token over every held and new augment token), got "
+                    + (m == null ? "none" : java.util.Arrays.toString(m.sizes().vec().get())));
+        }
+        if (own.real() != null && (own.real().dim() != 2 || own.real().size(1) != held + fresh)) {
+            throw new IllegalArgumentException("augment " + a + ": while decoding, its real-token mask must be [B, "
+                    + (held + fresh) + "] (held and new tokens), got " + java.util.Arrays.toString(own.real().sizes().vec().get()));
+        }
+    }
+
+    /**
+     * Drops the newest positions of a decoding cache so that decoding resumes from an earlier point: an own-token
+     * augment whose re-tokenized text changed at its tail re-reads it from there, and anchor positions that must see
+     * other augment tokens than before are recomputed ({@link dev.calm4j.generate.AlignedCalmSession}).
+     *
+     * @param anchorLength anchor positions to keep; an augment that reads the anchor's ids keeps as many, and so do
+     *     its bridges (in {@code separate_prompt} mode the bridges keep their prompt's keys and values)
+     * @param augmentLengths per augment, how many tokens an augment that reads its own tokens keeps (its bridges too);
+     *     other entries are ignored; may be null when no augment reads its own tokens
+     * @throws IllegalArgumentException when a length is negative or more than the cache holds
+     */
+    public void truncate(CalmCache cache, int anchorLength, int[] augmentLengths) {
+        boolean anyOwn = false;
+        for (int a = 0; a < augments.size(); a++) {
+            anyOwn |= mode == Mode.SAME_SEQUENCE && ownTokens[a];
+        }
+        if (anyOwn && (augmentLengths == null || augmentLengths.length != augments.size())) {
+            throw new IllegalArgumentException("truncate: give one length per augment ("
+                    + augments.size() + "), got " + (augmentLengths == null ? "none" : augmentLengths.length));
+        }
+        cache.anchor().truncate(anchorLength);
+        if (mode != Mode.SAME_SEQUENCE) {
+            return;
+        }
+        for (int a = 0; a < augments.size(); a++) {
+            int keep = ownTokens[a] ? augmentLengths[a] : anchorLength;
+            for (int i = 0; i <= plan.deepestAugmentLayer(a); i++) {      // deeper blocks never run, hold nothing
+                cache.augment(a).layer(i).truncate(keep);
+            }
+            for (int k = 0; k < plan.size(); k++) {
+                if (plan.get(k).augment() == a) {
+                    cache.bridges().layer(k).truncate(keep);
+                }
+            }
+        }
     }
 
     /** Shapes of caller-given states, checked in Java: a wrong one would reach libtorch's kernels. */
