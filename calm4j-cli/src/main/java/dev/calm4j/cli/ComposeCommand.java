@@ -160,7 +160,7 @@ final class ComposeCommand implements Callable<Integer> {
                     if (comp.ownTokens()[i]) {
                         Tokenizer t = Tokenizer.load(augments.get(i));
                         tokenizers.add(t);
-                        readers.add(new AugmentReader(t, augCfgs.get(i), dataOptions.bos(), augments.get(i).toString()));
+                        readers.add(new AugmentReader(t, augCfgs.get(i), augments.get(i).toString()));
                     } else {
                         readers.add(null);
                     }

@@ -21,11 +21,6 @@ final class DataOptions {
     @Option(names = "--no-bos", description = "do not prepend the model's BOS id to every sequence")
     boolean noBos;
 
-    /** Whether sequences start with BOS (every model that reads them: the anchor's data, an augment's own tokens). */
-    boolean bos() {
-        return !noBos;
-    }
-
     DataRules rules(ModelConfig c, boolean separatePrompt) {
         return DataRules.forModel(c, !noEos, !noBos, separatePrompt);
     }

@@ -112,7 +112,7 @@ final class EvalCommand implements Callable<Integer> {
                 }
                 DataOptions.checkAugmentVocab(ds, augCfgs);
             }
-            try (ModelSource.Loaded m = src.load(allowMismatch, dt, dataOptions.bos())) {
+            try (ModelSource.Loaded m = src.load(allowMismatch, dt)) {
                 Set<Integer> stop = new HashSet<>(src.anchorConfig().eosTokenIds());
                 ObjectMapper om = new ObjectMapper();
                 ObjectNode o = om.createObjectNode();

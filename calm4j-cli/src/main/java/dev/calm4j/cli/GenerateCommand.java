@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.Mode;
+import dev.calm4j.generate.AlignedCalmSession;
 import dev.calm4j.generate.CalmSession;
 import dev.calm4j.generate.Generator;
 import dev.calm4j.generate.LmSession;
@@ -134,6 +135,7 @@ final class GenerateCommand implements Callable<Integer> {
             }
         }
         int bos = src.anchorConfig().bosTokenId();
+        List<Tokenizer> augmentTokenizers = new ArrayList<>();
         try (ModelSource.Loaded loaded = src.load(allowMismatch, compute)) {
             CausalLm lm = loaded.lm();
             Tokenizer tok = null;
@@ -167,8 +169,30 @@ final class GenerateCommand implements Callable<Integer> {
                         own.add(ids);
                     }
                 }
-                List<long[][]> ap = CalmSession.augmentPrompts(calm, batch, own);
-                sessions = (b, max) -> CalmSession.cached(calm, b, max, ap);
+                boolean aligned = false;
+                for (int a = 0; a < calm.augments().size(); a++) {
+                    aligned |= calm.ownTokens(a);
+                }
+                if (aligned) {
+                    // An augment reads the text through its own tokenizer: generation starts from the prompt texts,
+                    // and every step the augment re-reads the grown text (AlignedCalmSession).
+                    if (prompts.text == null) {
+                        throw new Calm4jException("an augment of these bridges reads the text through its own tokenizer: "
+                                + "give --prompt TEXT, not --prompt-ids");
+                    }
+                    List<Tokenizer> augToks = new ArrayList<>();
+                    for (int a = 0; a < calm.augments().size(); a++) {
+                        augToks.add(calm.ownTokens(a) ? Tokenizer.load(loaded.calm().augmentDirs().get(a)) : null);
+                    }
+                    augmentTokenizers.addAll(augToks.stream().filter(java.util.Objects::nonNull).toList());
+                    AlignedCalmSession.Start s = AlignedCalmSession.start(calm, tok, augToks, prompts.text);
+                    batch.clear();
+                    batch.addAll(s.prompts());
+                    sessions = s.sessions();
+                } else {
+                    List<long[][]> ap = CalmSession.augmentPrompts(calm, batch, own);
+                    sessions = (b, max) -> CalmSession.cached(calm, b, max, ap);
+                }
             }
             Set<Integer> stop = ignoreEos ? Set.of() : new HashSet<>(lm.config().eosTokenIds());
             Generator.Options opt = new Generator.Options(maxNewTokens, sampler, stop, false);
@@ -216,6 +240,8 @@ final class GenerateCommand implements Callable<Integer> {
             if (tokenizer != null) {
                 tokenizer.close();
             }
+        } finally {
+            augmentTokenizers.forEach(Tokenizer::close);
         }
         return 0;
     }

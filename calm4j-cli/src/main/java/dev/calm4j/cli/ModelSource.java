@@ -95,11 +95,6 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
     }
 
     Loaded load(boolean allowMismatch, ScalarType dtype) {
-        return load(allowMismatch, dtype, true);
-    }
-
-    /** @param bos whether the data's sequences start with BOS (an augment that reads its own tokens reads it too) */
-    Loaded load(boolean allowMismatch, ScalarType dtype, boolean bos) {
         if (calm != null) {
             BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(bridgesDir, anchorDir, augmentDirs.isEmpty() ? null : augmentDirs,
                     allowMismatch, dtype);
@@ -116,7 +111,7 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
                     Path dir = l.augmentDirs().get(a);
                     Tokenizer t = Tokenizer.load(dir);
                     tokenizers.add(t);
-                    readers.add(new AugmentReader(t, m.augments().get(a).config(), bos, dir.toString()));
+                    readers.add(new AugmentReader(t, m.augments().get(a).config(), dir.toString()));
                 } else {
                     readers.add(null);
                 }

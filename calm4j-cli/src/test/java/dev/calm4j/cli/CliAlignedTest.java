@@ -41,10 +41,18 @@ class CliAlignedTest {
         CliTest.Run ppl = calm("eval", "--bridges", out.toString(), "--data", data.toString(), "--metric", "perplexity");
         assertEquals(0, ppl.code(), ppl.out() + ppl.err());
         assertTrue(ppl.out().contains("perplexity"), ppl.out());
+        // generation: the augment re-reads the grown text through its own tokenizer every step
+        CliTest.Run gen = calm("generate", "--bridges", out.toString(), "--prompt", "xtyqh is", "--max-new-tokens", "4",
+                "--greedy", "--ignore-eos");
+        assertEquals(0, gen.code(), gen.out() + gen.err());
+        assertTrue(gen.out().startsWith("xtyqh is") || gen.out().contains("xtyqh is"), gen.out());
+        CliTest.Run ids = calm("generate", "--bridges", out.toString(), "--prompt-ids", "1,5,6");
+        assertEquals(2, ids.code(), ids.out() + ids.err());
+        assertTrue(ids.err().contains("--prompt TEXT"), ids.err());
         // token-id data cannot be read by a model with another tokenizer: one line, before training
-        Path ids = Files.writeString(tmp.resolve("ids.jsonl"), "{\"prompt_ids\": [5, 6], \"completion_ids\": [7]}\n");
+        Path idData = Files.writeString(tmp.resolve("ids.jsonl"), "{\"prompt_ids\": [5, 6], \"completion_ids\": [7]}\n");
         CliTest.Run bad = calm("compose", "--anchor", fixture.resolve("anchor").toString(), "--augment",
-                fixture.resolve("augment").toString(), "--data", ids.toString(), "--out", tmp.resolve("b2").toString(),
+                fixture.resolve("augment").toString(), "--data", idData.toString(), "--out", tmp.resolve("b2").toString(),
                 "--steps", "2", "--no-progress");
         assertEquals(2, bad.code(), bad.out() + bad.err());
         assertTrue(bad.err().contains("must be text") && bad.err().lines().count() == 1, bad.err());

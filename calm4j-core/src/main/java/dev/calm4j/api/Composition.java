@@ -13,6 +13,7 @@ import dev.calm4j.compose.Mode;
 import dev.calm4j.data.Batch;
 import dev.calm4j.data.Dataset;
 import dev.calm4j.eval.EvalModel;
+import dev.calm4j.generate.AlignedCalmSession;
 import dev.calm4j.generate.CalmSession;
 import dev.calm4j.generate.Generator;
 import dev.calm4j.lm.ModelConfig;
@@ -123,8 +124,7 @@ public final class Composition implements TextModel {
         List<AugmentReader> r = new ArrayList<>();
         for (int a = 0; a < augments.size(); a++) {
             LanguageModel m = augments.get(a);
-            // the data the API reads starts with BOS (its default rules), so an augment's own tokens do too
-            r.add(calm.ownTokens(a) ? new AugmentReader(m.tokenizer(), m.config(), true, m.directory().toString()) : null);
+            r.add(calm.ownTokens(a) ? new AugmentReader(m.tokenizer(), m.config(), m.directory().toString()) : null);
         }
         this.readers = java.util.Collections.unmodifiableList(r);
         this.engine = new Engine(anchor.config(), anchor.directory(), anchor.tokenizer(), EvalModel.of(calm, readers),
@@ -408,15 +408,37 @@ public final class Composition implements TextModel {
                 own.add(ids);
             }
         }
+        if (alignedAugments()) {
+            return generate(List.of(prompt), options).get(0);
+        }
         long[] ids = engine.prompt(engine.encode(prompt), options);
         List<long[]> ownPrompts = own;
         return engine.text(engine.generate(List.of(ids), options, p -> sessions(p, ownPrompts)).get(0), options);
+    }
+
+    /** Whether an augment reads the text through its own tokenizer (generation then starts from prompt texts). */
+    private boolean alignedAugments() {
+        return readers.stream().anyMatch(java.util.Objects::nonNull);
     }
 
     /** @throws Calm4jException as {@link TextModel#generate(List, GenerateOptions)}, or when closed */
     @Override
     public List<String> generate(List<String> prompts, GenerateOptions options) {
         check();
+        if (alignedAugments()) {
+            // Each augment re-reads the grown text through its own tokenizer at every step (AlignedCalmSession); the
+            // prompts are tokenized as the anchor's tokenizer reads a text, with its special tokens.
+            List<Tokenizer> augToks = new ArrayList<>();
+            for (int a = 0; a < augments.size(); a++) {
+                augToks.add(calm.ownTokens(a) ? augments.get(a).tokenizer() : null);
+            }
+            AlignedCalmSession.Start start = AlignedCalmSession.start(calm, anchor.tokenizer(), augToks, prompts);
+            List<String> out = new ArrayList<>();
+            for (long[] g : engine.generate(start.prompts(), options, p -> start.sessions())) {
+                out.add(engine.text(g, options));
+            }
+            return out;
+        }
         List<long[]> ids = new ArrayList<>();
         for (String p : prompts) {
             ids.add(engine.prompt(engine.encode(p), options));

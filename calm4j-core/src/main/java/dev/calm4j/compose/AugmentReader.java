@@ -15,49 +15,36 @@ import java.util.Map;
 /**
  * An augment that reads the text through its own tokenizer ({@link TextAlignment}): its tokens of each example's
  * text, and the {@link CalmModel.AugmentPrompt} that aligns them with the anchor's tokens of a batch. The augment
- * tokenizes the whole text once, as it would read it; its BOS (when it has one and the anchor's data has one) ends
- * at 0, like the anchor's.
+ * tokenizes the whole text once, as its tokenizer reads a text (with the special tokens its post-processor adds, such
+ * as BOS, which end at 0), exactly as {@link dev.calm4j.generate.AlignedCalmSession} reads it while generating.
  */
 public final class AugmentReader {
     /** Texts whose tokens are kept, so that an epoch over D_C tokenizes each once; beyond it the memo starts over. */
     private static final int MEMO = 1 << 16;
 
     private final Tokenizer tokenizer;
-    private final Long bos;
     private final int maxLength;
     private final String name;
     private final Map<String, Tokenizer.Tokens> memo = new HashMap<>();
 
     /**
-     * @param augment the augment's config: its BOS id and its context
-     * @param prependBos whether sequences start with BOS (as the anchor's data rules say)
+     * @param augment the augment's config: its context
      * @param name how to name the augment in a message (its folder, say)
      */
-    public AugmentReader(Tokenizer tokenizer, ModelConfig augment, boolean prependBos, String name) {
+    public AugmentReader(Tokenizer tokenizer, ModelConfig augment, String name) {
         this.tokenizer = tokenizer;
-        this.bos = prependBos && augment.bosTokenId() >= 0 ? (long) augment.bosTokenId() : null;
         this.maxLength = augment.maxPositionEmbeddings();
         this.name = name;
     }
 
-    /** The augment's tokens of {@code text}, BOS first when it reads one. */
+    /** The augment's tokens of {@code text}, with its tokenizer's special tokens. */
     public synchronized Tokenizer.Tokens tokens(String text) {
         Tokenizer.Tokens t = memo.get(text);
         if (t != null) {
             return t;
         }
-        Tokenizer.Tokens raw = tokenizer.encodeWithEnds(text, false);
+        Tokenizer.Tokens raw = tokenizer.encodeWithEnds(text, true);
         long[] ids = raw.ids();
-        int[] ends = raw.ends();
-        if (bos != null && (ids.length == 0 || ids[0] != bos)) {
-            long[] i2 = new long[ids.length + 1];
-            int[] e2 = new int[ends.length + 1];
-            i2[0] = bos;
-            System.arraycopy(ids, 0, i2, 1, ids.length);
-            System.arraycopy(ends, 0, e2, 1, ends.length);          // BOS ends at 0
-            ids = i2;
-            ends = e2;
-        }
         if (ids.length == 0) {
             throw new Calm4jException(name + ": reads nothing of the text '" + snippet(text) + "' (no tokens, no BOS)");
         }
@@ -65,7 +52,7 @@ public final class AugmentReader {
             throw new Calm4jException(name + ": the text '" + snippet(text) + "' is " + ids.length + " of its tokens, "
                     + "longer than its context of " + maxLength + "; it is never truncated: shorten the data");
         }
-        t = new Tokenizer.Tokens(ids, ends);
+        t = raw;
         if (memo.size() >= MEMO) {
             memo.clear();
         }

@@ -30,8 +30,8 @@ public final class CalmSession implements Session {
         for (int a = 0; a < model.augments().size(); a++) {
             if (model.mode() == dev.calm4j.compose.Mode.SAME_SEQUENCE && model.ownTokens(a)) {
                 throw new dev.calm4j.Calm4jException("augment " + a + " reads the text through its own tokenizer: "
-                        + "generation (and exact match) across tokenizers is not implemented yet; training and "
-                        + "perplexity are");
+                        + "generate from prompt texts (AlignedCalmSession; calm generate --prompt TEXT); exact match "
+                        + "over token-id prompts cannot be scored for such a composition");
             }
         }
         this.model = model;

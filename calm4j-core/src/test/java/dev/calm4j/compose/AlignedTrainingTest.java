@@ -62,7 +62,7 @@ class AlignedTrainingTest {
              Tokenizer at = Tokenizer.load(anchorDir); Tokenizer gt = Tokenizer.load(augDir)) {
             Dataset d = Dataset.read(data(16), at, DataRules.forModel(anchor.config(), true, true, false));
             assertTrue(d.examples().get(0).text().value().startsWith("xtyqh plus abc is"), "the example keeps its text");
-            List<AugmentReader> readers = List.of(new AugmentReader(gt, aug.config(), true, augDir.toString()));
+            List<AugmentReader> readers = List.of(new AugmentReader(gt, aug.config(), augDir.toString()));
             CompositionPlan plan = new CompositionPlan(CompositionPlan.parse("1->0,2->2"));
             try (CalmModel calm = CalmModel.create(anchor, List.of(aug), plan, Mode.SAME_SEQUENCE, 2, 0.1, 5,
                     new boolean[] {true})) {
@@ -108,7 +108,7 @@ class AlignedTrainingTest {
         try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
              Tokenizer gt = Tokenizer.load(augDir)) {
             Dataset d = Dataset.read(ids, null, DataRules.forModel(anchor.config(), true, true, false));
-            List<AugmentReader> readers = new ArrayList<>(List.of(new AugmentReader(gt, aug.config(), true, "augment")));
+            List<AugmentReader> readers = new ArrayList<>(List.of(new AugmentReader(gt, aug.config(), "augment")));
             try (CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("2->2")),
                     Mode.SAME_SEQUENCE, 2, 0.1, 5, new boolean[] {true})) {
                 var e = assertThrows(Calm4jException.class,
