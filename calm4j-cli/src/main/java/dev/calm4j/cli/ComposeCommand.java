@@ -122,8 +122,12 @@ final class ComposeCommand implements Callable<Integer> {
             trainData = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(anchor));
             evalData = DataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(anchor));
         }
-        DataOptions.checkAugmentVocab(trainData, augCfgs);
-        DataOptions.checkAugmentVocab(evalData, augCfgs);
+        List<ModelConfig> readIds = new ArrayList<>();         // null: the augment reads through its own tokenizer
+        for (int i = 0; i < augCfgs.size(); i++) {
+            readIds.add(comp.ownTokens()[i] ? null : augCfgs.get(i));
+        }
+        DataOptions.checkAugmentVocab(trainData, readIds);
+        DataOptions.checkAugmentVocab(evalData, readIds);
         boolean own = false;
         for (boolean x : comp.ownTokens()) {
             own |= x;

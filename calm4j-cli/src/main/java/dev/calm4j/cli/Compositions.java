@@ -35,9 +35,9 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         }
         CompositionPlan plan = CompositionPlan.resolve(connections, anchor, augments);
         int h = heads == null ? anchor.numAttentionHeads() : heads;
-        // In same_sequence mode an augment with a tokenizer of its own reads the text through it (docs/design.md §3).
-        boolean[] own = mode == Mode.SAME_SEQUENCE ? TextAlignment.ownTokens(anchorDir, augmentDirs)
-                : new boolean[augmentDirs.size()];
+        // An augment with a tokenizer of its own reads the text (same_sequence) or its prompt (separate_prompt)
+        // through it (docs/design.md §3).
+        boolean[] own = TextAlignment.ownTokens(anchorDir, augmentDirs);
         try {
             plan.check(anchor, augments, augmentDirs.stream().map(Path::toString).toList(), h, mode, own);
         } catch (CompositionException e) {
@@ -71,7 +71,9 @@ record Compositions(Path anchorDir, ModelConfig anchor, List<Path> augmentDirs, 
         out.printf("composition     %d bridge(s), %s, %d heads%n", plan.size(), mode.jsonName(), heads);
         for (int a = 0; a < augments.size(); a++) {
             if (ownTokens[a]) {
-                out.printf("  augment %d reads the text through its own tokenizer, aligned by where tokens end%n", a);
+                out.printf(mode == Mode.SAME_SEQUENCE
+                        ? "  augment %d reads the text through its own tokenizer, aligned by where tokens end%n"
+                        : "  augment %d reads its prompt through its own tokenizer%n", a);
             }
         }
         out.printf("  %-6s  %-7s  %-30s  %12s%n", "bridge", "augment", "augment layer -> anchor layer", "parameters");

@@ -107,8 +107,9 @@ final class EvalCommand implements Callable<Integer> {
             ds = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(src.anchorDir()));
             if (src.mode() == Mode.SEPARATE_PROMPT) {
                 List<ModelConfig> augCfgs = new ArrayList<>();
-                for (Path p : src.effectiveAugments()) {
-                    augCfgs.add(LmFamilies.readConfig(p));
+                List<Path> dirs = src.effectiveAugments();
+                for (int a = 0; a < dirs.size(); a++) {     // null: the augment reads through its own tokenizer
+                    augCfgs.add(src.calm().augments().get(a).ownTokens() ? null : LmFamilies.readConfig(dirs.get(a)));
                 }
                 DataOptions.checkAugmentVocab(ds, augCfgs);
             }

@@ -169,22 +169,29 @@ final class GenerateCommand implements Callable<Integer> {
                         own.add(ids);
                     }
                 }
-                boolean aligned = false;
+                boolean ownTokenizers = false;
                 for (int a = 0; a < calm.augments().size(); a++) {
-                    aligned |= calm.ownTokens(a);
+                    ownTokenizers |= calm.ownTokens(a);
                 }
-                if (aligned) {
+                if (ownTokenizers && prompts.text == null) {
+                    throw new Calm4jException("an augment of these bridges reads the text through its own tokenizer: "
+                            + "give --prompt TEXT, not --prompt-ids");
+                }
+                List<Tokenizer> augToks = new ArrayList<>();
+                for (int a = 0; a < calm.augments().size() && ownTokenizers; a++) {
+                    augToks.add(calm.ownTokens(a) ? Tokenizer.load(loaded.calm().augmentDirs().get(a)) : null);
+                }
+                augmentTokenizers.addAll(augToks.stream().filter(java.util.Objects::nonNull).toList());
+                if (ownTokenizers && calm.mode() == Mode.SEPARATE_PROMPT) {
+                    // each augment reads its prompt (or the row's prompt) through its own tokenizer where it has one
+                    Tokenizer anchorTok = tok;
+                    List<long[][]> ap = CalmSession.augmentPromptsFromText(calm, prompts.text,
+                            augmentPrompts == null || augmentPrompts.isEmpty() ? null : augmentPrompts, augToks,
+                            text -> withBos(anchorTok.encode(text), bos));
+                    sessions = (b, max) -> CalmSession.cached(calm, b, max, ap);
+                } else if (ownTokenizers) {
                     // An augment reads the text through its own tokenizer: generation starts from the prompt texts,
                     // and every step the augment re-reads the grown text (AlignedCalmSession).
-                    if (prompts.text == null) {
-                        throw new Calm4jException("an augment of these bridges reads the text through its own tokenizer: "
-                                + "give --prompt TEXT, not --prompt-ids");
-                    }
-                    List<Tokenizer> augToks = new ArrayList<>();
-                    for (int a = 0; a < calm.augments().size(); a++) {
-                        augToks.add(calm.ownTokens(a) ? Tokenizer.load(loaded.calm().augmentDirs().get(a)) : null);
-                    }
-                    augmentTokenizers.addAll(augToks.stream().filter(java.util.Objects::nonNull).toList());
                     AlignedCalmSession.Start s = AlignedCalmSession.start(calm, tok, augToks, prompts.text);
                     batch.clear();
                     batch.addAll(s.prompts());

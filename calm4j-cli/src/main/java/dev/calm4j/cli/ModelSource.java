@@ -116,7 +116,12 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
                     readers.add(null);
                 }
             }
-            return new Loaded(m.anchor(), tokenizers.toArray(new AutoCloseable[0]), l, EvalModel.of(m, readers), desc);
+            Tokenizer anchorTok = tokenizers.isEmpty() || !Tokenizer.exists(l.anchorDir()) ? null : Tokenizer.load(l.anchorDir());
+            if (anchorTok != null) {
+                tokenizers.add(anchorTok);
+            }
+            return new Loaded(m.anchor(), tokenizers.toArray(new AutoCloseable[0]), l, EvalModel.of(m, readers, anchorTok),
+                    desc);
         }
         CausalLm lm = LmFamilies.load(anchorDir, dtype);
         if (loraDir == null) {

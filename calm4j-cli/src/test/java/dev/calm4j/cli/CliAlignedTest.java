@@ -41,6 +41,9 @@ class CliAlignedTest {
         CliTest.Run ppl = calm("eval", "--bridges", out.toString(), "--data", data.toString(), "--metric", "perplexity");
         assertEquals(0, ppl.code(), ppl.out() + ppl.err());
         assertTrue(ppl.out().contains("perplexity"), ppl.out());
+        CliTest.Run exact = calm("eval", "--bridges", out.toString(), "--data", data.toString(), "--metric", "exact");
+        assertEquals(0, exact.code(), exact.out() + exact.err());
+        assertTrue(exact.out().contains("exact match"), exact.out());
         // generation: the augment re-reads the grown text through its own tokenizer every step
         CliTest.Run gen = calm("generate", "--bridges", out.toString(), "--prompt", "xtyqh is", "--max-new-tokens", "4",
                 "--greedy", "--ignore-eos");
@@ -49,6 +52,18 @@ class CliAlignedTest {
         CliTest.Run ids = calm("generate", "--bridges", out.toString(), "--prompt-ids", "1,5,6");
         assertEquals(2, ids.code(), ids.out() + ids.err());
         assertTrue(ids.err().contains("--prompt TEXT"), ids.err());
+        // separate_prompt: the augment reads its prompt through its own tokenizer
+        Path sep = tmp.resolve("bridges-sep");
+        CliTest.Run rs = calm("compose", "--anchor", fixture.resolve("anchor").toString(), "--augment",
+                fixture.resolve("augment").toString(), "--mode", "separate_prompt", "--connections", "2->2", "--heads", "2",
+                "--data", data.toString(), "--out", sep.toString(), "--steps", "3", "--batch", "4", "--no-progress");
+        assertEquals(0, rs.code(), rs.out() + rs.err());
+        assertTrue(rs.out().contains("reads its prompt through its own tokenizer"), rs.out());
+        CliTest.Run es = calm("eval", "--bridges", sep.toString(), "--data", data.toString(), "--metric", "exact");
+        assertEquals(0, es.code(), es.out() + es.err());
+        CliTest.Run gs = calm("generate", "--bridges", sep.toString(), "--prompt", "xtyqh is", "--augment-prompt", "é😀 abc",
+                "--max-new-tokens", "3", "--greedy");
+        assertEquals(0, gs.code(), gs.out() + gs.err());
         // token-id data cannot be read by a model with another tokenizer: one line, before training
         Path idData = Files.writeString(tmp.resolve("ids.jsonl"), "{\"prompt_ids\": [5, 6], \"completion_ids\": [7]}\n");
         CliTest.Run bad = calm("compose", "--anchor", fixture.resolve("anchor").toString(), "--augment",

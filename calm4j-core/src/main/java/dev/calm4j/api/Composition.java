@@ -127,8 +127,12 @@ public final class Composition implements TextModel {
             r.add(calm.ownTokens(a) ? new AugmentReader(m.tokenizer(), m.config(), m.directory().toString()) : null);
         }
         this.readers = java.util.Collections.unmodifiableList(r);
-        this.engine = new Engine(anchor.config(), anchor.directory(), anchor.tokenizer(), EvalModel.of(calm, readers),
-                calm.mode(), augments.stream().map(LanguageModel::config).toList());
+        List<ModelConfig> readIds = new ArrayList<>();          // null: the augment reads through its own tokenizer
+        for (int a = 0; a < augments.size(); a++) {
+            readIds.add(calm.ownTokens(a) ? null : augments.get(a).config());
+        }
+        this.engine = new Engine(anchor.config(), anchor.directory(), anchor.tokenizer(),
+                EvalModel.of(calm, readers, anchor.tokenizer()), calm.mode(), readIds);
     }
 
     /**
@@ -163,10 +167,10 @@ public final class Composition implements TextModel {
         }
         CompositionPlan plan = CompositionPlan.resolve(s.connections(), a, augCfgs);
         int heads = s.heads() == null ? a.numAttentionHeads() : s.heads();
-        // In same_sequence mode an augment with a tokenizer of its own reads the text through it (docs/design.md §3).
+        // An augment with a tokenizer of its own reads the text (same_sequence) or its prompt (separate_prompt)
+        // through it (docs/design.md §3).
         List<Path> dirs = augments.stream().map(LanguageModel::directory).toList();
-        boolean[] own = s.mode() == Mode.SAME_SEQUENCE ? TextAlignment.ownTokens(anchor.directory(), dirs)
-                : new boolean[augments.size()];
+        boolean[] own = TextAlignment.ownTokens(anchor.directory(), dirs);
         plan.check(a, augCfgs, augments.stream().map(m -> m.directory().toString()).toList(), heads, s.mode(), own);
         CalmModel calm = CalmModel.create(anchor.lm(), augments.stream().map(LanguageModel::lm).toList(), plan, s.mode(),
                 heads, s.queryInit(), s.seed(), own);
@@ -412,13 +416,36 @@ public final class Composition implements TextModel {
             return generate(List.of(prompt), options).get(0);
         }
         long[] ids = engine.prompt(engine.encode(prompt), options);
+        if (ownPrompts()) {
+            List<long[][]> ap = CalmSession.augmentPromptsFromText(calm, List.of(prompt), augmentPrompts, ownTokenizers(),
+                    text -> engine.prompt(engine.encode(text), options));
+            return engine.text(engine.generate(List.of(ids), options, p -> (b, max) -> CalmSession.cached(calm, b, max, ap))
+                    .get(0), options);
+        }
         List<long[]> ownPrompts = own;
         return engine.text(engine.generate(List.of(ids), options, p -> sessions(p, ownPrompts)).get(0), options);
     }
 
-    /** Whether an augment reads the text through its own tokenizer (generation then starts from prompt texts). */
+    /**
+     * Whether a same_sequence augment reads the text through its own tokenizer (generation then starts from prompt
+     * texts).
+     */
     private boolean alignedAugments() {
-        return readers.stream().anyMatch(java.util.Objects::nonNull);
+        return calm.mode() == Mode.SAME_SEQUENCE && readers.stream().anyMatch(java.util.Objects::nonNull);
+    }
+
+    /** Whether a separate_prompt augment reads its prompt through its own tokenizer. */
+    private boolean ownPrompts() {
+        return calm.mode() == Mode.SEPARATE_PROMPT && readers.stream().anyMatch(java.util.Objects::nonNull);
+    }
+
+    /** Per augment, its own tokenizer, or null where it reads the anchor's ids. */
+    private List<Tokenizer> ownTokenizers() {
+        List<Tokenizer> out = new ArrayList<>();
+        for (int a = 0; a < augments.size(); a++) {
+            out.add(calm.ownTokens(a) ? augments.get(a).tokenizer() : null);
+        }
+        return out;
     }
 
     /** @throws Calm4jException as {@link TextModel#generate(List, GenerateOptions)}, or when closed */
@@ -428,11 +455,7 @@ public final class Composition implements TextModel {
         if (alignedAugments()) {
             // Each augment re-reads the grown text through its own tokenizer at every step (AlignedCalmSession); the
             // prompts are tokenized as the anchor's tokenizer reads a text, with its special tokens.
-            List<Tokenizer> augToks = new ArrayList<>();
-            for (int a = 0; a < augments.size(); a++) {
-                augToks.add(calm.ownTokens(a) ? augments.get(a).tokenizer() : null);
-            }
-            AlignedCalmSession.Start start = AlignedCalmSession.start(calm, anchor.tokenizer(), augToks, prompts);
+            AlignedCalmSession.Start start = AlignedCalmSession.start(calm, anchor.tokenizer(), ownTokenizers(), prompts);
             List<String> out = new ArrayList<>();
             for (long[] g : engine.generate(start.prompts(), options, p -> start.sessions())) {
                 out.add(engine.text(g, options));
@@ -444,6 +467,14 @@ public final class Composition implements TextModel {
             ids.add(engine.prompt(engine.encode(p), options));
         }
         List<String> out = new ArrayList<>();
+        if (ownPrompts()) {
+            List<long[][]> ap = CalmSession.augmentPromptsFromText(calm, prompts, null, ownTokenizers(),
+                    text -> engine.prompt(engine.encode(text), options));
+            for (long[] g : engine.generate(ids, options, p -> (b, max) -> CalmSession.cached(calm, b, max, ap))) {
+                out.add(engine.text(g, options));
+            }
+            return out;
+        }
         for (long[] g : engine.generate(ids, options, p -> sessions(p, null))) {
             out.add(engine.text(g, options));
         }

@@ -33,7 +33,7 @@ final class Engine {
     private final Tokenizer tokenizer;           // null when the folder has none
     private final EvalModel evalModel;
     private final Mode mode;
-    private final List<ModelConfig> augments;    // empty for a single model
+    private final List<ModelConfig> augments;    // empty for a single model; null where an augment has its own tokenizer
 
     Engine(ModelConfig config, Path modelDir, Tokenizer tokenizer, EvalModel evalModel, Mode mode,
            List<ModelConfig> augments) {
@@ -42,7 +42,7 @@ final class Engine {
         this.tokenizer = tokenizer;
         this.evalModel = evalModel;
         this.mode = mode;
-        this.augments = List.copyOf(augments);
+        this.augments = java.util.Collections.unmodifiableList(new java.util.ArrayList<>(augments));   // nulls allowed
     }
 
     ModelConfig config() {

@@ -37,6 +37,11 @@ public final class AugmentReader {
         this.name = name;
     }
 
+    /** The augment's tokenizer. */
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
     /** The augment's tokens of {@code text}, with its tokenizer's special tokens. */
     public synchronized Tokenizer.Tokens tokens(String text) {
         Tokenizer.Tokens t = memo.get(text);
@@ -79,7 +84,16 @@ public final class AugmentReader {
                     Tensors.bools(b.augmentReal(), b.rows(), b.augmentLength()));
             List<CalmModel.AugmentPrompt> out = new ArrayList<>();
             for (int a = 0; a < n; a++) {
-                out.add(p);                                            // every augment reads the example's prompt
+                AugmentReader reader = readers == null ? null : readers.get(a);
+                if (reader == null) {
+                    out.add(p);                                        // the example's augment prompt, the anchor's ids
+                } else {
+                    if (b.augmentTexts() == null) {
+                        throw new Calm4jException("augment " + a + " reads its prompt through its own tokenizer: the "
+                                + "data must be text (\"augment_prompt\" or \"prompt\"), not token ids");
+                    }
+                    out.add(reader.separate(b.augmentTexts()));        // the same text through its own tokenizer
+                }
             }
             return out;
         }
@@ -101,6 +115,24 @@ public final class AugmentReader {
             out.add(reader == null ? null : reader.prompt(b.texts(), anchorEnds, b.length()));
         }
         return out;
+    }
+
+    /** This augment's tokens of every row's prompt text, right-padded: every anchor position sees them all. */
+    public CalmModel.AugmentPrompt separate(String[] texts) {
+        int rows = texts.length;
+        long[][] t = new long[rows][];
+        int s = 0;
+        for (int r = 0; r < rows; r++) {
+            t[r] = tokens(texts[r]).ids();
+            s = Math.max(s, t[r].length);
+        }
+        long[] ids = new long[rows * s];
+        boolean[] real = new boolean[rows * s];
+        for (int r = 0; r < rows; r++) {
+            System.arraycopy(t[r], 0, ids, r * s, t[r].length);
+            Arrays.fill(real, r * s, r * s + t[r].length, true);
+        }
+        return new CalmModel.AugmentPrompt(Tensors.longs(ids, rows, s), Tensors.bools(real, rows, s));
     }
 
     /** This augment's tokens of every row's text, right-padded, with the cross mask to the anchor's tokens. */

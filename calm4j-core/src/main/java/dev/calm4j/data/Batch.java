@@ -27,13 +27,15 @@ import java.util.Objects;
  *                     when the examples have none
  * @param ends         per row, where each of the example's tokens ends in its text (all n of them; the inputs are the
  *                     first n-1); null with {@code texts}
+ * @param augmentTexts per row, the text of its augment prompt ({@link Example#augmentText}), or null
  */
 public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[] real, int targetCount,
-                    int augmentLength, long[] augmentIds, boolean[] augmentReal, String[] texts, int[][] ends) {
+                    int augmentLength, long[] augmentIds, boolean[] augmentReal, String[] texts, int[][] ends,
+                    String[] augmentTexts) {
 
     public Batch(int rows, int length, long[] inputs, long[] labels, boolean[] real, int targetCount,
                  int augmentLength, long[] augmentIds, boolean[] augmentReal) {
-        this(rows, length, inputs, labels, real, targetCount, augmentLength, augmentIds, augmentReal, null, null);
+        this(rows, length, inputs, labels, real, targetCount, augmentLength, augmentIds, augmentReal, null, null, null);
     }
 
     /** The label of an unscored position: PyTorch's default {@code ignore_index} of cross-entropy. */
@@ -94,6 +96,8 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
         }
         int targets = 0;
         boolean withText = examples.stream().allMatch(e -> e.text() != null);
+        boolean withAugmentText = examples.stream().allMatch(e -> e.augmentText() != null);
+        String[] augmentTexts = withAugmentText ? new String[rows] : null;
         String[] texts = withText ? new String[rows] : null;
         int[][] ends = withText ? new int[rows][] : null;
         for (int r = 0; r < rows; r++) {
@@ -101,6 +105,9 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
             if (withText) {
                 texts[r] = e.text().value();
                 ends[r] = e.text().ends();
+            }
+            if (withAugmentText) {
+                augmentTexts[r] = e.augmentText();
             }
             long[] ids = e.ids();
             boolean[] target = e.target();
@@ -119,7 +126,8 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
                 Arrays.fill(augmentReal, r * maxAugment, r * maxAugment + a.length, true);
             }
         }
-        return new Batch(rows, t, inputs, labels, real, targets, maxAugment, augmentIds, augmentReal, texts, ends);
+        return new Batch(rows, t, inputs, labels, real, targets, maxAugment, augmentIds, augmentReal, texts, ends,
+                augmentTexts);
     }
 
     // Records compare arrays by reference; batches are compared by content (e.g. resumed vs uninterrupted runs).

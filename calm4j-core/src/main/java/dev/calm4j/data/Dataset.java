@@ -95,7 +95,8 @@ public final class Dataset {
 
     /**
      * In {@code separate_prompt} mode every augment reads the examples' augment ids: checks that they lie in each
-     * augment's vocabulary (a no-op for data without augment ids).
+     * augment's vocabulary (a no-op for data without augment ids). A null entry is an augment that reads the prompt
+     * text through its own tokenizer, not these ids: skipped.
      *
      * @throws Calm4jException {@code file:line: augment prompt token i is id X, outside augment a's vocabulary}
      */
@@ -106,6 +107,9 @@ public final class Dataset {
                 return;
             }
             for (int a = 0; a < augments.size(); a++) {
+                if (augments.get(a) == null) {
+                    continue;
+                }
                 int v = augments.get(a).vocabSize();
                 for (int i = 0; i < ids.length; i++) {
                     if (ids[i] >= v) {

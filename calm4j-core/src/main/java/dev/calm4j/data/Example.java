@@ -12,12 +12,13 @@ import java.util.Objects;
  * example has at least one target, so {@link #promptLength()} and {@link #completion()} are always defined.
  *
  * <p>{@code augmentIds} is what an augmenting model reads in "separate prompt" mode ({@link DataRules#separatePrompt()});
- * null otherwise. {@code line} is the 1-based source line, for messages (for plain-text files, the 1-based chunk
+ * null otherwise. {@code augmentText} is the text those ids were read from (the record's augment prompt, else its
+ * prompt), for an augment that reads it through a tokenizer of its own; null for token-id data or outside that mode. {@code line} is the 1-based source line, for messages (for plain-text files, the 1-based chunk
  * number; 0 for data made in code without a source line).
  *
  * <p>Immutable: arrays are copied in and out, so an example can be shared between batches and threads.
  */
-public record Example(long[] ids, boolean[] target, long[] augmentIds, int line, Text text) {
+public record Example(long[] ids, boolean[] target, long[] augmentIds, int line, Text text, String augmentText) {
 
     /**
      * The text the sequence was read from, and where each of its tokens ends in it (in characters as the tokenizers
@@ -68,7 +69,11 @@ public record Example(long[] ids, boolean[] target, long[] augmentIds, int line,
     }
 
     public Example(long[] ids, boolean[] target, long[] augmentIds, int line) {
-        this(ids, target, augmentIds, line, null);
+        this(ids, target, augmentIds, line, null, null);
+    }
+
+    public Example(long[] ids, boolean[] target, long[] augmentIds, int line, Text text) {
+        this(ids, target, augmentIds, line, text, null);
     }
 
     public Example {

@@ -34,7 +34,8 @@ final class Sequences {
         Arrays.fill(target, head.length, ids.length, true);
         Example.Text text = prompt.text() == null || completion.text() == null ? null
                 : Example.Text.of(List.of(prompt, completion), head.length - prompt.ids().length, tail.length - completion.ids().length);
-        return new Example(ids, target, augmentIds(augment, head, rules), line, text);
+        String augmentText = !rules.separatePrompt() ? null : augment != null ? augment.text() : prompt.text();
+        return new Example(ids, target, augmentIds(augment, head, rules), line, text, augmentText);
     }
 
     /** {@code [bos] + text + [eos]}; every token after the first is a target. */
@@ -51,7 +52,9 @@ final class Sequences {
         checkLength("sequence", ids.length, rules);
         int bos = withBos(text.ids(), rules).length - text.ids().length;
         Example.Text t = text.text() == null ? null : Example.Text.of(List.of(text), bos, ids.length - bos - text.ids().length);
-        return new Example(ids, allButFirst(ids.length), augmentIds(augment, Arrays.copyOf(ids, 1), rules), line, t);
+        String augmentText = !rules.separatePrompt() ? null : augment != null ? augment.text() : "";
+        return new Example(ids, allButFirst(ids.length), augmentIds(augment, Arrays.copyOf(ids, 1), rules), line, t,
+                augmentText);
     }
 
     /**

@@ -154,6 +154,25 @@ public final class AlignedCalmSession implements Session {
     }
 
     /**
+     * Sessions over prompts already tokenized by the anchor (the prompt part of data examples, with where each token
+     * ends in {@code texts}): what exact-match evaluation opens, feeding exactly these ids.
+     *
+     * @throws Calm4jException as {@link #start}, or when a prompt's ids and ends disagree in length
+     */
+    public static Generator.SessionFactory open(CalmModel model, Tokenizer anchorTokenizer,
+                                                List<Tokenizer> augmentTokenizers, List<String> texts,
+                                                List<Tokenizer.Tokens> prompts) {
+        start(model, anchorTokenizer, augmentTokenizers, texts);             // the same checks
+        if (prompts.size() != texts.size()) {
+            throw new Calm4jException("aligned session: " + texts.size() + " texts, " + prompts.size() + " prompts");
+        }
+        List<String> t = List.copyOf(texts);
+        List<Tokenizer.Tokens> p = List.copyOf(prompts);
+        List<Tokenizer> augs = new ArrayList<>(augmentTokenizers);
+        return (b, max) -> new AlignedCalmSession(model, anchorTokenizer, augs, t, p, (int) b, max);
+    }
+
+    /**
      * Generates continuations of prompt texts with {@link Generator}: {@link #start}, then
      * {@link Generator#generate(Generator.SessionFactory, List, int, int, Generator.Options, Generator.Listener)}
      * within the anchor's vocabulary and positions.

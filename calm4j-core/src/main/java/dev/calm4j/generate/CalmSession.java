@@ -1,6 +1,7 @@
 package dev.calm4j.generate;
 
 import dev.calm4j.compose.CalmModel;
+import dev.calm4j.tokenize.Tokenizer;
 import dev.calm4j.compose.Mode;
 import dev.calm4j.nn.Tensors;
 import org.bytedeco.pytorch.Tensor;
@@ -95,6 +96,46 @@ public final class CalmSession implements Session {
             int vocab = model.augments().get(a).config().vocabSize();
             for (int r = 0; r < rows.length; r++) {
                 rows[r] = own != null ? own.get(a) : prompts.get(r);
+                for (long id : rows[r]) {
+                    if (id < 0 || id >= vocab) {
+                        throw new dev.calm4j.Calm4jException("augment prompt " + a + ": token id " + id
+                                + " is outside augment " + a + "'s vocabulary [0, " + vocab + ")");
+                    }
+                }
+            }
+            out.add(rows);
+        }
+        return out;
+    }
+
+    /**
+     * As {@link #augmentPrompts}, from texts, for a {@code separate_prompt} composition whose augments may have
+     * tokenizers of their own: augment a reads {@code augmentTexts.get(a)} (or, when null, each row's prompt text)
+     * through {@code tokenizers.get(a)} when it has one (its own special tokens included), else through the anchor's
+     * tokenizer with the anchor's BOS rule ({@code anchorEncode}).
+     *
+     * @param tokenizers per augment, its own tokenizer or null
+     * @param anchorEncode the anchor's encoding of a text, as the caller prepares prompts (BOS rule included)
+     */
+    public static List<long[][]> augmentPromptsFromText(CalmModel model, List<String> promptTexts, List<String> augmentTexts,
+                                                        List<Tokenizer> tokenizers,
+                                                        java.util.function.Function<String, long[]> anchorEncode) {
+        int n = model.augments().size();
+        if (augmentTexts != null && augmentTexts.size() != n) {
+            throw new dev.calm4j.Calm4jException(augmentTexts.size() + " augment prompt(s) given; the composition has " + n
+                    + " augmenting model(s): give one per augment, or none to let every augment read the prompt");
+        }
+        List<long[][]> out = new ArrayList<>();
+        for (int a = 0; a < n; a++) {
+            long[][] rows = new long[promptTexts.size()][];
+            Tokenizer own = tokenizers == null ? null : tokenizers.get(a);
+            for (int r = 0; r < rows.length; r++) {
+                String text = augmentTexts != null ? augmentTexts.get(a) : promptTexts.get(r);
+                rows[r] = own != null ? own.encodeWithEnds(text, true).ids() : anchorEncode.apply(text);
+                if (rows[r].length == 0) {
+                    throw new dev.calm4j.Calm4jException("augment prompt " + a + " is empty");
+                }
+                int vocab = model.augments().get(a).config().vocabSize();
                 for (long id : rows[r]) {
                     if (id < 0 || id >= vocab) {
                         throw new dev.calm4j.Calm4jException("augment prompt " + a + ": token id " + id

@@ -67,7 +67,7 @@ class AlignedTrainingTest {
             try (CalmModel calm = CalmModel.create(anchor, List.of(aug), plan, Mode.SAME_SEQUENCE, 2, 0.1, 5,
                     new boolean[] {true})) {
                 BridgeObjective obj = new BridgeObjective(calm, anchorDir, List.of(augDir), null, readers);
-                EvalModel composed = EvalModel.of(calm, readers);
+                EvalModel composed = EvalModel.of(calm, readers, null);
                 Batch b = Batch.of(d.examples().subList(0, 4), 0);
                 try (NoGradGuard ng = new NoGradGuard()) {
                     // W_O = 0: the untrained composition is the anchor alone, whatever the augment reads
@@ -93,8 +93,38 @@ class AlignedTrainingTest {
                 try (BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(tmp.resolve("run"), null, null, false, ScalarType.Float);
                      NoGradGuard ng = new NoGradGuard()) {
                     assertTrue(l.model().ownTokens(0), "calm_config.json: " + Files.readString(tmp.resolve("run/calm_config.json")));
-                    double loaded = EvalModel.of(l.model(), readers).lossSum(b).item_double();
+                    double loaded = EvalModel.of(l.model(), readers, null).lossSum(b).item_double();
                     assertEquals(composed.lossSum(b).item_double(), loaded, 1e-5 * Math.abs(loaded));
+                }
+            }
+        }
+    }
+
+    @Test
+    void inSeparatePromptModeAnAugmentReadsItsPromptThroughItsOwnTokenizer() throws Exception {
+        Path anchorDir = FIXTURE.resolve("anchor");
+        Path augDir = FIXTURE.resolve("augment");
+        Path file = Files.writeString(tmp.resolve("p.jsonl"),
+                "{\"prompt\": \"sum of\", \"completion\": \" 57\", \"augment_prompt\": \"xtyqh and é😀\"}\n"
+                        + "{\"prompt\": \"abc\", \"completion\": \" 12\"}\n");
+        try (CausalLm anchor = LmFamilies.load(anchorDir); CausalLm aug = LmFamilies.load(augDir);
+             Tokenizer at = Tokenizer.load(anchorDir); Tokenizer gt = Tokenizer.load(augDir)) {
+            Dataset d = Dataset.read(file, at, DataRules.forModel(anchor.config(), true, true, true));
+            List<AugmentReader> readers = List.of(new AugmentReader(gt, aug.config(), "augment"));
+            try (CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("2->2")),
+                    Mode.SEPARATE_PROMPT, 2, 0.1, 5, new boolean[] {true})) {
+                Batch b = Batch.of(d.examples(), 0);
+                CalmModel.AugmentPrompt p = AugmentReader.prompts(calm, b, readers).get(0);
+                long[] row0 = gt.encodeWithEnds("xtyqh and é😀", true).ids();
+                long[] row1 = gt.encodeWithEnds("abc", true).ids();            // no augment_prompt: the prompt's text
+                long[] got = dev.calm4j.nn.Tensors.toLongs(p.ids());
+                int s = (int) p.ids().size(1);
+                assertEquals(Math.max(row0.length, row1.length), s);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(row0, java.util.Arrays.copyOfRange(got, 0, row0.length));
+                org.junit.jupiter.api.Assertions.assertArrayEquals(row1, java.util.Arrays.copyOfRange(got, s, s + row1.length));
+                try (NoGradGuard ng = new NoGradGuard()) {
+                    double loss = EvalModel.of(calm, readers, null).lossSum(b).item_double();
+                    assertTrue(Double.isFinite(loss), "scores with the augment's own tokens: " + loss);
                 }
             }
         }
@@ -112,7 +142,7 @@ class AlignedTrainingTest {
             try (CalmModel calm = CalmModel.create(anchor, List.of(aug), new CompositionPlan(CompositionPlan.parse("2->2")),
                     Mode.SAME_SEQUENCE, 2, 0.1, 5, new boolean[] {true})) {
                 var e = assertThrows(Calm4jException.class,
-                        () -> EvalModel.of(calm, readers).lossSum(Batch.of(d.examples(), 0)));
+                        () -> EvalModel.of(calm, readers, null).lossSum(Batch.of(d.examples(), 0)));
                 assertTrue(e.getMessage().contains("must be text"), e.getMessage());
             }
         }
