@@ -74,10 +74,18 @@ class AlignedTrainingTest {
                     double alone = EvalModel.of(anchor).lossSum(b).item_double();
                     assertEquals(alone, composed.lossSum(b).item_double(), 1e-4 * Math.abs(alone));
                 }
+                java.util.Map<String, float[]> a0 = new java.util.HashMap<>();
+                anchor.namedWeights().forEach((k, v) -> a0.put("anchor " + k, dev.calm4j.nn.Tensors.toFloats(v)));
+                aug.namedWeights().forEach((k, v) -> a0.put("augment " + k, dev.calm4j.nn.Tensors.toFloats(v)));
                 double before = TrainLoop.evalLoss(obj, d, 8);
                 TrainLoop.Result r = TrainLoop.run(obj, d, null, TrainConfig.defaults(30, 8, 1e-2, 1), tmp.resolve("run"),
                         false, TrainListener.NONE);
                 double after = TrainLoop.evalLoss(obj, d, 8);
+                // only the bridges trained: both base models are bitwise what they were
+                anchor.namedWeights().forEach((k, v) -> org.junit.jupiter.api.Assertions.assertArrayEquals(
+                        a0.get("anchor " + k), dev.calm4j.nn.Tensors.toFloats(v), "anchor " + k));
+                aug.namedWeights().forEach((k, v) -> org.junit.jupiter.api.Assertions.assertArrayEquals(
+                        a0.get("augment " + k), dev.calm4j.nn.Tensors.toFloats(v), "augment " + k));
                 assertTrue(after < before - 0.1, "the bridges learn across tokenizers: " + before + " -> " + after
                         + " (final train loss " + r.finalLoss() + ")");
                 try (NoGradGuard ng = new NoGradGuard()) {
