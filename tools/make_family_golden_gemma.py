@@ -1,9 +1,9 @@
-#!/work/venv-hf/bin/python
+#!/usr/bin/env python3
 """Golden fixtures for calm4j's Gemma family (gemma2, gemma3_text), from Hugging Face transformers itself.
 
-Run by hand (the venv has torch and transformers; no network needed):
+Run by hand with a Python that has torch and transformers (no network needed):
 
-    /work/venv-hf/bin/python tools/make_family_golden_gemma.py
+    python3 tools/make_family_golden_gemma.py
 
 For every case it builds a TINY random checkpoint with transformers' own config and model classes
 (Gemma2Config + Gemma2ForCausalLM, Gemma3TextConfig + Gemma3ForCausalLM), writes it with

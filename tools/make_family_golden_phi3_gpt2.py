@@ -1,9 +1,9 @@
-#!/work/venv-hf/bin/python
+#!/usr/bin/env python3
 """Golden fixtures for calm4j's phi3 and gpt2 families, computed by Hugging Face transformers itself.
 
-Run by hand (no network needed; the venv has torch and transformers):
+Run by hand with a Python that has torch and transformers (no network needed):
 
-    /work/venv-hf/bin/python tools/make_family_golden_phi3_gpt2.py
+    python3 tools/make_family_golden_phi3_gpt2.py
 
 Each case builds a tiny random checkpoint with transformers' own config and model classes
 (``Phi3Config`` + ``Phi3ForCausalLM``, ``GPT2Config`` + ``GPT2LMHeadModel``), saves it with

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Golden fixtures for the qwen3, olmo2 and smollm3 families, made by Hugging Face transformers itself.
 
-Run by hand with the transformers venv (no network needed):
+Run by hand with a Python that has torch and transformers (no network needed):
 
-    /work/venv-hf/bin/python tools/make_family_golden_qwen3_olmo2_smollm3.py
+    python3 tools/make_family_golden_qwen3_olmo2_smollm3.py
 
 For every case below it builds a TINY random checkpoint with transformers' own config and model classes
 (Qwen3Config + Qwen3ForCausalLM, Olmo2Config + Olmo2ForCausalLM, SmolLM3Config + SmolLM3ForCausalLM), saves it
