@@ -145,22 +145,51 @@ public record HfConfigFields(JsonNode node, String source) {
 
     /** {@code eos_token_id}: HF allows an integer or a list of them; empty when absent. */
     public List<Integer> eos() {
-        JsonNode e = node.get("eos_token_id");
-        List<Integer> eos = new ArrayList<>();
+        return ids("eos_token_id");
+    }
+
+    /** Token ids under {@code name}: an integer, a list of them (at most {@link #MAX_HEADS}), or absent (none). */
+    public List<Integer> ids(String name) {
+        JsonNode e = node.get(name);
+        List<Integer> ids = new ArrayList<>();
         if (e != null && e.isArray()) {
             if (e.size() > MAX_HEADS) {
-                throw error("eos_token_id", "has " + e.size() + " entries, expected at most " + MAX_HEADS);
+                throw error(name, "has " + e.size() + " entries, expected at most " + MAX_HEADS);
             }
             for (JsonNode x : e) {
                 if (!x.isIntegralNumber() || !x.canConvertToInt()) {
-                    throw error("eos_token_id", "holds " + x + ", expected integers");
+                    throw error(name, "holds " + x + ", expected integers");
                 }
-                eos.add(x.asInt());
+                ids.add(x.asInt());
             }
         } else if (e != null && !e.isNull()) {
-            eos.add(integer("eos_token_id", null));
+            ids.add(integer(name, null));
         }
-        return eos;
+        return ids;
+    }
+
+    /** An integer under {@code name}, or under HF's alias for it when {@code name} is absent (GPT-2's n_embd ...). */
+    public int integer(String name, String alias, Integer dflt) {
+        return integer(!node.hasNonNull(name) && alias != null && node.hasNonNull(alias) ? alias : name, dflt);
+    }
+
+    /** A required list of numbers, at most {@link #MAX_WIDTH} long (the record checks its length against the config). */
+    public List<Double> numbers(String name) {
+        JsonNode v = node.get(name);
+        if (v == null || v.isNull()) {
+            throw error(name, "is missing (expected a list of numbers)");
+        }
+        if (!v.isArray() || v.size() > MAX_WIDTH) {
+            throw error(name, "is " + brief(v) + ", expected a list of numbers");
+        }
+        List<Double> out = new ArrayList<>();
+        for (JsonNode x : v) {
+            if (!x.isNumber()) {
+                throw error(name, "holds " + brief(x) + ", expected numbers");
+            }
+            out.add(x.asDouble());
+        }
+        return out;
     }
 
     /**

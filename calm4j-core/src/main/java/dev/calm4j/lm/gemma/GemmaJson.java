@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.HfConfigFields;
 import dev.calm4j.lm.llama.RopeScaling;
 
 import java.util.ArrayList;
@@ -28,15 +29,15 @@ final class GemmaJson {
     static final int MAX_POSITIONS = 1 << 20;
 
     private final JsonNode node;
-    private final String source;
+    private final HfConfigFields f;            // the readers every family shares
 
     GemmaJson(JsonNode node, String source) {
         this.node = node;
-        this.source = source;
+        this.f = new HfConfigFields(node, source);
     }
 
     Calm4jException error(String field, String what) {
-        return new Calm4jException(source + ": field '" + field + "' " + what);
+        return new Calm4jException(f.source() + ": field '" + field + "' " + what);
     }
 
     boolean has(String name) {
@@ -48,22 +49,12 @@ final class GemmaJson {
     }
 
     int integer(String name, Integer dflt) {
-        JsonNode v = node.get(name);
-        if (v == null || v.isNull()) {
-            if (dflt == null) {
-                throw error(name, "is missing (expected an integer)");
-            }
-            return dflt;
-        }
-        if (!v.isIntegralNumber() || !v.canConvertToInt()) {
-            throw error(name, "is " + v + ", expected an integer");
-        }
-        return v.asInt();
+        return f.integer(name, dflt);
     }
 
     /** An integer in {@code [min, max]}. */
     int bounded(String name, Integer dflt, int min, int max) {
-        int v = integer(name, dflt);
+        int v = f.integer(name, dflt);
         if (v < min || v > max) {
             throw error(name, "is " + v + ", expected " + min + ".." + max);
         }
@@ -71,26 +62,12 @@ final class GemmaJson {
     }
 
     double number(String name, Double dflt) {
-        JsonNode v = node.get(name);
-        if (v == null || v.isNull()) {
-            if (dflt == null) {
-                throw error(name, "is missing (expected a number)");
-            }
-            return dflt;
-        }
-        if (!v.isNumber()) {
-            throw error(name, "is " + v + ", expected a number");
-        }
-        return v.asDouble();
+        return f.number(name, dflt);
     }
 
     /** A number > 0. */
     double positive(String name, Double dflt) {
-        double v = number(name, dflt);
-        if (!(v > 0) || Double.isInfinite(v)) {
-            throw error(name, "is " + v + ", expected a number > 0");
-        }
-        return v;
+        return f.positive(name, dflt);
     }
 
     /**
@@ -105,25 +82,11 @@ final class GemmaJson {
     }
 
     boolean bool(String name, boolean dflt) {
-        JsonNode v = node.get(name);
-        if (v == null || v.isNull()) {
-            return dflt;
-        }
-        if (!v.isBoolean()) {
-            throw error(name, "is " + v + ", expected true or false");
-        }
-        return v.asBoolean();
+        return f.bool(name, dflt);
     }
 
     String string(String name, String dflt) {
-        JsonNode v = node.get(name);
-        if (v == null || v.isNull()) {
-            return dflt;
-        }
-        if (!v.isTextual()) {
-            throw error(name, "is " + v + ", expected a string");
-        }
-        return v.asText();
+        return f.string(name, dflt);
     }
 
     JsonNode object(String name) {
@@ -141,10 +104,7 @@ final class GemmaJson {
 
     /** {@code model_type}, which must be {@code expected}. */
     void modelType(String expected) {
-        String type = string("model_type", null);
-        if (!expected.equals(type)) {
-            throw error("model_type", "is " + (type == null ? "missing" : "'" + type + "'") + ", expected '" + expected + "'");
-        }
+        f.modelType(expected);
     }
 
     /** The MLP activation: HF's {@code hidden_activation} (older configs: {@code hidden_act}); only the tanh GELU. */
@@ -193,37 +153,21 @@ final class GemmaJson {
     }
 
     int bos() {
-        return has("bos_token_id") && !isNull("bos_token_id") ? integer("bos_token_id", null) : -1;
+        return f.bos();
     }
 
     List<Integer> eos() {
-        List<Integer> eos = new ArrayList<>();
-        JsonNode e = node.get("eos_token_id");
-        if (e != null && e.isArray()) {
-            for (JsonNode x : e) {
-                if (!x.isIntegralNumber() || !x.canConvertToInt()) {
-                    throw error("eos_token_id", "holds " + x + ", expected integers");
-                }
-                eos.add(x.asInt());
-            }
-        } else if (e != null && !e.isNull()) {
-            eos.add(integer("eos_token_id", null));
-        }
-        return eos;
+        return f.eos();
     }
 
     String dtype() {
-        String field = has("dtype") && !isNull("dtype") ? "dtype" : "torch_dtype";
-        String d = string(field, "float32");
-        if (!Set.of("float32", "bfloat16", "float16").contains(d)) {
-            throw error(field, "is '" + d + "', expected one of float32, bfloat16, float16");
-        }
-        return d;
+        return f.dtype();
     }
 
     /** Rotary scaling from an HF dict ({@code rope_type}, or legacy {@code type}); {@code field} names the dict. */
     RopeScaling scaling(JsonNode rs, String field) {
-        GemmaJson f = new GemmaJson(rs, source + ": " + field);
+        String where = this.f.source() + ": " + field;
+        GemmaJson f = new GemmaJson(rs, where);
         String typeField = rs.hasNonNull("rope_type") ? "rope_type" : "type";
         String type = f.string(typeField, "default");
         try {
@@ -235,7 +179,7 @@ final class GemmaJson {
                 default -> throw f.error(typeField, "is '" + type + "', expected one of default, linear, llama3");
             };
         } catch (IllegalArgumentException e) {
-            throw new Calm4jException(source + ": " + field + ": " + e.getMessage());
+            throw new Calm4jException(where + ": " + e.getMessage());
         }
     }
 

@@ -5,9 +5,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.HfConfigFields;
 import dev.calm4j.lm.ModelConfig;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 
@@ -153,7 +153,7 @@ public record Phi3Config(
 
     /** Builds a config from HF JSON; {@code source} names the file in errors. */
     public static Phi3Config fromJson(JsonNode c, String source) {
-        Fields f = new Fields(c, source);
+        HfConfigFields f = new HfConfigFields(c, source);
         String type = f.string("model_type", null);
         if (!MODEL_TYPE.equals(type)) {
             throw new Calm4jException(source + ": field 'model_type' is " + (type == null ? "missing" : "'" + type + "'")
@@ -189,7 +189,7 @@ public record Phi3Config(
         if (rope != null && !rope.isNull() && !rope.isObject()) {
             throw new Calm4jException(source + ": field '" + ropeField + "' is " + rope + ", expected an object or null");
         }
-        Fields rf = rope == null || rope.isNull() ? null : new Fields(rope, source + ": " + ropeField);
+        HfConfigFields rf = rope == null || rope.isNull() ? null : new HfConfigFields(rope, source + ": " + ropeField);
         double theta = rf != null && rope.hasNonNull("rope_theta") ? rf.number("rope_theta", null) : f.number("rope_theta", 10000.0);
         double partial = rf != null && rope.hasNonNull("partial_rotary_factor") ? rf.number("partial_rotary_factor", null)
                 : f.number("partial_rotary_factor", 1.0);
@@ -286,103 +286,5 @@ public record Phi3Config(
         }
         o.put("torch_dtype", dtype);
         return o;
-    }
-
-    /** Typed access to JSON fields with errors that name the file and the field. */
-    private record Fields(JsonNode node, String source) {
-        int integer(String name, Integer dflt) {
-            JsonNode v = node.get(name);
-            if (v == null || v.isNull()) {
-                if (dflt == null) {
-                    throw new Calm4jException(source + ": field '" + name + "' is missing (expected an integer)");
-                }
-                return dflt;
-            }
-            if (!v.isIntegralNumber() || !v.canConvertToInt()) {
-                throw new Calm4jException(source + ": field '" + name + "' is " + clip(v) + ", expected an integer");
-            }
-            return v.asInt();
-        }
-
-        double number(String name, Double dflt) {
-            JsonNode v = node.get(name);
-            if (v == null || v.isNull()) {
-                if (dflt == null) {
-                    throw new Calm4jException(source + ": field '" + name + "' is missing (expected a number)");
-                }
-                return dflt;
-            }
-            if (!v.isNumber()) {
-                throw new Calm4jException(source + ": field '" + name + "' is " + clip(v) + ", expected a number");
-            }
-            return v.asDouble();
-        }
-
-        boolean bool(String name, boolean dflt) {
-            JsonNode v = node.get(name);
-            if (v == null || v.isNull()) {
-                return dflt;
-            }
-            if (!v.isBoolean()) {
-                throw new Calm4jException(source + ": field '" + name + "' is " + clip(v) + ", expected true or false");
-            }
-            return v.asBoolean();
-        }
-
-        String string(String name, String dflt) {
-            JsonNode v = node.get(name);
-            if (v == null || v.isNull()) {
-                return dflt;
-            }
-            if (!v.isTextual()) {
-                throw new Calm4jException(source + ": field '" + name + "' is " + clip(v) + ", expected a string");
-            }
-            return v.asText();
-        }
-
-        /** A required list of numbers (its length is checked by the record, against the config). */
-        List<Double> numbers(String name) {
-            JsonNode v = node.get(name);
-            if (v == null || v.isNull()) {
-                throw new Calm4jException(source + ": field '" + name + "' is missing (expected a list of numbers)");
-            }
-            if (!v.isArray() || v.size() > MAX_WIDTH) {
-                throw new Calm4jException(source + ": field '" + name + "' is " + clip(v) + ", expected a list of numbers");
-            }
-            List<Double> out = new ArrayList<>();
-            for (JsonNode x : v) {
-                if (!x.isNumber()) {
-                    throw new Calm4jException(source + ": field '" + name + "' holds " + clip(x) + ", expected numbers");
-                }
-                out.add(x.asDouble());
-            }
-            return out;
-        }
-
-        /** Token ids: an integer, a list of them, or null (none). */
-        List<Integer> ids(String name) {
-            JsonNode v = node.get(name);
-            List<Integer> out = new ArrayList<>();
-            if (v == null || v.isNull()) {
-                return out;
-            }
-            if (v.isArray()) {
-                for (JsonNode x : v) {
-                    if (!x.isIntegralNumber() || !x.canConvertToInt()) {
-                        throw new Calm4jException(source + ": field '" + name + "' holds " + clip(x) + ", expected integers");
-                    }
-                    out.add(x.asInt());
-                }
-            } else {
-                out.add(integer(name, null));
-            }
-            return out;
-        }
-
-        /** A JSON value as text, cut short so that an error stays one readable line. */
-        private static String clip(JsonNode v) {
-            String s = v.toString().replace('\n', ' ');
-            return s.length() > 60 ? s.substring(0, 57) + "..." : s;
-        }
     }
 }
