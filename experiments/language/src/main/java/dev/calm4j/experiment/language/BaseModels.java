@@ -100,7 +100,23 @@ final class BaseModels {
         log.println("pretraining the skyline (m_B further on m_A's data) ...");
         var r = continueOn(anchor(), augmentText, skyline(), recipe.skyline(), recipe.seed() + 3);
         log.printf("  m_B_skyline: loss %.4f, %.0f s%n", r.finalLoss(), r.seconds());
+        // The training logs stay beside the models; the resumable checkpoints (weights and optimizer state, three
+        // times each model's size) are of no use once a model is finished.
+        for (Path p : List.of(augment(), anchor(), skyline())) {
+            deleteTree(p.resolveSibling(p.getFileName() + ".train").resolve("checkpoint"));
+        }
         AtomicFiles.writeString(stamp, want + "\n");
+    }
+
+    private static void deleteTree(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (var s = Files.walk(dir)) {
+            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
+            }
+        }
     }
 
     /** m_A's data: the Spanish of the training books as running text, and each training verse pair as one row. */

@@ -111,7 +111,7 @@ public final class LanguageExperiment {
 
         /** Every composition-stage run's schedule: warmup, the peak held, then decay over the last {@code decayFraction}. */
         public record Training(int steps, int batch, double lr, double decayFraction) {
-            public static final Training DEFAULT = new Training(600, 32, 2e-3, 0.3);
+            public static final Training DEFAULT = new Training(200, 16, 3e-3, 0.3);
 
             public Training {
                 if (steps < 1 || batch < 1 || !(lr > 0) || !(decayFraction > 0 && decayFraction <= 1)) {
@@ -129,7 +129,7 @@ public final class LanguageExperiment {
          * @param dataSeed draws D_C, the test sample and the random-verse floor
          */
         public record Composition(double pairShare, double englishMix, int testVerses, int heldOutEnglish, long dataSeed) {
-            public static final Composition DEFAULT = new Composition(0.05, 0.25, 300, 300, 7);
+            public static final Composition DEFAULT = new Composition(0.05, 0.25, 200, 200, 7);
 
             public Composition {
                 if (!(pairShare > 0 && pairShare <= 1) || !(englishMix >= 0) || testVerses < 1 || heldOutEnglish < 1) {
@@ -149,7 +149,7 @@ public final class LanguageExperiment {
         public Config quick() {
             return new Config(recipe, data, modelsDir, out, retrain, List.of(seeds.get(0)),
                     controls.contains("lora") ? List.of("lora") : List.of(), bridges,
-                    new Training(Math.min(200, training.steps()), training.batch(), training.lr(), training.decayFraction()),
+                    new Training(Math.min(100, training.steps()), training.batch(), training.lr(), training.decayFraction()),
                     new Composition(composition.pairShare(), composition.englishMix(), Math.min(60, composition.testVerses()),
                             Math.min(60, composition.heldOutEnglish()), composition.dataSeed()),
                     List.of(), jobs);
@@ -200,7 +200,7 @@ public final class LanguageExperiment {
     }
 
     /** The composition stage's files, written into {@code out/data} and read back as any user's data would be. */
-    record Files4(Path train, Path english, Path englishEncoder, Path test, Path heldOut, Map<Double, Path> sweep) {}
+    record Files4(Path train, Path english, Path englishEncoder, Path test, Path heldOut, Map<Double, Path[]> sweep) {}
 
     Files4 writeData(Corpus c) {
         Path dir = cfg.out().resolve("data");
@@ -208,17 +208,19 @@ public final class LanguageExperiment {
         Random r = new Random(k.dataSeed());
         List<Corpus.Pair> shuffled = new ArrayList<>(c.trainPairs());
         Collections.shuffle(shuffled, r);
-        // Nested D_C sizes: the 1 % set is part of the 5 % one, which is part of the 20 % one.
-        Map<Double, Path> sweep = new LinkedHashMap<>();
-        for (double s : cfg.sweep()) {
-            sweep.put(s, pairs(dir.resolve(String.format("composition_pairs_%s.jsonl", pct(s))),
-                    shuffled.subList(0, size(s, shuffled.size()))));
-        }
-        Path train = pairs(dir.resolve("composition_pairs.jsonl"), shuffled.subList(0, size(k.pairShare(), shuffled.size())));
         List<String> english = new ArrayList<>(c.anchorDocs());
         Collections.shuffle(english, r);
-        int nEnglish = (int) Math.round(k.englishMix() * size(k.pairShare(), shuffled.size()));
-        List<String> dcEnglish = english.subList(0, Math.min(nEnglish, english.size()));
+        // Nested D_C sizes: the 1 % set is part of the 5 % one, which is part of the 20 % one, English included.
+        Map<Double, Path[]> sweep = new LinkedHashMap<>();
+        for (double s : cfg.sweep()) {
+            int n = size(s, shuffled.size());
+            List<String> eng = english.subList(0, Math.min(english.size(), (int) Math.round(k.englishMix() * n)));
+            sweep.put(s, new Path[] {pairs(dir.resolve("composition_pairs_" + pct(s) + ".jsonl"), shuffled.subList(0, n)),
+                    texts(dir.resolve("composition_english_" + pct(s) + ".jsonl"), eng, null)});
+        }
+        int n = size(k.pairShare(), shuffled.size());
+        Path train = pairs(dir.resolve("composition_pairs.jsonl"), shuffled.subList(0, n));
+        List<String> dcEnglish = english.subList(0, Math.min(english.size(), (int) Math.round(k.englishMix() * n)));
         Path eng = texts(dir.resolve("composition_english.jsonl"), dcEnglish, null);
         // The encoder control's copy: m_A reads a prompt before the anchor starts, and English rows have none; a
         // blank one, since any of the row's own text would show the anchor the tokens it is to predict.
@@ -311,9 +313,9 @@ public final class LanguageExperiment {
             rows.put("random_verse", Row.of("random_verse", List.of(random), refs, null, null));
 
             log.println("evaluating the base models ...");
-            rows.put("m_B", evaluate("m_B", List.of(EvalModel.of(mB)), tokB, test, heldOut, maxNew, refs, null));
+            rows.put("m_B", evaluate("m_B", EvalModel.of(mB), tokB, test, heldOut, maxNew, refs));
             Dataset testA = Dataset.read(files.test(), tokA, rulesA);
-            rows.put("m_A", evaluate("m_A", List.of(EvalModel.of(mA)), tokA, testA, null, maxNew * 2, refs, null));
+            rows.put("m_A", evaluate("m_A", EvalModel.of(mA), tokA, testA, null, maxNew * 2, refs));
             log(rows.get("m_B"));
             log(rows.get("m_A"));
 
@@ -377,10 +379,10 @@ public final class LanguageExperiment {
             }
             long firstSeed = cfg.seeds().get(0);
             TrainConfig tcFirst = schedule(cfg.training(), firstSeed);
-            for (Map.Entry<Double, Path> e : files.sweep().entrySet()) {
+            for (Map.Entry<Double, Path[]> e : files.sweep().entrySet()) {
                 String tag = pct(e.getKey());
-                Dataset pairsS = Dataset.read(e.getValue(), tokB, rulesB);
-                Dataset englishS = new Dataset4(dcEnglish, (int) Math.round(cfg.composition().englishMix() * pairsS.size())).take();
+                Dataset pairsS = Dataset.read(e.getValue()[0], tokB, rulesB);
+                Dataset englishS = Dataset.read(e.getValue()[1], tokB, rulesB);
                 Dataset dcS = concat(pairsS, englishS, "D_C " + tag);
                 Path runDir = cfg.out().resolve("sweep-" + tag);
                 runs.add(() -> calmRun("calm@" + tag, firstSeed, mB, mA, aDir, bDir, plan, readers, own, dcS, test, heldOut,
@@ -420,13 +422,6 @@ public final class LanguageExperiment {
         AtomicFiles.writeString(cfg.out().resolve("results.json"), JSON.writeValueAsString(results) + "\n");
         Report.write(cfg, results);
         return results;
-    }
-
-    /** The first {@code n} examples of a dataset (D_C's English for a smaller D_C keeps the same share). */
-    private record Dataset4(Dataset d, int n) {
-        Dataset take() {
-            return Dataset.of(d.examples().subList(0, Math.max(1, Math.min(n, d.size()))), d.source());
-        }
     }
 
     private static Dataset concat(Dataset a, Dataset b, String name) {
@@ -472,7 +467,7 @@ public final class LanguageExperiment {
             var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir),
                             new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS), readers), dc, null, tc, dir, false,
                     listener("seed " + seed + ", " + name, false));
-            Row row = evaluate(name, List.of(EvalModel.of(calm, readers, tokB)), tokB, test, heldOut, maxNew, refs, null);
+            Row row = evaluate(name, EvalModel.of(calm, readers, tokB), tokB, test, heldOut, maxNew, refs);
             return new Run(name, seed, r, row.hyps().get(0), row.chrf(), row.bitsPerChar(), row.englishBits() == null ? Double.NaN : row.englishBits());
         }
     }
@@ -482,25 +477,18 @@ public final class LanguageExperiment {
         try (Lora lora = Lora.init(base, LORA_TARGETS, rank, 2.0 * rank, seed)) {
             var r = TrainLoop.run(new LoraObjective(base, baseDir, lora), dc, null, tc, dir, false,
                     listener("seed " + seed + ", " + name, false));
-            Row row = evaluate(name, List.of(EvalModel.of(lora.apply(base))), tokB, test, heldOut, maxNew, refs, null);
+            Row row = evaluate(name, EvalModel.of(lora.apply(base)), tokB, test, heldOut, maxNew, refs);
             return new Run(name, seed, r, row.hyps().get(0), row.chrf(), row.bitsPerChar(), row.englishBits() == null ? Double.NaN : row.englishBits());
         }
     }
 
-    /** Greedy translations of the test verses, their chrF, the reference's bits per character and the English's. */
-    Row evaluate(String name, List<EvalModel> models, Tokenizer tok, Dataset test, Dataset heldOut, int maxNew,
-                 List<String> refs, Double unused) {
-        List<List<String>> hyps = new ArrayList<>();
-        double bits = 0;
-        double eng = 0;
-        for (EvalModel m : models) {
-            hyps.add(translate(m, tok, test, maxNew));
-            bits += bitsPerChar(m, test);
-            if (heldOut != null) {
-                eng += bitsPerChar(m, heldOut);
-            }
-        }
-        return Row.of(name, hyps, refs, bits / models.size(), heldOut == null ? null : eng / models.size());
+    /**
+     * Greedy translations of the test verses, their chrF, the reference's bits per character and (with
+     * {@code heldOut}) the held-out English's.
+     */
+    Row evaluate(String name, EvalModel m, Tokenizer tok, Dataset test, Dataset heldOut, int maxNew, List<String> refs) {
+        return Row.of(name, List.of(translate(m, tok, test, maxNew)), refs, bitsPerChar(m, test),
+                heldOut == null ? null : bitsPerChar(m, heldOut));
     }
 
     static List<String> translate(EvalModel m, Tokenizer tok, Dataset test, int maxNew) {

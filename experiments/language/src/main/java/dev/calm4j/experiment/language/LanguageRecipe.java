@@ -70,13 +70,8 @@ public record LanguageRecipe(Split split, Model augment, Model anchor, Continue 
         return new LanguageRecipe(
                 new Split(List.of("Eph", "Phil", "Jas", "1Pet"), 20, 10, 400),
                 new Model(2000, 128, 352, 4, 4, 320, 1500, 32, 3e-3, 0.1),
-                new Model(3000, 256, 704, 6, 8, 320, 1500, 32, 2e-3, 0.1),
-                new Continue(500, 32, 1e-3),
+                new Model(3000, 256, 704, 6, 8, 320, 1000, 32, 2e-3, 0.1),
+                new Continue(300, 32, 1e-3),
                 20261207L);
-    }
-
-    /** The rows a base model's pretraining reads. */
-    static int maxTokens(Model m) {
-        return m.maxPositions();
     }
 }

@@ -106,6 +106,11 @@ class LanguagePipelineTest {
         assertTrue(!dc.contains("\"Jas."), "a held-out verse in D_C");
         assertTrue(Files.readString(c.out().resolve("report.md")).contains("CALM m_A⊕m_B"));
 
+        // Finished base models keep their training logs, not their resumable checkpoints.
+        for (String m : List.of("m_A", "m_B", "m_B_skyline")) {
+            assertTrue(Files.isRegularFile(tmp.resolve("models/" + m + ".train/metrics.jsonl")), m);
+            assertTrue(!Files.exists(tmp.resolve("models/" + m + ".train/checkpoint")), m + " checkpoint left behind");
+        }
         // The shipped-models path: the stamp must match the recipe, else a clear refusal.
         LanguageExperiment.Config again = new LanguageExperiment.Config(tinyRecipe(), data, tmp.resolve("models"),
                 tmp.resolve("run2"), false, List.of(1L), List.of(), c.bridges(), c.training(), c.composition(), List.of(), 1);
