@@ -51,6 +51,9 @@ class LanguageCommand implements Callable<Integer> {
     @Option(names = "--steps", paramLabel = "N", description = "bridge (and control) training steps per run")
     Integer steps;
 
+    @Option(names = "--batch", paramLabel = "N", description = "bridge (and control) batch size")
+    Integer batch;
+
     @Option(names = "--lr", paramLabel = "LR", description = "bridge (and control) peak learning rate")
     Double lr;
 
@@ -66,6 +69,9 @@ class LanguageCommand implements Callable<Integer> {
     @Option(names = "--no-controls", description = "train CALM only (no LoRA, random m_A, encoder, skyline)")
     boolean noControls;
 
+    @Option(names = "--no-sweep", description = "no D_C-size sweep (CALM and LoRA at 1 % and 20 % of the pairs)")
+    boolean noSweep;
+
     @Option(names = "--no-progress", description = "no progress bars")
     boolean noProgress;
 
@@ -76,9 +82,9 @@ class LanguageCommand implements Callable<Integer> {
         Path modelsDir = models != null ? models : KvArithmeticCommand.home().resolve("experiments/language/models");
         Path outDir = out != null ? out : Path.of("runs", "language-"
                 + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")) + (quick ? "-quick" : ""));
-        if ((steps != null && steps <= 0) || (lr != null && !(lr > 0)) || (testVerses != null && testVerses <= 0)
+        if ((steps != null && steps <= 0) || (batch != null && batch <= 0) || (lr != null && !(lr > 0)) || (testVerses != null && testVerses <= 0)
                 || (jobs != null && jobs <= 0)) {
-            throw new Calm4jException("--steps, --lr, --test-verses and --jobs must be > 0");
+            throw new Calm4jException("--steps, --batch, --lr, --test-verses and --jobs must be > 0");
         }
         if (seeds != null && seeds.isEmpty()) {
             throw new Calm4jException("--seeds is empty");
@@ -93,10 +99,10 @@ class LanguageCommand implements Callable<Integer> {
                 noControls ? List.of() : c.controls(),
                 new Config.Bridges(connections != null ? connections : c.bridges().connections(), c.bridges().heads(),
                         c.bridges().queryInit()),
-                new Config.Training(steps != null ? steps : t.steps(), t.batch(), lr != null ? lr : t.lr(), t.decayFraction()),
+                new Config.Training(steps != null ? steps : t.steps(), batch != null ? batch : t.batch(), lr != null ? lr : t.lr(), t.decayFraction()),
                 new Config.Composition(k.pairShare(), k.englishMix(), testVerses != null ? testVerses : k.testVerses(),
                         k.heldOutEnglish(), k.dataSeed()),
-                c.sweep(), jobs != null ? jobs : c.jobs());
+                noSweep ? List.of() : c.sweep(), jobs != null ? jobs : c.jobs());
         Files.createDirectories(outDir);
         java.io.PrintStream log = Training.printStream(w);
         LanguageExperiment.RunListeners bars = noProgress ? LanguageExperiment.RunListeners.NONE

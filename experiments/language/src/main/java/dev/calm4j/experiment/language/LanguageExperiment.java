@@ -327,6 +327,7 @@ public final class LanguageExperiment {
             results.put("bridge_parameters", bridgeParams);
             int rank = Lora.rankMatching((LlamaModel) mB, LORA_TARGETS, bridgeParams);
             results.put("lora_rank", rank);
+            results.put("lora_parameters", rank * Lora.paramsPerRank((LlamaModel) mB, LORA_TARGETS));
             boolean[] own = TextAlignment.ownTokens(bDir, List.of(aDir));
             List<AugmentReader> readers = List.of(own[0] ? new AugmentReader(tokA, mA.config(), aDir.toString()) : null);
 

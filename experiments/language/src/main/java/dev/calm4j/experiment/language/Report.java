@@ -133,15 +133,18 @@ final class Report {
         }
         double c = calm.get("chrf").asDouble();
         double cLo = calm.get("ci95").get(0).asDouble();
+        double cHi = calm.get("ci95").get(1).asDouble();
         for (String other : new String[] {"m_A", "lora", "calm_random_augment"}) {
             JsonNode o = rows.get(other);
             if (o == null) {
                 continue;
             }
             double d = c - o.get("chrf").asDouble();
-            boolean apart = cLo > o.get("ci95").get(1).asDouble();
-            s.append(String.format("- CALM − %s: %+.1f chrF (target ≥ +3, intervals apart): %s%n", label(other), d,
-                    d >= 3 && apart ? "met" : "not met" + (apart ? "" : " (intervals overlap)")));
+            boolean above = cLo > o.get("ci95").get(1).asDouble();
+            boolean below = cHi < o.get("ci95").get(0).asDouble();
+            String verdict = d >= 3 && above ? "met"
+                    : "not met (" + (above ? "above, by less than 3" : below ? "below it, intervals apart" : "intervals overlap") + ")";
+            s.append(String.format("- CALM − %s: %+.1f chrF (target ≥ +3, intervals apart): %s%n", label(other), d, verdict));
         }
         JsonNode sky = rows.get("skyline");
         if (sky != null) {
