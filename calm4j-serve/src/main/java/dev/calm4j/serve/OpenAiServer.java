@@ -26,6 +26,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -38,6 +39,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class OpenAiServer implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** How long a non-streamed answer may take before its headers go out and heartbeats start. */
+    static final Duration HEARTBEAT_AFTER = Duration.ofSeconds(2);
 
     private final ServedModel model;
     private final ServeConfig config;
@@ -272,23 +275,25 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     private static int write(Response response, Callback callback, int status, JsonNode body) {
-        response.setStatus(status);
-        response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+        if (!response.isCommitted()) {
+            response.setStatus(status);
+            response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+        }
         Content.Sink.write(response, true, body.toString(), callback);
         return status;
     }
 
     private static void error(Response response, Callback callback, ApiException e) {
-        if (response.isCommitted()) {
-            callback.failed(e);
-            return;
-        }
         ObjectNode o = JSON.createObjectNode();
         ObjectNode err = o.putObject("error");
         err.put("message", e.getMessage());
         err.put("type", e.type());
         err.put("param", e.param());
         err.put("code", e.code());
+        if (response.isCommitted()) {
+            Content.Sink.write(response, true, o.toString(), callback);
+            return;
+        }
         write(response, callback, e.status(), o);
     }
 
@@ -527,6 +532,7 @@ public final class OpenAiServer implements AutoCloseable {
         topK = Math.max(topK, 0);
         Long seed = body.has("seed") && !body.get("seed").isNull() ? longValue(body, "seed") : null;
         List<String> stops = stops(body.get("stop"));
+        boolean ignoreEos = bool(body, "ignore_eos", false);       // vLLM's extension: fixed-length outputs
         boolean stream = bool(body, "stream", false);
         boolean includeUsage = stream && body.path("stream_options").path("include_usage").asBoolean(false);
         int sequences = prompts.size() * n;
@@ -544,8 +550,9 @@ public final class OpenAiServer implements AutoCloseable {
                 int index = pi * n + k;
                 // choice i of a seeded request samples with seed + i: reproducible, and the n choices differ
                 Sampler sampler = temperature == 0 ? Sampler.greedy() : Sampler.sample(temperature, topK, topP, base + index);
-                Job.Choice c = job.new Choice(index, p.ids(), echoText, stops, model.eosIds(), text, logprobs != null);
-                Scheduler.Spec spec = new Scheduler.Spec(p.ids(), max, sampler, model.eosIds(),
+                Job.Choice c = job.new Choice(index, p.ids(), echoText, stops, ignoreEos ? Set.of() : model.eosIds(), text,
+                        logprobs != null);
+                Scheduler.Spec spec = new Scheduler.Spec(p.ids(), max, sampler, ignoreEos ? Set.of() : model.eosIds(),
                         logprobs == null ? -1 : logprobs, echo && logprobs != null);
                 c.task = new Scheduler.Task(spec, c);
                 job.choices.add(c);
@@ -570,9 +577,29 @@ public final class OpenAiServer implements AutoCloseable {
             if (stream) {
                 return stream(job, chat, id, createdAt, promptTokens, includeUsage, response, callback, gone);
             }
+            long started = System.nanoTime();
+            long lastBeat = 0;
             while (!job.await(100)) {
                 if (gone.get()) {
                     job.cancel();
+                }
+                // A client that hangs up is only noticed by writing to it. A long answer therefore starts at
+                // HEARTBEAT_AFTER: its 200 and headers, then a space (insignificant JSON whitespace) every second
+                // until the body; a failed write cancels the sequences.
+                long now = System.nanoTime();
+                if (now - started > HEARTBEAT_AFTER.toNanos() && now - lastBeat > 1_000_000_000L) {
+                    if (!response.isCommitted()) {
+                        response.setStatus(200);
+                        response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+                    }
+                    lastBeat = now;
+                    try {
+                        Content.Sink.write(response, false, ByteBuffer.wrap(new byte[] {' '}));
+                    } catch (IOException e) {
+                        job.cancel();
+                        callback.failed(e);
+                        return 499;
+                    }
                 }
             }
         } catch (InterruptedException e) {
@@ -580,7 +607,7 @@ public final class OpenAiServer implements AutoCloseable {
             job.cancel();
             throw new ApiException(503, "server_error", null, "shutting_down", "the server is shutting down");
         }
-        failIfFailed(job);
+        failIfFailed(job);         // after heartbeats the status was sent: error() puts the error in the body
         ObjectNode o = JSON.createObjectNode();
         o.put("id", id);
         o.put("object", chat ? "chat.completion" : "text_completion");
