@@ -4,6 +4,7 @@ Completions (text and token-id prompts), chat, streaming (joined chunks equal th
 and errors mapped to the client's exception types. Exits non-zero on the first mismatch.
 """
 import sys
+import time
 
 import httpx
 import openai
@@ -55,6 +56,13 @@ chunks = list(client.completions.create(model=model, prompt="<s>77+7=", max_toke
 joined = "".join(c.choices[0].text for c in chunks if c.choices)
 check(joined == whole.choices[0].text, f"stream {joined!r} != {whole.choices[0].text!r}")
 check(chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens, "usage")
+
+# a long answer (past the 2 s after which the server sends its headers and heartbeat spaces) parses as usual
+t0 = time.time()
+long = client.completions.create(model=model, prompt="<s>1", max_tokens=60, n=16, temperature=0,
+                                 extra_body={"ignore_eos": True})
+check(len(long.choices) == 16 and long.usage.completion_tokens == 16 * 60, f"long answer: {long.usage}")
+print(f"a 16 x 60-token answer took {time.time() - t0:.1f} s")
 
 # chat with the model's template, streamed too
 msgs = [{"role": "user", "content": "250-41"}]

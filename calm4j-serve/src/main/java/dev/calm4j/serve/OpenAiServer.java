@@ -170,18 +170,18 @@ public final class OpenAiServer implements AutoCloseable {
             return write(response, callback, 200, JSON.createObjectNode().put("status", draining.get() ? "draining" : "ok"));
         }
         authorize(request);
+        if (path.equals("/metrics")) {            // answered while draining too: the drain is worth watching
+            requireMethod(method, "GET");
+            response.setStatus(200);
+            response.getHeaders().put(HttpHeader.CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+            Content.Sink.write(response, true, metrics.render(), callback);
+            return 200;
+        }
         if (draining.get()) {
             response.getHeaders().put(HttpHeader.RETRY_AFTER, "5");
             throw new ApiException(503, "server_error", null, "shutting_down", "the server is shutting down");
         }
         switch (path) {
-            case "/metrics" -> {
-                requireMethod(method, "GET");
-                response.setStatus(200);
-                response.getHeaders().put(HttpHeader.CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-                Content.Sink.write(response, true, metrics.render(), callback);
-                return 200;
-            }
             case "/v1/models" -> {
                 requireMethod(method, "GET");
                 ObjectNode o = JSON.createObjectNode().put("object", "list");

@@ -149,8 +149,12 @@ final class Scheduler implements AutoCloseable {
                 finish(t, "cancelled", null);
             }
             active.clear();
-            Task t;
-            while ((t = waiting.poll()) != null) {
+            List<Task> left;
+            synchronized (this) {
+                left = new ArrayList<>(waiting);
+                waiting.clear();
+            }
+            for (Task t : left) {
                 t.listener.finished("cancelled", null);
             }
         }
