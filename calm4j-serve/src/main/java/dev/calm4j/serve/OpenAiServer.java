@@ -662,14 +662,22 @@ public final class OpenAiServer implements AutoCloseable {
             }
             int open = job.choices.size();
             int completionTokens = 0;
+            long lastWrite = System.nanoTime();
             while (open > 0) {
                 Job.Event e = job.next(100);
                 if (gone.get()) {
                     job.cancel();
                 }
                 if (e == null) {
+                    // Waiting (queued, or a long prompt pass): an SSE comment each second keeps the connection
+                    // from idling out and finds a client that went away. Clients skip comment lines.
+                    if (System.nanoTime() - lastWrite > 1_000_000_000L) {
+                        Content.Sink.write(response, false, ByteBuffer.wrap(": waiting\n\n".getBytes(StandardCharsets.UTF_8)));
+                        lastWrite = System.nanoTime();
+                    }
                     continue;
                 }
+                lastWrite = System.nanoTime();
                 if (e.failure() != null) {
                     // Headers are sent: the error goes in the stream, in OpenAI's shape, and the stream ends.
                     ApiException a = e.failure() instanceof ApiException x ? x

@@ -160,6 +160,24 @@ class ServerLimitsTest {
     }
 
     @Test
+    void aQueuedStreamHearsCommentsAndThenItsAnswer() throws Exception {
+        try (OpenAiServer s = start(new ServeConfig("127.0.0.1", 0, null, 1, 64, 1 << 20, 4096, 64, 64, 20, 30))) {
+            Http h = new Http(s.port(), null);
+            Map<String, Object> ahead = new java.util.HashMap<>(LONG);
+            ahead.put("n", 32);
+            CompletableFuture<Http.Reply> first = CompletableFuture.supplyAsync(() -> h.post("/v1/completions", ahead));
+            await(() -> metric(h, "calm_active_sequences") > 0, "the first request to start");
+            Map<String, Object> stream = new java.util.HashMap<>(LONG);
+            stream.put("stream", true);
+            Http.Reply r = h.post("/v1/completions", stream);
+            assertTrue(r.body().startsWith(": waiting\n\n"), "a queued stream hears comments while it waits");
+            List<String> events = r.events();
+            assertEquals("[DONE]", events.get(events.size() - 1));
+            assertEquals(200, first.get().status());
+        }
+    }
+
+    @Test
     void drainingFinishesWhatIsInFlightAndRefusesNewWork() throws Exception {
         OpenAiServer s = start(ServeConfig.defaults("127.0.0.1", 0).withQueue(4, 16));
         Http h = new Http(s.port(), null);
