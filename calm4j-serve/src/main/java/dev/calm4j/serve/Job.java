@@ -110,7 +110,6 @@ final class Job {
             this.eos = eos;
             this.text = text;
             this.logprobs = logprobs;
-            this.offset = 0;
         }
 
         @Override
@@ -135,9 +134,6 @@ final class Job {
         public boolean token(long id, float logprob, long[] topIds, float[] topLogprobs) {
             generated++;
             if (logprobs) {
-                if (entries.isEmpty() && !prefix.isEmpty()) {
-                    offset = prefix.length();
-                }
                 String piece = text.piece(id);
                 entries.add(new LogprobEntry(piece, logprob, tops(topIds, topLogprobs), offset));
                 offset += piece.length();

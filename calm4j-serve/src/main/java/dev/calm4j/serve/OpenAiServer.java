@@ -487,7 +487,8 @@ public final class OpenAiServer implements AutoCloseable {
         } else {
             logprobs = optInt(body, "logprobs", 0, config.maxLogprobs());
         }
-        int n = optInt(body, "n", 1, config.maxN()) == null ? 1 : optInt(body, "n", 1, config.maxN());
+        Integer nGiven = optInt(body, "n", 1, config.maxN());
+        int n = nGiven == null ? 1 : nGiven;
         JsonNode bestOf = body.get("best_of");
         if (bestOf != null && !bestOf.isNull() && bestOf.asInt() != n) {
             throw ApiException.invalid("best_of", "'best_of' other than n is not supported");
