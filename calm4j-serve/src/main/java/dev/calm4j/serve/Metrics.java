@@ -21,6 +21,8 @@ final class Metrics {
     private final AtomicLong promptTokens = new AtomicLong();
     private final AtomicLong generatedTokens = new AtomicLong();
     private final AtomicLong rejected = new AtomicLong();
+    private final AtomicLong forwards = new AtomicLong();
+    private final AtomicLong forwardRows = new AtomicLong();
     private final AtomicLong cancelled = new AtomicLong();
     private final long started = System.nanoTime();
     // Generated tokens per second over a sliding window of one-second slots.
@@ -59,6 +61,12 @@ final class Metrics {
         slotTokens.addAndGet(slot, n);
     }
 
+    /** One forward of the decode loop over {@code rows} sequences (a cohort's rows, finished ones riding along). */
+    void forward(int rows) {
+        forwards.incrementAndGet();
+        forwardRows.addAndGet(rows);
+    }
+
     void rejected() {
         rejected.incrementAndGet();
     }
@@ -94,6 +102,9 @@ final class Metrics {
         counter(b, "calm_rejected_total", "Requests refused because the queue was full (503).", rejected.get());
         counter(b, "calm_cancelled_total", "Sequences cancelled because their client went away.", cancelled.get());
         counter(b, "calm_prompt_tokens_total", "Prompt tokens read.", promptTokens.get());
+        counter(b, "calm_forwards_total", "Forwards run by the decode loop (prompt passes and decode steps).", forwards.get());
+        counter(b, "calm_forward_rows_total", "Sequences those forwards computed (rows per forward: the batching).",
+                forwardRows.get());
         counter(b, "calm_generated_tokens_total", "Tokens generated.", generatedTokens.get());
         b.append("# HELP calm_generated_tokens_per_second Tokens generated per second over the last ").append(WINDOW)
                 .append(" seconds.\n# TYPE calm_generated_tokens_per_second gauge\n");

@@ -500,6 +500,7 @@ public final class OpenAiServer implements AutoCloseable {
             if (p.ids().length == 0) {
                 throw ApiException.invalid(chat ? "messages" : "prompt", "the prompt is empty (give at least one token)");
             }
+            model.checkPrompt(p.ids());
             if (p.ids().length > ctx) {
                 throw new ApiException(400, "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded",
                         "this model's maximum context length is " + ctx + " tokens; the prompt has " + p.ids().length);

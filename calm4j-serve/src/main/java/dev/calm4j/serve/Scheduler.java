@@ -1,6 +1,7 @@
 package dev.calm4j.serve;
 
 import dev.calm4j.generate.Sampler;
+import dev.calm4j.generate.Session;
 import dev.calm4j.nn.Tensors;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.NoGradGuard;
@@ -15,29 +16,33 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Runs every sequence on one worker thread, in one decode loop: each turn admits waiting sequences (up to
- * {@code maxActive} at once; each joins with its prompt pass) and then advances every active sequence by one token,
- * so concurrent requests progress together and a sequence leaves the loop as soon as it finishes.
+ * Runs every sequence on one worker thread, in one decode loop. Each turn it admits the sequences that waited (up
+ * to {@code maxActive} running at once) as a new <em>cohort</em>: their prompts, left-padded, go through one
+ * batched prompt pass into a cache of their own, and from then on the cohort decodes one token per row per turn in
+ * one batched forward (the library's {@code LmSession}/{@code CalmSession}, as {@code calm generate} decodes a batch
+ * of prompts: padding is masked out of attention and of positions). Every turn advances every cohort, so sequences
+ * that arrive while others run join the loop at the next turn, and a finished sequence stops counting against
+ * {@code maxActive} at once (its row rides along, ignored, until its cohort ends).
  *
- * <p>Each sequence keeps its own caches (a composition's included) and runs its own batch-1 forward: the loop
- * interleaves sequences, it does not stack them into one batched forward. That is what makes a request's output
- * independent of what else is running (bit for bit: the same forward calls on the same inputs), at the price of the
- * throughput a stacked forward would gain on wide hardware. Torch work stays on the worker thread; HTTP threads only
- * enqueue tasks and read their results through {@link Listener}.
+ * <p>A row's output does not depend on its cohort beyond float rounding: padded rows equal the row alone to about
+ * 1e-6 (design invariant 6), so greedy ids are the same unless two tokens tie that closely. A sequence that asks for
+ * its prompt's log-probabilities ({@code echo} with {@code logprobs}) runs alone with a cache of its own, from one
+ * forward over its prompt that yields every position's logits. Torch work stays on the worker thread; HTTP threads
+ * only enqueue tasks and read their results through {@link Listener}.
  */
 final class Scheduler implements AutoCloseable {
     private final ServedModel model;
     private final int maxActive;
     private final int maxWaiting;
     private final Deque<Task> waiting = new ArrayDeque<>();      // guarded by this
-    private final List<Task> active = new ArrayList<>();         // worker thread only
+    private final List<Group> groups = new ArrayList<>();        // worker thread only
     private volatile int activeCount;
     private volatile boolean closed;
     private final Thread worker;
     private Metrics metrics;
 
     /**
-     * @param maxActive sequences decoded together (1: one at a time, first come first served)
+     * @param maxActive sequences decoded at once (1: one at a time, first come first served)
      * @param maxWaiting sequences that may wait to start; more are refused ({@link #submit} returns false)
      */
     Scheduler(ServedModel model, int maxActive, int maxWaiting) {
@@ -86,7 +91,7 @@ final class Scheduler implements AutoCloseable {
         final Listener listener;
         final long submitted = System.nanoTime();
         private volatile boolean cancelled;
-        private ServedModel.Sequence seq;     // worker thread only
+        private boolean done;                 // worker thread only
         private long last;
         private int generated;
 
@@ -119,36 +124,71 @@ final class Scheduler implements AutoCloseable {
         return activeCount;
     }
 
-    private synchronized Task nextWaiting(boolean block) throws InterruptedException {
-        while (block && waiting.isEmpty() && !closed) {
+    /** Waits for work when nothing runs; then takes the waiting tasks that fit one new cohort. */
+    private synchronized List<Task> admit(int room) throws InterruptedException {
+        while (groups.isEmpty() && waiting.isEmpty() && !closed) {
             wait();
         }
-        return waiting.poll();
+        List<Task> out = new ArrayList<>();
+        int longest = 0;
+        int newest = 0;
+        while (out.size() < room && !waiting.isEmpty()) {
+            Task t = waiting.peek();
+            int p = Math.max(longest, t.spec.prompt().length);
+            int m = Math.max(newest, Math.max(1, t.spec.maxTokens()));
+            // a cohort's rows share positions: the longest prompt plus the most new tokens must fit the context
+            if (!out.isEmpty() && p + m > model.contextLength()) {
+                break;
+            }
+            out.add(waiting.poll());
+            longest = p;
+            newest = m;
+        }
+        return out;
     }
 
     private void loop() {
         try (NoGradGuard ng = new NoGradGuard()) {
             while (!closed) {
-                Task t;
-                while (active.size() < maxActive && (t = nextWaiting(active.isEmpty())) != null) {
-                    start(t);
+                List<Task> admitted = admit(maxActive - live());
+                List<Task> batch = new ArrayList<>();
+                for (Task t : admitted) {
+                    if (t.cancelled) {
+                        metrics.cancelled();
+                        t.done = true;
+                        t.listener.finished("cancelled", null);
+                    } else if (t.spec.promptLogprobs()) {
+                        start(() -> new Single(t), List.of(t));
+                    } else {
+                        batch.add(t);
+                    }
                 }
-                activeCount = active.size();
-                for (Iterator<Task> it = active.iterator(); it.hasNext(); ) {
-                    Task task = it.next();
-                    if (!step(task)) {
+                if (!batch.isEmpty()) {
+                    start(() -> new Cohort(batch), batch);
+                }
+                activeCount = live();
+                for (Iterator<Group> it = groups.iterator(); it.hasNext(); ) {
+                    Group g = it.next();
+                    if (!g.advance()) {
+                        g.close();
                         it.remove();
                     }
                 }
-                activeCount = active.size();
+                activeCount = live();
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } finally {
-            for (Task t : active) {
-                finish(t, "cancelled", null);
+            for (Group g : groups) {
+                for (Task t : g.rows) {
+                    if (!t.done) {
+                        t.done = true;
+                        t.listener.finished("cancelled", null);
+                    }
+                }
+                g.close();
             }
-            active.clear();
+            groups.clear();
             List<Task> left;
             synchronized (this) {
                 left = new ArrayList<>(waiting);
@@ -160,59 +200,207 @@ final class Scheduler implements AutoCloseable {
         }
     }
 
-    /** Its prompt pass and first token; joins the active list unless already finished. */
-    private void start(Task t) {
-        if (t.cancelled) {
-            metrics.cancelled();
-            t.listener.finished("cancelled", null);
+    /** Sequences still being decoded. */
+    private int live() {
+        int n = 0;
+        for (Group g : groups) {
+            for (Task t : g.rows) {
+                n += t.done ? 0 : 1;
+            }
+        }
+        return n;
+    }
+
+    /** Opens a group and runs its prompt pass; it joins the loop unless every row already finished. */
+    private void start(java.util.function.Supplier<Group> open, List<Task> rows) {
+        Group g;
+        try {
+            g = open.get();
+        } catch (RuntimeException e) {
+            for (Task t : rows) {
+                finish(t, null, e);
+            }
             return;
         }
-        try {
-            Spec s = t.spec;
-            t.seq = model.open(s.prompt(), s.prompt().length + Math.max(1, s.maxTokens()));
-            metrics.promptTokens(s.prompt().length);
-            float[] next;
-            try (PointerScope scope = new PointerScope()) {
-                Tensor logits = t.seq.advance(s.prompt(), s.promptLogprobs());           // [T or 1, V]
-                if (s.promptLogprobs()) {
-                    promptLogprobs(t, logits);
+        if (g.advance()) {
+            groups.add(g);
+        } else {
+            g.close();
+        }
+    }
+
+    /** Rows decoded together: each {@link #advance} is one forward for all of them. */
+    private abstract class Group {
+        final List<Task> rows;
+        private boolean started;
+
+        Group(List<Task> rows) {
+            this.rows = rows;
+        }
+
+        /** The prompt pass, then one token per turn; false when every row is done. */
+        final boolean advance() {
+            for (Task t : rows) {
+                if (!t.done && t.cancelled) {
+                    metrics.cancelled();
+                    finish(t, "cancelled", null);
                 }
-                next = Tensors.toFloats(logits.narrow(0, logits.size(0) - 1, 1));
             }
-            if (s.maxTokens() == 0) {
-                finish(t, "length", null);
-                return;
+            if (rows.stream().allMatch(t -> t.done)) {
+                return false;
             }
-            metrics.firstToken((System.nanoTime() - t.submitted) / 1e9);
-            if (choose(t, next)) {
-                active.add(t);
+            float[][] logits;
+            try {
+                logits = started ? step() : prefill();
+                metrics.forward(rows.size());
+            } catch (RuntimeException e) {
+                for (Task t : rows) {
+                    if (!t.done) {
+                        finish(t, null, e);
+                    }
+                }
+                return false;
             }
-        } catch (RuntimeException e) {
-            finish(t, null, e);
+            boolean first = !started;
+            started = true;
+            for (int r = 0; r < rows.size(); r++) {
+                Task t = rows.get(r);
+                if (t.done) {
+                    continue;
+                }
+                if (first) {
+                    metrics.promptTokens(t.spec.prompt().length);
+                    if (t.spec.maxTokens() == 0) {
+                        finish(t, "length", null);
+                        continue;
+                    }
+                    metrics.firstToken((System.nanoTime() - t.submitted) / 1e9);
+                }
+                choose(t, logits[r]);
+            }
+            return rows.stream().anyMatch(t -> !t.done);
         }
+
+        /** Every row's next-token logits after its prompt. */
+        abstract float[][] prefill();
+
+        /** Every row's next-token logits after its last token ({@code Task.last}). */
+        abstract float[][] step();
+
+        abstract void close();
     }
 
-    /** One decode step; false when the sequence is finished. */
-    private boolean step(Task t) {
-        if (t.cancelled) {
-            metrics.cancelled();
-            finish(t, "cancelled", null);
-            return false;
+    /** A cohort: left-padded prompts, one cache for all rows, one batched forward per turn. */
+    private final class Cohort extends Group {
+        private final Session session;
+        private final boolean[][] real;      // [row][column]: a real token (not padding)
+        private final boolean padded;
+        private final int longest;
+        private int length;
+
+        Cohort(List<Task> rows) {
+            super(rows);
+            int longest = 0;
+            int newest = 1;
+            for (Task t : rows) {
+                longest = Math.max(longest, t.spec.prompt().length);
+                newest = Math.max(newest, t.spec.maxTokens());
+            }
+            List<long[]> prompts = rows.stream().map(t -> t.spec.prompt()).toList();
+            this.padded = prompts.stream().anyMatch(p -> p.length != prompts.get(0).length);
+            this.longest = longest;
+            this.real = new boolean[rows.size()][longest + newest];
+            this.session = model.openBatch(prompts, longest + newest);
         }
-        try {
-            float[] next;
+
+        @Override
+        float[][] prefill() {
+            int b = rows.size();
+            long[] ids = new long[b * longest];
+            for (int r = 0; r < b; r++) {
+                long[] p = rows.get(r).spec.prompt();
+                int off = longest - p.length;             // row r's prompt ends in the last column
+                System.arraycopy(p, 0, ids, r * longest + off, p.length);
+                for (int c = off; c < longest; c++) {
+                    real[r][c] = true;
+                }
+            }
+            return forward(ids, longest);
+        }
+
+        @Override
+        float[][] step() {
+            long[] ids = new long[rows.size()];
+            for (int r = 0; r < rows.size(); r++) {
+                ids[r] = rows.get(r).last;          // a finished row repeats its last id: computed, ignored
+                real[r][length] = true;
+            }
+            return forward(ids, 1);
+        }
+
+        private float[][] forward(long[] ids, int t) {
+            int b = rows.size();
+            float[] flat;
             try (PointerScope scope = new PointerScope()) {
-                next = Tensors.toFloats(t.seq.advance(new long[] {t.last}, false));
+                Tensor pad = null;
+                if (padded) {
+                    boolean[] m = new boolean[b * (length + t)];
+                    for (int r = 0; r < b; r++) {
+                        System.arraycopy(real[r], 0, m, r * (length + t), length + t);
+                    }
+                    pad = Tensors.bools(m, b, length + t);
+                }
+                flat = Tensors.toFloats(session.advance(Tensors.longs(ids, b, t), pad));     // [B * V]
             }
-            return choose(t, next);
-        } catch (RuntimeException e) {
-            finish(t, null, e);
-            return false;
+            length += t;
+            int v = flat.length / b;
+            float[][] out = new float[b][];
+            for (int r = 0; r < b; r++) {
+                out[r] = java.util.Arrays.copyOfRange(flat, r * v, (r + 1) * v);
+            }
+            return out;
+        }
+
+        @Override
+        void close() {
+            session.close();
         }
     }
 
-    /** Picks the next token from {@code logits}, tells the listener; false when the sequence is finished. */
-    private boolean choose(Task t, float[] logits) {
+    /** One sequence with a cache of its own, whose prompt pass also gives every prompt position's log-probabilities. */
+    private final class Single extends Group {
+        private final ServedModel.Sequence seq;
+
+        Single(Task t) {
+            super(List.of(t));
+            this.seq = model.open(t.spec.prompt(), t.spec.prompt().length + Math.max(1, t.spec.maxTokens()));
+        }
+
+        @Override
+        float[][] prefill() {
+            Task t = rows.get(0);
+            try (PointerScope scope = new PointerScope()) {
+                Tensor logits = seq.advance(t.spec.prompt(), true);                   // [T, V]
+                promptLogprobs(t, logits);
+                return new float[][] {Tensors.toFloats(logits.narrow(0, logits.size(0) - 1, 1))};
+            }
+        }
+
+        @Override
+        float[][] step() {
+            try (PointerScope scope = new PointerScope()) {
+                return new float[][] {Tensors.toFloats(seq.advance(new long[] {rows.get(0).last}, false))};
+            }
+        }
+
+        @Override
+        void close() {
+            seq.close();
+        }
+    }
+
+    /** Picks the next token from {@code logits} and tells the listener; finishes the task when it is done. */
+    private void choose(Task t, float[] logits) {
         Spec s = t.spec;
         int id = s.sampler().next(logits);
         float lp = 0;
@@ -231,20 +419,13 @@ final class Scheduler implements AutoCloseable {
         boolean stopText = t.listener.token(id, lp, topIds, topLps);
         if (s.stopIds().contains(id) || stopText) {
             finish(t, "stop", null);
-            return false;
-        }
-        if (t.generated >= s.maxTokens()) {
+        } else if (t.generated >= s.maxTokens()) {
             finish(t, "length", null);
-            return false;
         }
-        return true;
     }
 
-    private void finish(Task t, String reason, RuntimeException failure) {
-        if (t.seq != null) {
-            t.seq.close();
-            t.seq = null;
-        }
+    private static void finish(Task t, String reason, RuntimeException failure) {
+        t.done = true;
         t.listener.finished(reason, failure);
     }
 

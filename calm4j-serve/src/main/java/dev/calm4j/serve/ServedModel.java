@@ -5,6 +5,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.Mode;
+import dev.calm4j.generate.CalmSession;
+import dev.calm4j.generate.LmSession;
+import dev.calm4j.generate.Session;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.KvCache;
 import dev.calm4j.nn.Tensors;
@@ -155,6 +158,25 @@ public final class ServedModel implements AutoCloseable {
     }
 
     /**
+     * Refuses a prompt the model cannot read: in a separate_prompt composition every augment reads the prompt, so its
+     * ids must lie in every augment's vocabulary too (the anchor's is checked with the request).
+     */
+    void checkPrompt(long[] prompt) {
+        if (calm == null || calm.mode() != Mode.SEPARATE_PROMPT) {
+            return;
+        }
+        for (int a = 0; a < calm.augments().size(); a++) {
+            int v = calm.augments().get(a).config().vocabSize();
+            for (long t : prompt) {
+                if (t >= v) {
+                    throw ApiException.invalid("prompt", "token id " + t + " is outside augment " + a
+                            + "'s vocabulary [0, " + v + ")");
+                }
+            }
+        }
+    }
+
+    /**
      * A new sequence's state: its own caches (the model's, or the anchor's, every augment's and every bridge's).
      *
      * @param prompt the prompt ids (a separate_prompt composition's augments read them, as {@code calm generate}'s
@@ -167,18 +189,19 @@ public final class ServedModel implements AutoCloseable {
         }
         int[] promptLengths = calm.mode() == Mode.SEPARATE_PROMPT
                 ? calm.augments().stream().mapToInt(a -> prompt.length).toArray() : new int[0];
-        if (calm.mode() == Mode.SEPARATE_PROMPT) {
-            for (int a = 0; a < calm.augments().size(); a++) {
-                int v = calm.augments().get(a).config().vocabSize();
-                for (long t : prompt) {
-                    if (t >= v) {
-                        throw new ApiException(400, "invalid_request_error", "prompt", null, "token id " + t
-                                + " is outside augment " + a + "'s vocabulary [0, " + v + ")");
-                    }
-                }
-            }
-        }
         return new CalmSequence(calm.newCache(1, maxLength, promptLengths), prompt.clone());
+    }
+
+    /**
+     * A session over {@code prompts.size()} rows decoded together, as {@code calm generate} opens one for a batch of
+     * prompts (the library's {@code LmSession} / {@code CalmSession}; a separate_prompt composition's augments read
+     * each row's prompt). The caller left-pads the prompts and passes the key-padding mask.
+     */
+    Session openBatch(List<long[]> prompts, int maxLength) {
+        if (calm == null) {
+            return LmSession.cached(lm, prompts.size(), maxLength);
+        }
+        return CalmSession.cached(calm, prompts.size(), maxLength, CalmSession.augmentPrompts(calm, prompts, null));
     }
 
     /** One sequence's caches; {@link #advance} appends ids and returns the logits of every new position. */

@@ -325,32 +325,67 @@ class ServerTest {
     void concurrentRequestsGetWhatEachGetsAlone() throws Exception {
         List<String> prompts = List.of("<s>1+2=", "<s>250-41=", "<s>77+7=", "<s>5-3=", "<s>100+1=", "<s>9+9=",
                 "<s>42-4=", "<s>31+13=");
-        List<String> alone = new ArrayList<>();
+        List<JsonNode> alone = new ArrayList<>();
         for (String p : prompts) {
             alone.add(http.post("/v1/completions", Map.of("prompt", p, "max_tokens", 12, "temperature", 0, "logprobs", 1))
-                    .body().replaceAll("\"(id|created)\":\"?[^,]*\"?,", ""));
+                    .json());
         }
+        long forwards = ServerLimitsTest.metric(http, "calm_forwards_total");
+        long rows = ServerLimitsTest.metric(http, "calm_forward_rows_total");
         ExecutorService pool = Executors.newFixedThreadPool(prompts.size());
         try {
             for (int round = 0; round < 2; round++) {
-                List<Future<String>> f = new ArrayList<>();
+                List<Future<JsonNode>> f = new ArrayList<>();
                 for (String p : prompts) {
                     f.add(pool.submit(() -> http.post("/v1/completions", Map.of("prompt", p, "max_tokens", 12,
-                            "temperature", 0, "logprobs", 1)).body().replaceAll("\"(id|created)\":\"?[^,]*\"?,", "")));
+                            "temperature", 0, "logprobs", 1)).json()));
                 }
                 for (int i = 0; i < prompts.size(); i++) {
-                    assertEquals(alone.get(i), f.get(i).get(), "prompt " + i + ": ids and logprobs as when served alone");
+                    sameAnswer(alone.get(i), f.get(i).get(), "prompt " + i + " served among others");
                 }
             }
         } finally {
             pool.shutdownNow();
         }
+        long batched = ServerLimitsTest.metric(http, "calm_forward_rows_total") - rows;
+        long ran = ServerLimitsTest.metric(http, "calm_forwards_total") - forwards;
+        assertTrue(batched > ran, "concurrent requests shared forwards: " + batched + " rows in " + ran + " forwards");
         String metrics = http.get("/metrics").body();
         assertTrue(metrics.contains("calm_requests_total{endpoint=\"/v1/completions\",status=\"200\"}"), metrics);
         assertTrue(metrics.contains("calm_request_duration_seconds_bucket{endpoint=\"/v1/completions\",le=\"+Inf\"}"));
         assertTrue(metrics.contains("calm_queue_depth 0"));
         assertTrue(metrics.contains("calm_generated_tokens_total "));
         assertTrue(metrics.contains("calm_time_to_first_token_seconds_count "));
+    }
+
+    /**
+     * The same answer: texts, tokens, finish reasons and usage equal; log-probabilities equal to 1e-4 (a row decoded
+     * in a cohort with padding differs from the row alone by float rounding only).
+     */
+    static void sameAnswer(JsonNode want, JsonNode got, String what) {
+        if (want.has("usage")) {
+            assertEquals(want.get("usage"), got.get("usage"), what);
+        }
+        JsonNode wc = want.has("choices") ? want.get("choices") : Http.JSON.createArrayNode().add(want);
+        JsonNode gc = got.has("choices") ? got.get("choices") : Http.JSON.createArrayNode().add(got);
+        assertEquals(wc.size(), gc.size(), what);
+        for (int c = 0; c < wc.size(); c++) {
+            JsonNode w = wc.get(c);
+            JsonNode g = gc.get(c);
+            for (String f : List.of("index", "text", "finish_reason")) {
+                assertEquals(w.get(f), g.get(f), what + ": " + f);
+            }
+            if (w.get("logprobs").isNull()) {
+                assertTrue(g.get("logprobs").isNull(), what);
+                continue;
+            }
+            assertEquals(w.get("logprobs").get("tokens"), g.get("logprobs").get("tokens"), what + ": tokens");
+            JsonNode wl = w.get("logprobs").get("token_logprobs");
+            JsonNode gl = g.get("logprobs").get("token_logprobs");
+            for (int i = 0; i < wl.size(); i++) {
+                assertEquals(wl.get(i).asDouble(), gl.get(i).asDouble(), 1e-4, what + ": token_logprobs " + i);
+            }
+        }
     }
 
     /** The error body, checked for OpenAI's shape. */
