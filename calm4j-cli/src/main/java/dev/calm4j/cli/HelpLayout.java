@@ -34,6 +34,7 @@ final class HelpLayout {
     static {
         GROUPS.put("Models", new String[][] {
                 {"generate", "Generate text or token ids from a model, a LoRA or a composition"},
+                {"serve", "Serve a model, a LoRA or a composition over HTTP (OpenAI API)"},
                 {"inspect", "Show a model's config and size, or a composition's plan"},
                 {"init", "Create a model folder with random weights from a config.json"},
                 {"pretrain", "Train a small causal LM from scratch"}});

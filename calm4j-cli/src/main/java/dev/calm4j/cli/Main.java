@@ -12,7 +12,7 @@ import java.io.PrintWriter;
         description = "CALM (Composition to Augment Language Models) on the JVM: load Hugging Face checkpoints, "
                 + "generate, inspect; pretrain small models, compose models through trained bridges, train the LoRA "
                 + "baseline, evaluate.",
-        subcommands = {DemoCommand.class, ExperimentCommand.class, GenerateCommand.class, InspectCommand.class, InitCommand.class, PretrainCommand.class,
+        subcommands = {DemoCommand.class, ExperimentCommand.class, GenerateCommand.class, ServeCommand.class, InspectCommand.class, InitCommand.class, PretrainCommand.class,
                 ComposeCommand.class, LoraCommand.class, EvalCommand.class, BenchCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Examples:",
                 "  # from the repository root; each command's --help has more",

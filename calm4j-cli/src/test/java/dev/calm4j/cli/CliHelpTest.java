@@ -146,7 +146,7 @@ class CliHelpTest {
             }
         }
         assertEquals(List.of(headings), new ArrayList<>(groups.keySet()), h);
-        assertEquals(List.of("generate", "inspect", "init", "pretrain"), groups.get("Models:"));
+        assertEquals(List.of("generate", "serve", "inspect", "init", "pretrain"), groups.get("Models:"));
         assertEquals(List.of("compose", "lora"), groups.get("Composition:"));
         assertEquals(List.of("eval"), groups.get("Evaluation:"));
         assertEquals(List.of("demo", "experiment"), groups.get("Experiments:"));
