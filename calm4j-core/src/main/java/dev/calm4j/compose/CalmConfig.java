@@ -91,13 +91,8 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         if (!Files.isRegularFile(file)) {
             throw new Calm4jException(file + ": missing (a bridge checkpoint holds " + FILE + " and bridges.safetensors)");
         }
-        JsonNode o;
-        try {
-            o = JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            throw new Calm4jException(file + ": not valid JSON (" + String.valueOf(e.getMessage()).split("\n")[0] + ")");
-        }
-        if (o == null || !o.isObject()) {
+        JsonNode o = dev.calm4j.io.StrictJson.read(file);
+        if (!o.isObject()) {
             throw new Calm4jException(file + ": expected a JSON object");
         }
         if (!FORMAT.equals(text(o, "format", file))) {

@@ -175,12 +175,7 @@ public final class Lora implements AutoCloseable {
         if (!Files.isRegularFile(cfg)) {
             throw new Calm4jException(cfg + ": missing (a LoRA folder holds adapter_config.json and adapter_model.safetensors)");
         }
-        JsonNode c;
-        try {
-            c = JSON.readTree(cfg.toFile());
-        } catch (IOException e) {
-            throw new Calm4jException(cfg + ": not valid JSON (" + String.valueOf(e.getMessage()).split("\n")[0] + ")");
-        }
+        JsonNode c = dev.calm4j.io.StrictJson.read(cfg);
         if (!c.path("r").canConvertToInt() || c.path("r").asInt() <= 0 || !c.path("lora_alpha").isNumber()
                 || !c.path("target_modules").isArray()) {
             throw new Calm4jException(cfg + ": needs fields 'r' (> 0), 'lora_alpha' and 'target_modules'");
