@@ -26,6 +26,9 @@ public final class Tokenizer implements AutoCloseable {
     /** Opens {@code tokenizer.json}, or {@code dir/tokenizer.json} when given a model directory. */
     public static Tokenizer load(Path fileOrDir) {
         Path file = Files.isDirectory(fileOrDir) ? fileOrDir.resolve("tokenizer.json") : fileOrDir;
+        if (Files.exists(file) && !Files.isDirectory(file)) {
+            dev.calm4j.io.StrictJson.requireRegularFile(file, "a Hugging Face tokenizer.json");
+        }
         if (!Files.isRegularFile(file)) {
             throw new Calm4jException(file + ": tokenizer missing (expected a Hugging Face tokenizer.json; "
                     + "for a model without one, pass token ids instead, e.g. --prompt-ids 1,2,3)");
@@ -48,6 +51,7 @@ public final class Tokenizer implements AutoCloseable {
      */
     public static String fingerprint(Path fileOrDir) {
         Path file = Files.isDirectory(fileOrDir) ? fileOrDir.resolve("tokenizer.json") : fileOrDir;
+        dev.calm4j.io.StrictJson.requireRegularFile(file, "a Hugging Face tokenizer.json");
         try {
             byte[] digest = java.security.MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(file));
             return "sha256:" + java.util.HexFormat.of().formatHex(digest);
@@ -59,7 +63,11 @@ public final class Tokenizer implements AutoCloseable {
     }
 
     public static boolean exists(Path dir) {
-        return Files.isRegularFile(dir.resolve("tokenizer.json"));
+        Path file = dir.resolve("tokenizer.json");
+        if (Files.exists(file)) {
+            dev.calm4j.io.StrictJson.requireRegularFile(file, "a Hugging Face tokenizer.json");   // never a FIFO
+        }
+        return Files.isRegularFile(file);
     }
 
     /** Token ids of {@code text}, with the special tokens the tokenizer's post-processor adds (e.g. BOS). */

@@ -306,36 +306,65 @@ public final class TrainLoop {
         }
     }
 
-    private static List<double[]> readCurve(Path metrics, int upTo) {
-        List<double[]> c = new ArrayList<>();
+    /**
+     * The metrics lines up to {@code upTo}, parsed. A last line that is not a whole JSON object is the append a kill
+     * interrupted, and is dropped; a bad line before it is refused as {@code file:line}.
+     */
+    private static List<Map.Entry<String, JsonNode>> metricsUpTo(Path metrics, int upTo) {
+        List<Map.Entry<String, JsonNode>> kept = new ArrayList<>();
         if (!Files.exists(metrics)) {
-            return c;
+            return kept;
         }
+        dev.calm4j.io.StrictJson.requireRegularFile(metrics, "the run's metrics log");
+        List<String> lines;
         try {
-            for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
-                JsonNode m = JSON.readTree(line);
-                if (m.has("loss") && m.get("step").asInt() <= upTo) {
-                    c.add(new double[] {m.get("step").asDouble(), m.get("loss").asDouble(),
-                        m.has("eval_loss") ? m.get("eval_loss").asDouble() : Double.NaN});
-                }
-            }
+            lines = Files.readAllLines(metrics, StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new Calm4jException(metrics + ": unreadable (" + e.getMessage() + ")");
+        }
+        for (int i = 0; i < lines.size(); i++) {
+            String line = lines.get(i);
+            if (line.isBlank()) {
+                continue;
+            }
+            JsonNode m;
+            try {
+                m = dev.calm4j.io.StrictJson.parse(line.getBytes(StandardCharsets.UTF_8), metrics + ":" + (i + 1));
+            } catch (Calm4jException e) {
+                if (i == lines.size() - 1) {
+                    break;                       // torn by a kill during the append
+                }
+                throw e;
+            }
+            if (!m.isObject() || !m.path("step").isIntegralNumber()) {
+                throw new Calm4jException(metrics + ":" + (i + 1) + ": expected an object with an integer 'step'");
+            }
+            if (m.get("step").asLong() <= upTo) {
+                kept.add(Map.entry(line, m));
+            }
+        }
+        return kept;
+    }
+
+    private static List<double[]> readCurve(Path metrics, int upTo) {
+        List<double[]> c = new ArrayList<>();
+        for (Map.Entry<String, JsonNode> e : metricsUpTo(metrics, upTo)) {
+            JsonNode m = e.getValue();
+            if (m.has("loss")) {
+                c.add(new double[] {m.get("step").asDouble(), m.get("loss").asDouble(),
+                    m.has("eval_loss") ? m.get("eval_loss").asDouble() : Double.NaN});
+            }
         }
         return c;
     }
 
     /** Keeps the metrics lines up to {@code step} (all of them on a fresh start: none). */
     private static void rewriteMetrics(Path metrics, int step) {
+        List<String> keep = new ArrayList<>();
+        if (step > 0) {
+            metricsUpTo(metrics, step).forEach(e -> keep.add(e.getKey()));
+        }
         try {
-            List<String> keep = new ArrayList<>();
-            if (step > 0 && Files.exists(metrics)) {
-                for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
-                    if (!line.isBlank() && JSON.readTree(line).get("step").asInt() <= step) {
-                        keep.add(line);
-                    }
-                }
-            }
             AtomicFiles.writeString(metrics, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
         } catch (IOException e) {
             throw new Calm4jException(metrics + ": cannot write (" + e.getMessage() + ")");
