@@ -92,6 +92,7 @@ public final class Checkpoint {
         Path tmp = tmp(out);
         Path old = old(out);
         try {
+            removeTornWrites(out);
             if (complete(tmp)) {
                 deleteTree(old);
                 if (Files.exists(ck)) {
@@ -119,6 +120,26 @@ public final class Checkpoint {
             return null;
         } catch (IOException e) {
             throw new Calm4jException(ck + ": cannot recover the checkpoint (" + e.getMessage() + ")");
+        }
+    }
+
+    /**
+     * Deletes the temporary files of writes a kill interrupted ({@code .NAME.*.tmp}: every file calm4j writes goes
+     * through one and is renamed when complete, see {@link AtomicFiles}), in the run's folder and its checkpoint.
+     */
+    private static void removeTornWrites(Path out) throws IOException {
+        for (Path dir : new Path[] {out, out.resolve(DIR)}) {
+            if (!Files.isDirectory(dir)) {
+                continue;
+            }
+            try (Stream<Path> s = Files.list(dir)) {
+                for (Path p : s.toList()) {
+                    String n = p.getFileName().toString();
+                    if (n.startsWith(".") && n.endsWith(".tmp") && Files.isRegularFile(p)) {
+                        Files.deleteIfExists(p);
+                    }
+                }
+            }
         }
     }
 
