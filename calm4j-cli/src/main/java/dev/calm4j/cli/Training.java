@@ -94,7 +94,7 @@ final class Training {
             return s;
         }
 
-        private void on(String name) {
+        void on(String name) {
             if (!received.compareAndSet(null, name)) {
                 Runtime.getRuntime().halt(name.equals("INT") ? 130 : 143);
             }

@@ -239,4 +239,19 @@ class HostileCliTest {
                 data + ":17: line is longer than 4096 bytes");
         assertFalse(Files.exists(tmp.resolve("o")), "nothing written");
     }
+
+    @Test
+    void sigintAndSigtermAskTheLoopToStopAndExit130Or143() {
+        // SIGTERM runs end to end in KillResumeTest; SIGINT takes the same path (a shell that starts a job in the
+        // background makes it ignore SIGINT, so a test cannot rely on delivering one)
+        Training.Signals s = new Training.Signals();
+        assertFalse(s.stopRequested());
+        s.on("INT");
+        assertTrue(s.stopRequested());
+        assertEquals("INT", s.received());
+        Training.Interrupted i = new Training.Interrupted("INT", "stopped at step 3 of 9; checkpoint saved in x");
+        assertEquals(130, i.exitCode());
+        assertEquals("interrupted by SIGINT: stopped at step 3 of 9; checkpoint saved in x", i.getMessage());
+        assertEquals(143, new Training.Interrupted("TERM", "x").exitCode());
+    }
 }
