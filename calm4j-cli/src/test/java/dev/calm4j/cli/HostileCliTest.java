@@ -254,4 +254,15 @@ class HostileCliTest {
         assertEquals("interrupted by SIGINT: stopped at step 3 of 9; checkpoint saved in x", i.getMessage());
         assertEquals(143, new Training.Interrupted("TERM", "x").exitCode());
     }
+
+    @Test
+    void aTokenizerThatLoadsButCannotEncodeIsRefused() throws Exception {
+        // found by ReadersFuzzTest#tokenizer: a WordLevel model without its unknown token
+        Path m = copy(anchor, tmp.resolve("no-unk"));
+        ObjectNode tok = (ObjectNode) JSON.readTree(m.resolve("tokenizer.json").toFile());
+        ((ObjectNode) tok.get("model")).put("unk_token", "[UNK]");     // a token the vocabulary lacks
+        Files.writeString(m.resolve("tokenizer.json"), tok.toString());
+        userError(calm("generate", "--model", m.toString(), "--prompt", "a=Z", "--max-new-tokens", "2"),
+                m.resolve("tokenizer.json") + ": the tokenizer cannot encode this text (WordLevel error: Missing [UNK]");
+    }
 }

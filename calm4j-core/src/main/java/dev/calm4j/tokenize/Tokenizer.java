@@ -72,12 +72,20 @@ public final class Tokenizer implements AutoCloseable {
 
     /** Token ids of {@code text}, with the special tokens the tokenizer's post-processor adds (e.g. BOS). */
     public long[] encode(String text) {
-        return hf.encode(text).getIds();
+        try {
+            return hf.encode(text).getIds();
+        } catch (RuntimeException e) {
+            throw failed("encode", e);
+        }
     }
 
     /** Token ids of {@code text} with or without the post-processor's special tokens. */
     public long[] encode(String text, boolean addSpecialTokens) {
-        return hf.encode(text, addSpecialTokens, false).getIds();
+        try {
+            return hf.encode(text, addSpecialTokens, false).getIds();
+        } catch (RuntimeException e) {
+            throw failed("encode", e);
+        }
     }
 
     /**
@@ -100,7 +108,12 @@ public final class Tokenizer implements AutoCloseable {
      * on, since both read the same text.
      */
     public Tokens encodeWithEnds(String text, boolean addSpecialTokens) {
-        Encoding e = hf.encode(text, addSpecialTokens, false);
+        Encoding e;
+        try {
+            e = hf.encode(text, addSpecialTokens, false);
+        } catch (RuntimeException ex) {
+            throw failed("encode", ex);
+        }
         long[] ids = e.getIds();
         CharSpan[] spans = e.getCharTokenSpans();
         int[] ends = new int[ids.length];
@@ -116,11 +129,24 @@ public final class Tokenizer implements AutoCloseable {
     }
 
     public String decode(long[] ids) {
-        return hf.decode(ids, true);
+        return decode(ids, true);
     }
 
     public String decode(long[] ids, boolean skipSpecialTokens) {
-        return hf.decode(ids, skipSpecialTokens);
+        try {
+            return hf.decode(ids, skipSpecialTokens);
+        } catch (RuntimeException e) {
+            throw failed("decode", e);
+        }
+    }
+
+    /**
+     * A tokenizer.json can load and still fail on text (a WordLevel model without its unknown token meeting a
+     * character it lacks): the native library's error becomes one line naming the file.
+     */
+    private Calm4jException failed(String what, RuntimeException e) {
+        String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage().strip().split("\n")[0];
+        return new Calm4jException(file + ": the tokenizer cannot " + what + " this text (" + m + ")");
     }
 
     public Path file() {
