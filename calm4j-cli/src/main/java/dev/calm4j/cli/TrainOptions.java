@@ -85,12 +85,11 @@ final class TrainOptions {
         return !noProgress && System.console() != null;
     }
 
-    /** The checkpoint's validated state.json (after the recovery rule has settled any interrupted save), or null. */
+    /** The checkpoint's validated state.json (the recovery rule has settled any interrupted save), or null. */
     private static JsonNode savedState(Path out) {
         if (!Files.isDirectory(out)) {
             return null;
         }
-        Checkpoint.recover(out);
         Checkpoint.State s = Checkpoint.readState(out);
         if (s == null) {
             return null;
@@ -111,11 +110,21 @@ final class TrainOptions {
         }
         // Held until the command ends (Main releases it): nothing below may look at or change the folder unlocked.
         RunLock.acquire(out);
-        JsonNode saved = savedState(out);
-        if (saved != null && !resume && !overwrite) {
-            throw new Calm4jException(out + ": already holds a training run (checkpoint/ at step "
-                    + saved.path("step").asInt() + "); pass --resume to continue it or --overwrite to start over");
+        if (Files.isDirectory(out)) {
+            Checkpoint.recover(out);
         }
+        if (!resume && !overwrite && Files.isDirectory(out.resolve(Checkpoint.DIR))) {
+            String at;
+            try {
+                at = " at step " + Checkpoint.readState(out).step();
+            } catch (Calm4jException damaged) {
+                at = "";        // --overwrite must stay possible over a damaged checkpoint
+            }
+            throw new Calm4jException(out + ": already holds a training run (checkpoint/" + at
+                    + "); pass --resume to continue it or --overwrite to start over");
+        }
+        // Only a run that continues reads the checkpoint: --overwrite replaces it, whatever it holds.
+        JsonNode saved = resume ? savedState(out) : null;
         if (resume && saved != null) {
             int at = saved.path("step").asInt();
             if (at >= steps) {

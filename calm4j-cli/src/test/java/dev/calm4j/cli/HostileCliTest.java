@@ -265,4 +265,25 @@ class HostileCliTest {
         userError(calm("generate", "--model", m.toString(), "--prompt", "a=Z", "--max-new-tokens", "2"),
                 m.resolve("tokenizer.json") + ": the tokenizer cannot encode this text (WordLevel error: Missing [UNK]");
     }
+
+    @Test
+    void aDamagedCheckpointIsRefusedOnResumeAndReplacedOnOverwrite() throws Exception {
+        Path out = tmp.resolve("damaged");
+        String[] run = {"compose", "--anchor", anchor.toString(), "--augment", augment.toString(), "--data",
+                train.toString(), "--out", out.toString(), "--steps", "2", "--batch", "4", "--no-progress"};
+        ok(run);
+        Path state = out.resolve("checkpoint/state.json");
+        ObjectNode s = (ObjectNode) JSON.readTree(state.toFile());
+        s.put("step", -5);
+        Files.writeString(state, s.toString());
+        String[] resume = java.util.Arrays.copyOf(run, run.length + 1);
+        resume[run.length] = "--resume";
+        resume[java.util.Arrays.asList(run).indexOf("--steps") + 1] = "4";
+        userError(calm(resume), state + ": field 'step' is -5, expected an integer >= 1");
+        userError(calm(run), out + ": already holds a training run (checkpoint/); pass --resume");
+        String[] overwrite = java.util.Arrays.copyOf(run, run.length + 1);
+        overwrite[run.length] = "--overwrite";
+        ok(overwrite);
+        assertEquals(2, JSON.readTree(state.toFile()).get("step").asInt());
+    }
 }
