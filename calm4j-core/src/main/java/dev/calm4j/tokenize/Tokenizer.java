@@ -33,6 +33,7 @@ public final class Tokenizer implements AutoCloseable {
             throw new Calm4jException(file + ": tokenizer missing (expected a Hugging Face tokenizer.json; "
                     + "for a model without one, pass token ids instead, e.g. --prompt-ids 1,2,3)");
         }
+        TokenizerJson.check(file);     // the native library aborts the process on some malformed files
         // DJL checks these before it loads its native library; without them it may contact outside addresses.
         System.setProperty("ai.djl.offline", "true");
         System.setProperty("OPT_OUT_TRACKING", "true");

@@ -206,7 +206,10 @@ public final class Lora implements AutoCloseable {
                                 + Arrays.toString(st.info(an).shape()) + "/" + Arrays.toString(st.info(bn).shape())
                                 + ", this base model needs " + Arrays.toString(wantA) + "/" + Arrays.toString(wantB));
                     }
-                    a.put(name, new Tensor[] {st.load(an, base.computeDtype()), st.load(bn, base.computeDtype())});
+                    Tensor[] ab = {st.load(an, base.computeDtype()), st.load(bn, base.computeDtype())};
+                    dev.calm4j.nn.Finite.require(ab[0], file + ": tensor '" + an + "'");
+                    dev.calm4j.nn.Finite.require(ab[1], file + ": tensor '" + bn + "'");
+                    a.put(name, ab);
                 }
             }
         }
