@@ -119,8 +119,8 @@ final class ComposeCommand implements Callable<Integer> {
         Dataset evalData;
         try (Tokenizer tok = DataOptions.tokenizerOf(anchor)) {
             DataRules rules = dataOptions.rules(anchorCfg, m == Mode.SEPARATE_PROMPT);
-            trainData = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(anchor));
-            evalData = DataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(anchor));
+            trainData = dataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(anchor));
+            evalData = dataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(anchor));
         }
         List<ModelConfig> readIds = new ArrayList<>();         // null: the augment reads through its own tokenizer
         for (int i = 0; i < augCfgs.size(); i++) {

@@ -21,6 +21,11 @@ final class DataOptions {
     @Option(names = "--no-bos", description = "do not prepend the model's BOS id to every sequence")
     boolean noBos;
 
+    @Option(names = "--max-line-bytes", paramLabel = "N", defaultValue = "1048576",
+            description = "refuse data lines longer than N bytes, checked before tokenizing (default ${DEFAULT-VALUE}; "
+                    + "plain text is tokenized whole, at most 16 x N bytes)")
+    long maxLineBytes = dev.calm4j.data.Dataset.DEFAULT_MAX_LINE_BYTES;
+
     DataRules rules(ModelConfig c, boolean separatePrompt) {
         return DataRules.forModel(c, !noEos, !noBos, separatePrompt);
     }
@@ -39,8 +44,8 @@ final class DataOptions {
      * Reads {@code file} (null when {@code file} is null). Without a tokenizer, a message about text fields gets
      * {@code noTokenizerHint} appended: where this command takes its tokenizer from.
      */
-    static Dataset read(Path file, Tokenizer tok, DataRules rules, String noTokenizerHint) {
-        return file == null ? null : Dataset.read(file, tok, rules, noTokenizerHint);
+    Dataset read(Path file, Tokenizer tok, DataRules rules, String noTokenizerHint) {
+        return file == null ? null : Dataset.read(file, tok, rules, noTokenizerHint, maxLineBytes);
     }
 
     /** The hint for {@link #read} when the tokenizer comes from a model folder. */

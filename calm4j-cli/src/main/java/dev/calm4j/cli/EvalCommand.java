@@ -104,7 +104,7 @@ final class EvalCommand implements Callable<Integer> {
         Tokenizer tok = DataOptions.tokenizerOf(src.anchorDir());
         try {
             DataRules rules = dataOptions.rules(src.anchorConfig(), src.mode() == Mode.SEPARATE_PROMPT);
-            ds = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(src.anchorDir()));
+            ds = dataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(src.anchorDir()));
             if (src.mode() == Mode.SEPARATE_PROMPT) {
                 List<ModelConfig> augCfgs = new ArrayList<>();
                 List<Path> dirs = src.effectiveAugments();

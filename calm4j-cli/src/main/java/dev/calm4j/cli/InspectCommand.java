@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
+import dev.calm4j.compose.BridgeCheckpoint;
 import dev.calm4j.compose.CalmConfig;
 import dev.calm4j.compose.Mode;
 import dev.calm4j.io.Safetensors;
@@ -12,6 +13,7 @@ import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.lm.ModelConfig;
 import dev.calm4j.lm.llama.LlamaConfig;
 import dev.calm4j.tokenize.Tokenizer;
+import org.bytedeco.pytorch.global.torch.ScalarType;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -101,6 +103,7 @@ final class InspectCommand implements Callable<Integer> {
                 params += info.numel();
             }
         }
+        validate(model);
         boolean tokenizer = Tokenizer.exists(model);
         ObjectMapper m = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
         ObjectNode o = m.createObjectNode();
@@ -192,6 +195,14 @@ final class InspectCommand implements Callable<Integer> {
         }
         Compositions c = Compositions.resolve(anchorDir, anchorCfg, augDirs, augCfgs, spec0, h,
                 m == null ? Mode.SAME_SEQUENCE : m);
+        // What generate and eval would refuse, inspect refuses: every model and tokenizer loaded once, and a
+        // checkpoint's bridges (plan, shapes, values, fingerprints) read as they would be.
+        if (calm != null) {
+            BridgeCheckpoint.load(bridges, anchor, augs.isEmpty() ? null : augs, false, ScalarType.Float).close();
+        } else {
+            validate(anchorDir);
+            augDirs.forEach(InspectCommand::validate);
+        }
         ObjectMapper om = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
         if (json) {
             ObjectNode o = c.toJson(om);
@@ -231,6 +242,14 @@ final class InspectCommand implements Callable<Integer> {
     }
 
     /** A base model's config: from its folder when there, else the copy recorded in calm_config.json. */
+    /** Loads the model folder's weights and tokenizer as generate would, and drops them: the same refusals. */
+    static void validate(Path dir) {
+        LmFamilies.load(dir).close();
+        if (Tokenizer.exists(dir)) {
+            Tokenizer.load(dir).close();
+        }
+    }
+
     private ModelConfig configOf(Path dir, CalmConfig.ModelRef ref, boolean given) {
         if (given || Files.isRegularFile(dir.resolve("config.json")) || ref.config() == null) {
             return LmFamilies.readConfig(dir);

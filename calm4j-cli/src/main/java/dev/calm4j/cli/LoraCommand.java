@@ -129,8 +129,8 @@ final class LoraCommand implements Callable<Integer> {
         Dataset evalData;
         try (Tokenizer tok = DataOptions.tokenizerOf(model)) {
             DataRules rules = dataOptions.rules(cfgModel, false);
-            trainData = DataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(model));
-            evalData = DataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(model));
+            trainData = dataOptions.read(data, tok, rules, DataOptions.noTokenizerIn(model));
+            evalData = dataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(model));
         }
 
         CausalLm loaded = LmFamilies.load(model, dtype);

@@ -2,6 +2,7 @@ package dev.calm4j.cli;
 
 import dev.calm4j.Calm4jException;
 import dev.calm4j.Torch;
+import dev.calm4j.io.RunLock;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -54,6 +55,11 @@ public final class Main implements Runnable {
             while (t != null && !(t instanceof Calm4jException)) {
                 t = t.getCause();
             }
+            if (t instanceof Training.Interrupted i) {
+                commandLine.getErr().println("calm: " + i.getMessage());
+                commandLine.getErr().flush();
+                return i.exitCode();
+            }
             if (t != null) {
                 // A user mistake: one line, no stack trace.
                 commandLine.getErr().println("calm: error: " + t.getMessage());
@@ -86,7 +92,11 @@ public final class Main implements Runnable {
                 return 2;
             }
         }
-        return new CommandLine.RunLast().execute(parsed);
+        try {
+            return new CommandLine.RunLast().execute(parsed);
+        } finally {
+            RunLock.releaseAllOfThisThread();     // a command's folder locks last as long as the command
+        }
     }
 
     static final class Version implements CommandLine.IVersionProvider {

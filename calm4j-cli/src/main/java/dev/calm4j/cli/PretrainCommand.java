@@ -91,8 +91,8 @@ final class PretrainCommand implements Callable<Integer> {
         Dataset evalData;
         try (Tokenizer tok = tokFile == null ? null : Tokenizer.load(tokFile)) {
             var rules = dataOptions.rules(c, false);
-            trainData = DataOptions.read(data, tok, rules, "pass --tokenizer FILE");
-            evalData = DataOptions.read(eval, tok, rules, "pass --tokenizer FILE");
+            trainData = dataOptions.read(data, tok, rules, "pass --tokenizer FILE");
+            evalData = dataOptions.read(eval, tok, rules, "pass --tokenizer FILE");
         }
         o.printf("model           %s: %d layers, hidden %d, %d heads, vocab %d, context %d, %,d parameters%n", c.modelType(),
                 c.numHiddenLayers(), c.hiddenSize(), c.numAttentionHeads(), c.vocabSize(), c.maxPositionEmbeddings(),

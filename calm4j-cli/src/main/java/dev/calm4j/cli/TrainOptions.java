@@ -2,12 +2,14 @@ package dev.calm4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
+import dev.calm4j.io.RunLock;
+import dev.calm4j.train.Checkpoint;
 import dev.calm4j.train.TrainConfig;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import picocli.CommandLine.Option;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -83,22 +85,19 @@ final class TrainOptions {
         return !noProgress && System.console() != null;
     }
 
-    /** The step the checkpoint in {@code out} is at, or -1 when there is none. */
-    static int checkpointStep(Path out) {
-        JsonNode s = savedState(out);
-        return s == null ? -1 : s.path("step").asInt(-1);
-    }
-
+    /** The checkpoint's validated state.json (the recovery rule has settled any interrupted save), or null. */
     private static JsonNode savedState(Path out) {
-        Path state = out.resolve("checkpoint").resolve("state.json");
-        if (!Files.isRegularFile(state)) {
+        if (!Files.isDirectory(out)) {
             return null;
         }
-        try {
-            return new ObjectMapper().readTree(state.toFile());
-        } catch (IOException e) {
-            throw new Calm4jException(state + ": unreadable (" + String.valueOf(e.getMessage()).split("\n")[0] + ")");
+        Checkpoint.State s = Checkpoint.readState(out);
+        if (s == null) {
+            return null;
         }
+        ObjectNode o = new ObjectMapper().createObjectNode();
+        o.put("step", s.step());
+        o.set("train_config", s.trainConfig());
+        return o;
     }
 
     /**
@@ -109,11 +108,23 @@ final class TrainOptions {
         if (resume && overwrite) {
             throw new Calm4jException("--resume and --overwrite exclude each other");
         }
-        JsonNode saved = savedState(out);
-        if (saved != null && !resume && !overwrite) {
-            throw new Calm4jException(out + ": already holds a training run (checkpoint/ at step "
-                    + saved.path("step").asInt() + "); pass --resume to continue it or --overwrite to start over");
+        // Held until the command ends (Main releases it): nothing below may look at or change the folder unlocked.
+        RunLock.acquire(out);
+        if (Files.isDirectory(out)) {
+            Checkpoint.recover(out);
         }
+        if (!resume && !overwrite && Files.isDirectory(out.resolve(Checkpoint.DIR))) {
+            String at;
+            try {
+                at = " at step " + Checkpoint.readState(out).step();
+            } catch (Calm4jException damaged) {
+                at = "";        // --overwrite must stay possible over a damaged checkpoint
+            }
+            throw new Calm4jException(out + ": already holds a training run (checkpoint/" + at
+                    + "); pass --resume to continue it or --overwrite to start over");
+        }
+        // Only a run that continues reads the checkpoint: --overwrite replaces it, whatever it holds.
+        JsonNode saved = resume ? savedState(out) : null;
         if (resume && saved != null) {
             int at = saved.path("step").asInt();
             if (at >= steps) {

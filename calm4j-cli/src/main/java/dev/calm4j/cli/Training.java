@@ -31,6 +31,7 @@ final class Training {
 
     static TrainLoop.Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out,
                                 TrainOptions opts, PrintWriter w) {
+        dev.calm4j.io.RunLock.acquire(out);      // held until the command ends (Main releases it)
         if (!opts.resume) {
             try {
                 Files.deleteIfExists(out.resolve("metrics.jsonl"));   // a previous run's lines must not stay
@@ -39,7 +40,78 @@ final class Training {
             }
         }
         TrainListener console = opts.progressBar() ? new BarListener("train", System.err) : new LineListener(w);
-        return TrainLoop.run(obj, train, eval, cfg, out, opts.resume, TrainListener.all(List.of(messages(w), console, PLOT)));
+        Signals signals = Signals.install();
+        TrainLoop.Result r;
+        try {
+            r = TrainLoop.run(obj, train, eval, cfg, out, opts.resume,
+                    TrainListener.all(List.of(messages(w), console, PLOT, signals)));
+        } catch (TrainLoop.Stopped e) {
+            throw new Interrupted(signals.received(), e.getMessage());
+        } finally {
+            signals.restore();
+        }
+        if (signals.received() != null) {
+            // arrived during the last step or while the results were written: they are complete
+            throw new Interrupted(signals.received(), "the run had finished; its results and checkpoint are saved in " + out);
+        }
+        return r;
+    }
+
+    /** The run ended on SIGINT or SIGTERM after saving a checkpoint: exit 128 + the signal's number. */
+    static final class Interrupted extends Calm4jException {
+        private static final long serialVersionUID = 1L;
+        private final int exitCode;
+
+        Interrupted(String signal, String what) {
+            super("interrupted by SIG" + signal + ": " + what);
+            this.exitCode = signal.equals("INT") ? 130 : 143;
+        }
+
+        int exitCode() {
+            return exitCode;
+        }
+    }
+
+    /**
+     * SIGINT and SIGTERM while the loop runs: the first asks the loop to stop after the step in progress and save a
+     * checkpoint (a kill then loses nothing but that step); a second one ends the process at once, as before.
+     */
+    @SuppressWarnings("removal")
+    static final class Signals implements TrainListener {
+        private static final String[] NAMES = {"INT", "TERM"};
+        private final java.util.concurrent.atomic.AtomicReference<String> received = new java.util.concurrent.atomic.AtomicReference<>();
+        private final java.util.Map<String, sun.misc.SignalHandler> previous = new java.util.HashMap<>();
+
+        static Signals install() {
+            Signals s = new Signals();
+            for (String n : NAMES) {
+                try {
+                    s.previous.put(n, sun.misc.Signal.handle(new sun.misc.Signal(n), sig -> s.on(n)));
+                } catch (IllegalArgumentException e) {
+                    // the JVM reserves this signal here (-Xrs): the default behaviour stays
+                }
+            }
+            return s;
+        }
+
+        void on(String name) {
+            if (!received.compareAndSet(null, name)) {
+                Runtime.getRuntime().halt(name.equals("INT") ? 130 : 143);
+            }
+        }
+
+        String received() {
+            return received.get();
+        }
+
+        @Override
+        public boolean stopRequested() {
+            return received.get() != null;
+        }
+
+        void restore() {
+            previous.forEach((n, h) -> sun.misc.Signal.handle(new sun.misc.Signal(n), h));
+        }
     }
 
     /** Plots the run's loss curve into its folder when it ends. */

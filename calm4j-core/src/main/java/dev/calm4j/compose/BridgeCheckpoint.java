@@ -4,6 +4,7 @@ import dev.calm4j.Calm4jException;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.ModelFingerprint;
 import dev.calm4j.io.Safetensors;
+import dev.calm4j.nn.Finite;
 import dev.calm4j.lm.CausalLm;
 import dev.calm4j.lm.LmFamilies;
 import dev.calm4j.tokenize.Tokenizer;
@@ -27,7 +28,31 @@ import java.util.Map;
 public final class BridgeCheckpoint {
     public static final String WEIGHTS = "bridges.safetensors";
 
+    /**
+     * The {@code __metadata__} key of {@code bridges.safetensors} that records the plan the tensors were trained
+     * for: the heads, the mode and the connections do not all show in the tensors' shapes (a bridge's q/k/v/o are
+     * D x D whatever the heads; every connection of one augment has the same shapes), so an edited
+     * {@code calm_config.json} would otherwise silently run other attention over the same weights.
+     */
+    public static final String PLAN_KEY = "calm4j_plan";
+
     private BridgeCheckpoint() {}
+
+    /** The plan as recorded beside the tensors: mode, heads, connections, own-tokenizer augments; one line. */
+    static String plan(CalmConfig c) {
+        StringBuilder sb = new StringBuilder("{\"mode\":\"").append(c.mode().jsonName()).append("\",\"heads\":")
+                .append(c.heads()).append(",\"connections\":[");
+        for (int i = 0; i < c.connections().size(); i++) {
+            Connection x = c.connections().get(i);
+            sb.append(i == 0 ? "" : ",").append('[').append(x.augment()).append(',').append(x.augmentLayer())
+                    .append(',').append(x.anchorLayer()).append(']');
+        }
+        sb.append("],\"own_tokens\":[");
+        for (int i = 0; i < c.augments().size(); i++) {
+            sb.append(i == 0 ? "" : ",").append(c.augments().get(i).ownTokens());
+        }
+        return sb.append("]}").toString();
+    }
 
     /**
      * Base models, bridges and the config they were loaded with; closing frees all of them.
@@ -77,7 +102,7 @@ public final class BridgeCheckpoint {
         for (Map.Entry<String, Tensor> e : model.bridgeTensors().entrySet()) {
             t.put(e.getKey(), e.getValue().detach());
         }
-        Safetensors.write(dir.resolve(WEIGHTS), t, Map.of("format", "pt", "calm4j", "bridges"));
+        Safetensors.write(dir.resolve(WEIGHTS), t, Map.of("format", "pt", "calm4j", "bridges", PLAN_KEY, plan(config)));
         try {
             AtomicFiles.writeString(dir.resolve(CalmConfig.FILE), config.toJsonString());
         } catch (IOException e) {
@@ -93,6 +118,12 @@ public final class BridgeCheckpoint {
      */
     public static Loaded load(Path dir, Path anchorDir, List<Path> augmentDirs, boolean allowMismatch, ScalarType dtype) {
         CalmConfig cfg = CalmConfig.read(dir);
+        Path weights = dir.resolve(WEIGHTS);
+        if (Files.isRegularFile(weights)) {
+            try (Safetensors st = Safetensors.open(weights)) {
+                checkPlan(st, cfg, dir);          // before any base model is loaded
+            }
+        }
         Path anchorPath = anchorDir != null ? anchorDir : dir.resolve(cfg.anchor().path()).normalize();
         List<Path> augPaths = new ArrayList<>();
         if (augmentDirs != null && !augmentDirs.isEmpty()) {
@@ -131,7 +162,7 @@ public final class BridgeCheckpoint {
             }
             plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(),
                     augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode(), own);
-            List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg.heads(), dtype);
+            List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg, dtype);
             return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads(), own), cfg,
                     anchorPath, augPaths);
         } catch (RuntimeException e) {
@@ -164,14 +195,29 @@ public final class BridgeCheckpoint {
         }
     }
 
+    /**
+     * Refuses a {@code calm_config.json} whose plan differs from the one recorded with the tensors. Checkpoints
+     * written before the plan was recorded carry none and are read as before.
+     */
+    static void checkPlan(Safetensors st, CalmConfig cfg, Path dir) {
+        String recorded = st.metadata().get(PLAN_KEY);
+        if (recorded != null && !recorded.equals(plan(cfg))) {
+            throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": the plan (mode, heads, connections) differs from "
+                    + "the one recorded with the bridge tensors in " + WEIGHTS + " (" + recorded + "); the file was "
+                    + "edited, or belongs to other bridges");
+        }
+    }
+
     private static List<Bridge> readBridges(Path dir, CompositionPlan plan, CausalLm anchor, List<CausalLm> augments,
-                                            int heads, ScalarType dtype) {
+                                            CalmConfig cfg, ScalarType dtype) {
+        int heads = cfg.heads();
         Path file = dir.resolve(WEIGHTS);
         if (!Files.isRegularFile(file)) {
             throw new Calm4jException(file + ": missing (a bridge checkpoint holds " + WEIGHTS + ")");
         }
         List<Bridge> bridges = new ArrayList<>();
         try (Safetensors st = Safetensors.open(file)) {
+            checkPlan(st, cfg, dir);
             long db = anchor.hiddenSize();
             int expected = plan.size() * Bridge.NAMES.length;
             if (st.names().size() != expected) {
@@ -197,7 +243,9 @@ public final class BridgeCheckpoint {
                         throw new Calm4jException(file + ": tensor '" + name + "' has shape " + Arrays.toString(found)
                                 + ", connection " + plan.get(k) + " between these models needs " + Arrays.toString(e.getValue()));
                     }
-                    t.put(e.getKey(), st.load(name, dtype));
+                    Tensor x = st.load(name, dtype);
+                    t.put(e.getKey(), x);
+                    Finite.require(x, file + ": tensor '" + name + "'");
                 }
                 bridges.add(Bridge.of(t, heads));
             }

@@ -91,13 +91,8 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         if (!Files.isRegularFile(file)) {
             throw new Calm4jException(file + ": missing (a bridge checkpoint holds " + FILE + " and bridges.safetensors)");
         }
-        JsonNode o;
-        try {
-            o = JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            throw new Calm4jException(file + ": not valid JSON (" + String.valueOf(e.getMessage()).split("\n")[0] + ")");
-        }
-        if (o == null || !o.isObject()) {
+        JsonNode o = dev.calm4j.io.StrictJson.read(file);
+        if (!o.isObject()) {
             throw new Calm4jException(file + ": expected a JSON object");
         }
         if (!FORMAT.equals(text(o, "format", file))) {
@@ -144,7 +139,16 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         if (own != null && !own.isBoolean()) {
             throw new Calm4jException(file + ": field 'own_tokens' must be true or false");
         }
-        return new ModelRef(text(r, "path", file), text(r, "model_type", file), text(r, "fingerprint", file), r.get("config"),
+        String path = text(r, "path", file);
+        try {
+            if (path.isEmpty() || path.indexOf('\0') >= 0) {
+                throw new java.nio.file.InvalidPathException(path, "empty or holds a NUL character");
+            }
+            Path.of(path);
+        } catch (java.nio.file.InvalidPathException e) {
+            throw new Calm4jException(file + ": field '" + where + ".path' is not a usable path (" + e.getReason() + ")");
+        }
+        return new ModelRef(path, text(r, "model_type", file), text(r, "fingerprint", file), r.get("config"),
                 tok == null ? null : tok.asText(), own != null && own.asBoolean());
     }
 

@@ -59,6 +59,31 @@ public final class Dataset {
      * @throws Calm4jException {@code file:line: ...} for the first problem found
      */
     public static Dataset read(Path file, Tokenizer tokenizer, DataRules rules) {
+        return read(file, tokenizer, rules, DEFAULT_MAX_LINE_BYTES);
+    }
+
+    /**
+     * The longest line (in bytes, without its newline) a data file may have by default: far above any example a
+     * model's context holds, far below what would make the tokenizer's native code run out of memory (a 10 MB line
+     * costs it gigabytes).
+     */
+    public static final long DEFAULT_MAX_LINE_BYTES = 1L << 20;
+
+    /** Plain text is tokenized whole: its size is bounded at this many times the line limit. */
+    public static final long PLAIN_TEXT_LINES_OF_BYTES = 16;
+
+    static String tooLong(long maxLineBytes) {
+        return "line is longer than " + maxLineBytes + " bytes (the limit; --max-line-bytes raises it)";
+    }
+
+    /**
+     * As {@link #read(Path, Tokenizer, DataRules)}, refusing lines longer than {@code maxLineBytes} bytes before they
+     * are decoded or tokenized ({@code file:line: line is longer than ...}).
+     */
+    public static Dataset read(Path file, Tokenizer tokenizer, DataRules rules, long maxLineBytes) {
+        if (maxLineBytes < 1) {
+            throw new Calm4jException("the line limit must be at least 1 byte, got " + maxLineBytes);
+        }
         if (Files.isDirectory(file)) {
             throw new Calm4jException(file + ": is a directory, expected a data file (.jsonl, .json or plain text)");
         }
@@ -67,8 +92,8 @@ public final class Dataset {
         }
         String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
         List<Example> examples = name.endsWith(".jsonl") || name.endsWith(".json")
-                ? JsonlReader.read(file, tokenizer, rules)
-                : readPlainText(file, tokenizer, rules);
+                ? JsonlReader.read(file, tokenizer, rules, maxLineBytes)
+                : readPlainText(file, tokenizer, rules, maxLineBytes);
         if (examples.isEmpty()) {
             throw new Calm4jException(file + ": no examples (the file is empty or holds only blank lines)");
         }
@@ -83,8 +108,14 @@ public final class Dataset {
      * @throws Calm4jException {@code file:line: ...} for the first problem found
      */
     public static Dataset read(Path file, Tokenizer tokenizer, DataRules rules, String noTokenizerHint) {
+        return read(file, tokenizer, rules, noTokenizerHint, DEFAULT_MAX_LINE_BYTES);
+    }
+
+    /** As {@link #read(Path, Tokenizer, DataRules, String)}, with a line limit in bytes. */
+    public static Dataset read(Path file, Tokenizer tokenizer, DataRules rules, String noTokenizerHint,
+                               long maxLineBytes) {
         try {
-            return read(file, tokenizer, rules);
+            return read(file, tokenizer, rules, maxLineBytes);
         } catch (Calm4jException e) {
             if (tokenizer == null && noTokenizerHint != null && e.getMessage().contains("needs a tokenizer.json")) {
                 throw new Calm4jException(e.getMessage() + " (" + noTokenizerHint + ")");
@@ -121,14 +152,35 @@ public final class Dataset {
         }
     }
 
-    private static List<Example> readPlainText(Path file, Tokenizer tokenizer, DataRules rules) {
+    private static List<Example> readPlainText(Path file, Tokenizer tokenizer, DataRules rules, long maxLineBytes) {
         if (tokenizer == null) {
             throw new Calm4jException(file + ": plain-text data needs a tokenizer.json (none was given); or give a "
                     + ".jsonl file with pre-tokenized \"ids\"");
         }
         String text;
         try {
-            text = Files.readString(file, StandardCharsets.UTF_8);
+            long max = maxLineBytes > Long.MAX_VALUE / PLAIN_TEXT_LINES_OF_BYTES ? Long.MAX_VALUE
+                    : maxLineBytes * PLAIN_TEXT_LINES_OF_BYTES;
+            long size = Files.size(file);
+            if (size > max) {
+                throw new Calm4jException(file + ": plain text of " + size + " bytes is tokenized whole, at most " + max
+                        + " bytes (" + PLAIN_TEXT_LINES_OF_BYTES + " x --max-line-bytes); split it, or give .jsonl lines");
+            }
+            byte[] raw = Files.readAllBytes(file);
+            int line = 1;
+            int from = 0;
+            for (int i = 0; i <= raw.length; i++) {
+                if (i == raw.length || raw[i] == '\n') {
+                    if (i - from > maxLineBytes) {
+                        throw new Calm4jException(file + ":" + line + ": " + tooLong(maxLineBytes));
+                    }
+                    line++;
+                    from = i + 1;
+                }
+            }
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+                    .decode(java.nio.ByteBuffer.wrap(raw)).toString();
         } catch (CharacterCodingException e) {
             throw new Calm4jException(file + ": not valid UTF-8 text");
         } catch (IOException e) {

@@ -55,7 +55,7 @@ final class JsonlReader {
 
     private JsonlReader() {}
 
-    static List<Example> read(Path file, Tokenizer tokenizer, DataRules rules) {
+    static List<Example> read(Path file, Tokenizer tokenizer, DataRules rules, long maxLineBytes) {
         List<Example> out = new ArrayList<>();
         // Lines are split as bytes and decoded one by one: a Reader decodes ahead of the line it returns, so an
         // invalid byte would be reported on the wrong line.
@@ -67,6 +67,10 @@ final class JsonlReader {
             ByteArrayOutputStream bytes = new ByteArrayOutputStream();
             for (int b = in.read(); ; b = in.read()) {
                 if (b != '\n' && b != -1) {
+                    if (bytes.size() >= maxLineBytes) {
+                        // checked on bytes, before the line is decoded or tokenized: a huge line costs nothing
+                        throw new Calm4jException(file + ":" + (lineNo + 1) + ": " + Dataset.tooLong(maxLineBytes));
+                    }
                     bytes.write(b);
                     continue;
                 }

@@ -160,6 +160,15 @@ public final class Generator {
                 }
                 double secs = (System.nanoTime() - t0) / 1e9;
                 if (steps == 0) {
+                    // once, on the prompt's logits: what is finite there stays finite for the next tokens unless
+                    // the weights overflow, and checking every step would cost a pass over B x V per token
+                    for (float x : flat) {
+                        if (!Float.isFinite(x)) {
+                            throw new dev.calm4j.Calm4jException("the logits for the prompt hold NaN or infinite "
+                                    + "values: the model or its bridges compute garbage (non-finite weights, or an "
+                                    + "overflow in --dtype bf16); nothing was generated");
+                        }
+                    }
                     prefill = secs;
                 } else {
                     decode += secs;

@@ -144,6 +144,11 @@ public final class Safetensors implements AutoCloseable {
         if (Files.isDirectory(file)) {
             throw new Calm4jException(file + ": is a directory, expected a .safetensors file");
         }
+        if (Files.exists(file) && !Files.isRegularFile(file)) {
+            // a FIFO would block the read forever, a device stream without end
+            throw new Calm4jException(file + ": is not a regular file (a FIFO, socket or device?), expected a "
+                    + ".safetensors file");
+        }
         FileChannel ch;
         try {
             ch = FileChannel.open(file, StandardOpenOption.READ);

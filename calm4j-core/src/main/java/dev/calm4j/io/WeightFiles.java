@@ -109,6 +109,7 @@ public final class WeightFiles implements AutoCloseable {
     /** Parses and validates the index; returns its weight_map in file order. */
     private static Map<String, String> readIndex(Path index) {
         byte[] bytes;
+        StrictJson.requireRegularFile(index, "a safetensors index");
         try {
             long size = Files.size(index);
             if (size > MAX_INDEX_BYTES) {

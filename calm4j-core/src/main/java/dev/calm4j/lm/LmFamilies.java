@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.io.AtomicFiles;
 import dev.calm4j.io.Safetensors;
+import dev.calm4j.io.StrictJson;
 import dev.calm4j.io.WeightFiles;
 import dev.calm4j.lm.gemma.GemmaFamily;
 import dev.calm4j.lm.gpt2.Gpt2Family;
@@ -71,17 +72,9 @@ public final class LmFamilies {
 
     /** Reads and validates a {@code config.json} file by itself (for {@code calm init}, {@code calm bench}). */
     public static ModelConfig readConfigFile(Path file) {
-        if (!Files.isRegularFile(file)) {
-            throw new Calm4jException(file + ": missing (expected a Hugging Face config.json)");
-        }
-        JsonNode root;
-        try {
-            root = JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            String m = e.getMessage() == null ? "unreadable" : e.getMessage().split("\n")[0];
-            throw new Calm4jException(file + ": not valid JSON (" + m + ")");
-        }
-        if (root == null || !root.isObject()) {
+        StrictJson.requireRegularFile(file, "a Hugging Face config.json");
+        JsonNode root = StrictJson.read(file);
+        if (!root.isObject()) {
             throw new Calm4jException(file + ": expected a JSON object");
         }
         JsonNode type = root.get("model_type");

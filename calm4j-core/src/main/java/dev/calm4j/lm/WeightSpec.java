@@ -2,6 +2,7 @@ package dev.calm4j.lm;
 
 import dev.calm4j.Calm4jException;
 import dev.calm4j.io.WeightFiles;
+import dev.calm4j.nn.Finite;
 import org.bytedeco.pytorch.Generator;
 import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Scalar;
@@ -10,6 +11,10 @@ import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -56,11 +61,44 @@ public final class WeightSpec {
                         + Arrays.toString(found) + ", config.json implies " + Arrays.toString(e.shape()));
             }
         }
+        checkNoExtraLayers(spec, files, source, stored);
         Map<String, Tensor> t = new LinkedHashMap<>();
-        for (Entry e : spec) {
-            t.put(e.name(), files.load(stored.apply(e.name()), dtype));
+        try {
+            for (Entry e : spec) {
+                Tensor x = files.load(stored.apply(e.name()), dtype);
+                t.put(e.name(), x);
+                Finite.require(x, source + ": tensor '" + stored.apply(e.name()) + "'");
+            }
+        } catch (RuntimeException ex) {
+            t.values().forEach(Tensor::close);
+            throw ex;
         }
         return t;
+    }
+
+    /** Digits between dots (layer, expert, shard indices) replaced by '#': what a name is, whatever its index. */
+    private static final Pattern INDEX = Pattern.compile("(?<=\\.)\\d+(?=\\.)");
+
+    /**
+     * Refuses a file holding more layers than the config: a tensor the spec does not name but whose name, indices
+     * aside, is one the spec has (e.g. {@code model.layers.3.mlp.up_proj.weight} under {@code num_hidden_layers: 3})
+     * means the config describes a smaller model than the file, and loading it would silently drop a layer. Other
+     * extra tensors (old {@code rotary_emb.inv_freq} buffers) are ignored, as HF does.
+     */
+    static void checkNoExtraLayers(List<Entry> spec, WeightFiles files, String source, UnaryOperator<String> stored) {
+        Set<String> names = new HashSet<>();
+        Set<String> shapes = new HashSet<>();
+        for (Entry e : spec) {
+            String n = stored.apply(e.name());
+            names.add(n);
+            shapes.add(INDEX.matcher(n).replaceAll("#"));
+        }
+        for (String n : new TreeSet<>(files.names())) {
+            if (!names.contains(n) && shapes.contains(INDEX.matcher(n).replaceAll("#"))) {
+                throw new Calm4jException(source + ": tensor '" + n + "' is not part of the model config.json describes"
+                        + " (the file holds more layers than its num_hidden_layers, or another layout)");
+            }
+        }
     }
 
     /** Fresh tensors for {@code spec}, seeded: normal(0, std), ones or zeros as each entry says, drawn in fp32. */

@@ -26,10 +26,14 @@ public final class Tokenizer implements AutoCloseable {
     /** Opens {@code tokenizer.json}, or {@code dir/tokenizer.json} when given a model directory. */
     public static Tokenizer load(Path fileOrDir) {
         Path file = Files.isDirectory(fileOrDir) ? fileOrDir.resolve("tokenizer.json") : fileOrDir;
+        if (Files.exists(file) && !Files.isDirectory(file)) {
+            dev.calm4j.io.StrictJson.requireRegularFile(file, "a Hugging Face tokenizer.json");
+        }
         if (!Files.isRegularFile(file)) {
             throw new Calm4jException(file + ": tokenizer missing (expected a Hugging Face tokenizer.json; "
                     + "for a model without one, pass token ids instead, e.g. --prompt-ids 1,2,3)");
         }
+        TokenizerJson.check(file);     // the native library aborts the process on some malformed files
         // DJL checks these before it loads its native library; without them it may contact outside addresses.
         System.setProperty("ai.djl.offline", "true");
         System.setProperty("OPT_OUT_TRACKING", "true");
@@ -48,6 +52,7 @@ public final class Tokenizer implements AutoCloseable {
      */
     public static String fingerprint(Path fileOrDir) {
         Path file = Files.isDirectory(fileOrDir) ? fileOrDir.resolve("tokenizer.json") : fileOrDir;
+        dev.calm4j.io.StrictJson.requireRegularFile(file, "a Hugging Face tokenizer.json");
         try {
             byte[] digest = java.security.MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(file));
             return "sha256:" + java.util.HexFormat.of().formatHex(digest);
@@ -59,17 +64,29 @@ public final class Tokenizer implements AutoCloseable {
     }
 
     public static boolean exists(Path dir) {
-        return Files.isRegularFile(dir.resolve("tokenizer.json"));
+        Path file = dir.resolve("tokenizer.json");
+        if (Files.exists(file)) {
+            dev.calm4j.io.StrictJson.requireRegularFile(file, "a Hugging Face tokenizer.json");   // never a FIFO
+        }
+        return Files.isRegularFile(file);
     }
 
     /** Token ids of {@code text}, with the special tokens the tokenizer's post-processor adds (e.g. BOS). */
     public long[] encode(String text) {
-        return hf.encode(text).getIds();
+        try {
+            return hf.encode(text).getIds();
+        } catch (RuntimeException e) {
+            throw failed("encode", e);
+        }
     }
 
     /** Token ids of {@code text} with or without the post-processor's special tokens. */
     public long[] encode(String text, boolean addSpecialTokens) {
-        return hf.encode(text, addSpecialTokens, false).getIds();
+        try {
+            return hf.encode(text, addSpecialTokens, false).getIds();
+        } catch (RuntimeException e) {
+            throw failed("encode", e);
+        }
     }
 
     /**
@@ -92,7 +109,12 @@ public final class Tokenizer implements AutoCloseable {
      * on, since both read the same text.
      */
     public Tokens encodeWithEnds(String text, boolean addSpecialTokens) {
-        Encoding e = hf.encode(text, addSpecialTokens, false);
+        Encoding e;
+        try {
+            e = hf.encode(text, addSpecialTokens, false);
+        } catch (RuntimeException ex) {
+            throw failed("encode", ex);
+        }
         long[] ids = e.getIds();
         CharSpan[] spans = e.getCharTokenSpans();
         int[] ends = new int[ids.length];
@@ -108,11 +130,24 @@ public final class Tokenizer implements AutoCloseable {
     }
 
     public String decode(long[] ids) {
-        return hf.decode(ids, true);
+        return decode(ids, true);
     }
 
     public String decode(long[] ids, boolean skipSpecialTokens) {
-        return hf.decode(ids, skipSpecialTokens);
+        try {
+            return hf.decode(ids, skipSpecialTokens);
+        } catch (RuntimeException e) {
+            throw failed("decode", e);
+        }
+    }
+
+    /**
+     * A tokenizer.json can load and still fail on text (a WordLevel model without its unknown token meeting a
+     * character it lacks): the native library's error becomes one line naming the file.
+     */
+    private Calm4jException failed(String what, RuntimeException e) {
+        String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage().strip().split("\n")[0];
+        return new Calm4jException(file + ": the tokenizer cannot " + what + " this text (" + m + ")");
     }
 
     public Path file() {

@@ -175,12 +175,7 @@ public final class Lora implements AutoCloseable {
         if (!Files.isRegularFile(cfg)) {
             throw new Calm4jException(cfg + ": missing (a LoRA folder holds adapter_config.json and adapter_model.safetensors)");
         }
-        JsonNode c;
-        try {
-            c = JSON.readTree(cfg.toFile());
-        } catch (IOException e) {
-            throw new Calm4jException(cfg + ": not valid JSON (" + String.valueOf(e.getMessage()).split("\n")[0] + ")");
-        }
+        JsonNode c = dev.calm4j.io.StrictJson.read(cfg);
         if (!c.path("r").canConvertToInt() || c.path("r").asInt() <= 0 || !c.path("lora_alpha").isNumber()
                 || !c.path("target_modules").isArray()) {
             throw new Calm4jException(cfg + ": needs fields 'r' (> 0), 'lora_alpha' and 'target_modules'");
@@ -211,7 +206,10 @@ public final class Lora implements AutoCloseable {
                                 + Arrays.toString(st.info(an).shape()) + "/" + Arrays.toString(st.info(bn).shape())
                                 + ", this base model needs " + Arrays.toString(wantA) + "/" + Arrays.toString(wantB));
                     }
-                    a.put(name, new Tensor[] {st.load(an, base.computeDtype()), st.load(bn, base.computeDtype())});
+                    Tensor[] ab = {st.load(an, base.computeDtype()), st.load(bn, base.computeDtype())};
+                    dev.calm4j.nn.Finite.require(ab[0], file + ": tensor '" + an + "'");
+                    dev.calm4j.nn.Finite.require(ab[1], file + ": tensor '" + bn + "'");
+                    a.put(name, ab);
                 }
             }
         }

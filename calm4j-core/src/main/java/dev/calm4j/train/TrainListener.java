@@ -51,6 +51,11 @@ public interface TrainListener {
             public void finished(TrainLoop.Result result, Path out) {
                 ls.forEach(l -> l.finished(result, out));
             }
+
+            @Override
+            public boolean stopRequested() {
+                return ls.stream().anyMatch(TrainListener::stopRequested);
+            }
         };
     }
 
@@ -71,6 +76,14 @@ public interface TrainListener {
 
     /** After the run's result and final checkpoint are written into {@code out}. */
     default void finished(TrainLoop.Result result, Path out) {}
+
+    /**
+     * Asked after every step: true makes the loop write a resumable checkpoint and end with {@link TrainLoop.Stopped}
+     * (the CLI answers true once SIGINT or SIGTERM arrived).
+     */
+    default boolean stopRequested() {
+        return false;
+    }
 
     /**
      * One logged point.

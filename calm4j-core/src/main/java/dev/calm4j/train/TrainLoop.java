@@ -8,14 +8,12 @@ import dev.calm4j.data.Batch;
 import dev.calm4j.data.Batcher;
 import dev.calm4j.data.Dataset;
 import dev.calm4j.io.AtomicFiles;
-import dev.calm4j.io.Safetensors;
+import dev.calm4j.io.RunLock;
 import dev.calm4j.nn.Scoped;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
-import org.bytedeco.pytorch.InputArchive;
 import org.bytedeco.pytorch.NoGradGuard;
-import org.bytedeco.pytorch.OutputArchive;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
@@ -25,11 +23,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
-import java.util.stream.Stream;
 
 /**
  * The one training loop: libtorch's AdamW, linear warmup + cosine schedule, global-norm clipping, gradient
@@ -77,11 +73,13 @@ public final class TrainLoop {
         if (params.isEmpty()) {
             throw new IllegalArgumentException("nothing to train");
         }
-        try {
-            Files.createDirectories(out);
-        } catch (IOException e) {
-            throw new Calm4jException(out + ": cannot create directory (" + e.getMessage() + ")");
+        try (RunLock lock = RunLock.acquire(out)) {
+            return locked(obj, train, eval, cfg, out, resume, listener, killAfter, resultDir, params);
         }
+    }
+
+    private static Result locked(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
+                                 TrainListener listener, int killAfter, Path resultDir, Map<String, Tensor> params) {
         for (Tensor p : params.values()) {
             p.set_requires_grad(true);
         }
@@ -93,10 +91,14 @@ public final class TrainLoop {
         TrainConfig.Batching batching = cfg.batching();
         Batcher batcher = new Batcher(train, batching.size(), cfg.seed(), batching.lengthGroup());
         List<double[]> curve = new ArrayList<>();        // {step, train loss, eval loss or NaN}
+        String recovered = Checkpoint.recover(out);
+        if (recovered != null) {
+            listener.message(recovered);
+        }
         if (resume && Files.isDirectory(ckpt)) {
-            State s = State.load(ckpt, cfg, params, optimizer);
-            start = s.step;
-            batcher = Batcher.resume(train, batching.size(), cfg.seed(), batching.lengthGroup(), s.position);
+            Checkpoint.State s = Checkpoint.load(out, cfg, params, optimizer);
+            start = s.step();
+            batcher = Batcher.resume(train, batching.size(), cfg.seed(), batching.lengthGroup(), s.dataPosition());
             curve.addAll(readCurve(metricsFile, start));
             listener.message("resumed from " + ckpt + " at step " + start);
         } else if (resume) {
@@ -173,8 +175,15 @@ public final class TrainLoop {
                         tokens / Math.max(secs, 1e-9), secs, evalLoss));
             }
             listener.stepped(done);
-            if (cfg.intervals().save() > 0 && done % cfg.intervals().save() == 0 && !last) {
-                State.save(ckpt, done, batcher.position(), cfg, params, optimizer);
+            boolean saveNow = cfg.intervals().save() > 0 && done % cfg.intervals().save() == 0 && !last;
+            if (saveNow) {
+                Checkpoint.save(out, done, batcher.position(), cfg, params, optimizer);
+            }
+            if (!last && listener.stopRequested()) {
+                if (!saveNow) {
+                    Checkpoint.save(out, done, batcher.position(), cfg, params, optimizer);
+                }
+                throw new Stopped(done, cfg.steps(), ckpt);
             }
         }
         double secs = (System.nanoTime() - t0) / 1e9;
@@ -193,11 +202,27 @@ public final class TrainLoop {
         provenance.put("train_source", train.source());
         provenance.set("numerics", numerics);
         obj.save(resultDir, provenance);
-        State.save(ckpt, cfg.steps(), batcher.position(), cfg, params, optimizer);
+        Checkpoint.save(out, cfg.steps(), batcher.position(), cfg, params, optimizer);
         Result result = new Result(cfg.steps(), lastLoss, evalLoss, secs, tokens / Math.max(secs, 1e-9), curve,
                 obj.describe());
         listener.finished(result, out);
         return result;
+    }
+
+    /** The run stopped on request after {@code step} of {@code steps} steps, resumable from {@code checkpoint}. */
+    public static final class Stopped extends Calm4jException {
+        private static final long serialVersionUID = 1L;
+        private final int step;
+
+        Stopped(int step, int steps, Path checkpoint) {
+            super("stopped at step " + step + " of " + steps + "; checkpoint saved in " + checkpoint
+                    + " (continue with --resume)");
+            this.step = step;
+        }
+
+        public int step() {
+            return step;
+        }
     }
 
     /** AdamW over {@code params} with the run's betas, eps and weight decay (the schedule sets its rate each step). */
@@ -281,121 +306,65 @@ public final class TrainLoop {
         }
     }
 
-    // ------------------------------------------------------------------------------------------------------
-    // Checkpoints for --resume: trainable tensors, optimizer state, step and data position.
-    // ------------------------------------------------------------------------------------------------------
-
-    private record State(int step, long position) {
-        static void save(Path dir, int step, long position, TrainConfig cfg, Map<String, Tensor> params, AdamW opt) {
-            Path tmp = dir.resolveSibling(dir.getFileName() + ".tmp");
-            Path old = dir.resolveSibling(dir.getFileName() + ".old");
+    /**
+     * The metrics lines up to {@code upTo}, parsed. A last line that is not a whole JSON object is the append a kill
+     * interrupted, and is dropped; a bad line before it is refused as {@code file:line}.
+     */
+    private static List<Map.Entry<String, JsonNode>> metricsUpTo(Path metrics, int upTo) {
+        List<Map.Entry<String, JsonNode>> kept = new ArrayList<>();
+        if (!Files.exists(metrics)) {
+            return kept;
+        }
+        dev.calm4j.io.StrictJson.requireRegularFile(metrics, "the run's metrics log");
+        List<String> lines;
+        try {
+            lines = Files.readAllLines(metrics, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new Calm4jException(metrics + ": unreadable (" + e.getMessage() + ")");
+        }
+        for (int i = 0; i < lines.size(); i++) {
+            String line = lines.get(i);
+            if (line.isBlank()) {
+                continue;
+            }
+            JsonNode m;
             try {
-                deleteTree(tmp);
-                Files.createDirectories(tmp);
-                Map<String, Tensor> detached = new java.util.LinkedHashMap<>();
-                params.forEach((k, v) -> detached.put(k, v.detach()));
-                Safetensors.write(tmp.resolve("trainable.safetensors"), detached, Map.of("format", "pt"));
-                OutputArchive a = new OutputArchive();
-                opt.save(a);
-                a.save_to(tmp.resolve("optimizer.pt").toString());
-                ObjectNode s = JSON.createObjectNode();
-                s.put("step", step);
-                s.put("data_position", position);
-                s.set("train_config", cfg.toJson());
-                Files.writeString(tmp.resolve("state.json"), s.toPrettyString() + "\n");
-                deleteTree(old);
-                if (Files.exists(dir)) {
-                    Files.move(dir, old);
+                m = dev.calm4j.io.StrictJson.parse(line.getBytes(StandardCharsets.UTF_8), metrics + ":" + (i + 1));
+            } catch (Calm4jException e) {
+                if (i == lines.size() - 1) {
+                    break;                       // torn by a kill during the append
                 }
-                Files.move(tmp, dir);
-                deleteTree(old);
-            } catch (IOException e) {
-                throw new Calm4jException(dir + ": cannot write checkpoint (" + e.getMessage() + ")");
+                throw e;
+            }
+            if (!m.isObject() || !m.path("step").isIntegralNumber()) {
+                throw new Calm4jException(metrics + ":" + (i + 1) + ": expected an object with an integer 'step'");
+            }
+            if (m.get("step").asLong() <= upTo) {
+                kept.add(Map.entry(line, m));
             }
         }
-
-        static State load(Path dir, TrainConfig cfg, Map<String, Tensor> params, AdamW opt) {
-            try {
-                JsonNode s = JSON.readTree(dir.resolve("state.json").toFile());
-                JsonNode saved = s.get("train_config");
-                JsonNode now = JSON.readTree(cfg.toJson().toString());     // same number types as read back
-                ObjectNode savedCmp = saved.deepCopy();
-                savedCmp.remove("steps");
-                ObjectNode nowCmp = (ObjectNode) now.deepCopy();
-                nowCmp.remove("steps");
-                if (!savedCmp.equals(nowCmp)) {
-                    throw new Calm4jException(dir.resolve("state.json") + ": the checkpoint was written with other "
-                            + "training settings (" + saved + "); resume with the same flags (only --steps may grow)");
-                }
-                int step = s.get("step").asInt();
-                if (step > cfg.steps()) {
-                    throw new Calm4jException(dir + ": checkpoint is at step " + step + ", beyond --steps " + cfg.steps());
-                }
-                try (Safetensors st = Safetensors.open(dir.resolve("trainable.safetensors"));
-                     NoGradGuard ng = new NoGradGuard()) {
-                    for (Map.Entry<String, Tensor> e : params.entrySet()) {
-                        if (!st.contains(e.getKey())) {
-                            throw new Calm4jException(dir.resolve("trainable.safetensors") + ": missing tensor '"
-                                    + e.getKey() + "' (checkpoint of another model?)");
-                        }
-                        Tensor t = st.load(e.getKey(), e.getValue().scalar_type());
-                        if (!java.util.Arrays.equals(t.sizes().vec().get(), e.getValue().sizes().vec().get())) {
-                            throw new Calm4jException(dir + ": tensor '" + e.getKey() + "' has another shape than the model's");
-                        }
-                        e.getValue().copy_(t);
-                    }
-                }
-                InputArchive in = new InputArchive();
-                in.load_from(dir.resolve("optimizer.pt").toString());
-                opt.load(in);
-                return new State(step, s.get("data_position").asLong());
-            } catch (IOException e) {
-                throw new Calm4jException(dir + ": cannot read checkpoint (" + e.getMessage() + ")");
-            }
-        }
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(x);
-            }
-        }
+        return kept;
     }
 
     private static List<double[]> readCurve(Path metrics, int upTo) {
         List<double[]> c = new ArrayList<>();
-        if (!Files.exists(metrics)) {
-            return c;
-        }
-        try {
-            for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
-                JsonNode m = JSON.readTree(line);
-                if (m.has("loss") && m.get("step").asInt() <= upTo) {
-                    c.add(new double[] {m.get("step").asDouble(), m.get("loss").asDouble(),
-                        m.has("eval_loss") ? m.get("eval_loss").asDouble() : Double.NaN});
-                }
+        for (Map.Entry<String, JsonNode> e : metricsUpTo(metrics, upTo)) {
+            JsonNode m = e.getValue();
+            if (m.has("loss")) {
+                c.add(new double[] {m.get("step").asDouble(), m.get("loss").asDouble(),
+                    m.has("eval_loss") ? m.get("eval_loss").asDouble() : Double.NaN});
             }
-        } catch (IOException e) {
-            throw new Calm4jException(metrics + ": unreadable (" + e.getMessage() + ")");
         }
         return c;
     }
 
     /** Keeps the metrics lines up to {@code step} (all of them on a fresh start: none). */
     private static void rewriteMetrics(Path metrics, int step) {
+        List<String> keep = new ArrayList<>();
+        if (step > 0) {
+            metricsUpTo(metrics, step).forEach(e -> keep.add(e.getKey()));
+        }
         try {
-            List<String> keep = new ArrayList<>();
-            if (step > 0 && Files.exists(metrics)) {
-                for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
-                    if (!line.isBlank() && JSON.readTree(line).get("step").asInt() <= step) {
-                        keep.add(line);
-                    }
-                }
-            }
             AtomicFiles.writeString(metrics, keep.isEmpty() ? "" : String.join("\n", keep) + "\n");
         } catch (IOException e) {
             throw new Calm4jException(metrics + ": cannot write (" + e.getMessage() + ")");

@@ -20,7 +20,8 @@ public final class Png {
             ChartUtils.writeChartAsPNG(bytes, chart, width, height);
             Path dir = png.toAbsolutePath().getParent();
             Files.createDirectories(dir);
-            Path tmp = Files.createTempFile(dir, png.getFileName().toString(), ".tmp");
+            // dot-named like every other temporary file, so a run resumed after a kill here recognises and removes it
+            Path tmp = Files.createTempFile(dir, "." + png.getFileName() + ".", ".tmp");
             try {
                 Files.write(tmp, bytes.toByteArray());
                 Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);

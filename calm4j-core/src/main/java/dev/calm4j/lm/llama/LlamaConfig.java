@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
+import dev.calm4j.lm.HfConfigFields;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -67,6 +68,16 @@ public record LlamaConfig(
         positive("num_key_value_heads", numKeyValueHeads);
         positive("head_dim", headDim);
         positive("max_position_embeddings", maxPositionEmbeddings);
+        // Upper bounds before anything is sized by them: a hostile count would otherwise allocate per-layer lists
+        // or tables for minutes before the weights could contradict it.
+        atMost("vocab_size", vocabSize, HfConfigFields.MAX_VOCAB);
+        atMost("hidden_size", hiddenSize, HfConfigFields.MAX_WIDTH);
+        atMost("intermediate_size", intermediateSize, HfConfigFields.MAX_WIDTH);
+        atMost("num_hidden_layers", numHiddenLayers, HfConfigFields.MAX_LAYERS);
+        atMost("num_attention_heads", numAttentionHeads, HfConfigFields.MAX_HEADS);
+        atMost("num_key_value_heads", numKeyValueHeads, HfConfigFields.MAX_HEADS);
+        atMost("head_dim", headDim, HfConfigFields.MAX_WIDTH);
+        atMost("max_position_embeddings", maxPositionEmbeddings, HfConfigFields.MAX_POSITIONS);
         if (numAttentionHeads % numKeyValueHeads != 0) {
             throw new IllegalArgumentException("num_attention_heads (" + numAttentionHeads
                     + ") must be a multiple of num_key_value_heads (" + numKeyValueHeads + ")");
@@ -86,6 +97,12 @@ public record LlamaConfig(
         eosTokenIds = List.copyOf(eosTokenIds);
         if (!Set.of("float32", "bfloat16", "float16").contains(dtype)) {
             throw new IllegalArgumentException("dtype '" + dtype + "' is not one of float32, bfloat16, float16");
+        }
+    }
+
+    private static void atMost(String field, int v, int max) {
+        if (v > max) {
+            throw new IllegalArgumentException("field '" + field + "' is " + v + ", expected at most " + max);
         }
     }
 
@@ -129,13 +146,8 @@ public record LlamaConfig(
     // ------------------------------------------------------------------------------------------------------
 
     public static LlamaConfig read(Path file) {
-        JsonNode root;
-        try {
-            root = JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            throw new Calm4jException(file + ": not valid JSON (" + firstLine(e.getMessage()) + ")");
-        }
-        if (root == null || !root.isObject()) {
+        JsonNode root = dev.calm4j.io.StrictJson.read(file);
+        if (!root.isObject()) {
             throw new Calm4jException(file + ": expected a JSON object");
         }
         return fromJson(root, file.toString());
@@ -309,14 +321,6 @@ public record LlamaConfig(
         }
         o.put("torch_dtype", dtype);
         return o;
-    }
-
-    private static String firstLine(String s) {
-        if (s == null) {
-            return "unreadable";
-        }
-        int nl = s.indexOf('\n');
-        return nl < 0 ? s : s.substring(0, nl);
     }
 
     /** Typed access to JSON fields with errors that name the file and the field. */
