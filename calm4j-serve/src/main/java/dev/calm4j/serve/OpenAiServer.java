@@ -245,17 +245,19 @@ public final class OpenAiServer implements AutoCloseable {
     /** The request body as JSON, within the size limit. */
     private JsonNode body(Request request) {
         long declared = request.getLength();
-        if (declared > config.maxBodyBytes()) {
-            throw tooLarge();
-        }
         byte[] buf;
         try (InputStream in = Content.Source.asInputStream(request)) {
+            if (declared > config.maxBodyBytes()) {
+                drain(in);
+                throw tooLarge();
+            }
             buf = in.readNBytes(config.maxBodyBytes() + 1);
+            if (buf.length > config.maxBodyBytes()) {
+                drain(in);
+                throw tooLarge();
+            }
         } catch (IOException e) {
             throw ApiException.invalid(null, "could not read the request body");
-        }
-        if (buf.length > config.maxBodyBytes()) {
-            throw tooLarge();
         }
         try {
             JsonNode n = JSON.readTree(buf);
@@ -268,6 +270,23 @@ public final class OpenAiServer implements AutoCloseable {
             throw ApiException.invalid(null, "the request body is not valid JSON: " + m);
         }
     }
+
+    /**
+     * Reads and drops what is left of a refused body, up to {@link #DRAIN_BYTES}. Why: a server that answers 413 and
+     * closes while the client is still sending makes the client's write fail before it reads the answer (it sees
+     * a reset connection, not the 413). Beyond the bound the connection is closed after the answer all the same.
+     */
+    private static void drain(InputStream in) throws IOException {
+        byte[] sink = new byte[64 << 10];
+        long left = DRAIN_BYTES;
+        int n;
+        while (left > 0 && (n = in.read(sink, 0, (int) Math.min(sink.length, left))) > 0) {
+            left -= n;
+        }
+    }
+
+    /** The most of a refused body that is read (and dropped) before answering 413. */
+    static final long DRAIN_BYTES = 16L << 20;
 
     private ApiException tooLarge() {
         return new ApiException(413, "invalid_request_error", null, "request_too_large",
