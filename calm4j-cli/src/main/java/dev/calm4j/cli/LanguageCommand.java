@@ -69,7 +69,7 @@ class LanguageCommand implements Callable<Integer> {
     @Option(names = "--no-controls", description = "train CALM only (no LoRA, random m_A, encoder, skyline)")
     boolean noControls;
 
-    @Option(names = "--no-sweep", description = "no D_C-size sweep (CALM and LoRA at 1 % and 20 % of the pairs)")
+    @Option(names = "--no-sweep", description = "no D_C-size sweep (CALM and LoRA at 1 %% and 20 %% of the pairs)")
     boolean noSweep;
 
     @Option(names = "--no-progress", description = "no progress bars")

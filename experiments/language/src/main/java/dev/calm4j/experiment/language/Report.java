@@ -12,8 +12,7 @@ import org.jfree.chart.plot.CategoryPlot;
 import org.jfree.chart.plot.PlotOrientation;
 import org.jfree.chart.plot.XYPlot;
 import org.jfree.chart.renderer.category.StatisticalBarRenderer;
-import org.jfree.chart.renderer.xy.YIntervalRenderer;
-import org.jfree.chart.renderer.xy.XYLineAndShapeRenderer;
+import org.jfree.chart.renderer.xy.XYErrorRenderer;
 import org.jfree.data.statistics.DefaultStatisticalCategoryDataset;
 import org.jfree.data.xy.YIntervalSeries;
 import org.jfree.data.xy.YIntervalSeriesCollection;
@@ -216,22 +215,24 @@ final class Report {
                     continue;
                 }
                 double x = 100 * k.getKey();
-                double y = v.get("chrf").asDouble();
-                if (!v.get("per_seed").isEmpty() && k.getValue().equals(m)) {
-                    y = v.get("per_seed").get(0).asDouble();     // the sweep is the first seed's
+                if (k.getValue().equals(m)) {
+                    // The sweep is the first seed's; the main rows' interval pools every seed, so their first seed
+                    // is drawn without one rather than with an interval that is not its own.
+                    double y = v.get("per_seed").get(0).asDouble();
+                    s.add(x, y, y, y);
+                } else {
+                    s.add(x, v.get("chrf").asDouble(), v.get("ci95").get(0).asDouble(), v.get("ci95").get(1).asDouble());
                 }
-                s.add(x, y, v.get("ci95").get(0).asDouble(), v.get("ci95").get(1).asDouble());
             }
             d.addSeries(s);
         }
         JFreeChart chart = ChartFactory.createXYLineChart("chrF against D_C size (% of the training pairs)", "D_C, % of pairs",
                 "chrF", d, PlotOrientation.VERTICAL, true, false, false);
         XYPlot plot = chart.getXYPlot();
-        YIntervalRenderer r = new YIntervalRenderer();
+        XYErrorRenderer r = new XYErrorRenderer();       // lines, points and their intervals in one colour per row
+        r.setDefaultLinesVisible(true);
+        r.setDrawXError(false);
         plot.setRenderer(r);
-        XYLineAndShapeRenderer lines = new XYLineAndShapeRenderer(true, true);
-        plot.setDataset(1, d);
-        plot.setRenderer(1, lines);
         plot.setBackgroundPaint(Color.WHITE);
         Png.write(png, chart, 800, 480);
     }
