@@ -123,7 +123,7 @@ final class BaseModels {
     static List<String> augmentDocs(Corpus c) {
         List<String> out = new ArrayList<>(c.spanishDocs());
         for (Corpus.Pair p : c.trainPairs()) {
-            out.add(Corpus.prompt(p) + p.en());
+            out.add(Corpus.text(p));
         }
         return out;
     }

@@ -182,8 +182,26 @@ public record Corpus(List<Pair> trainPairs, List<Pair> testPairs, List<String> a
         }
     }
 
-    /** The text a translation pair is written as, for the augment's pretraining and for D_C: source, arrow, target. */
+    /** The arrow between a pair's source and its target. */
+    static final String ARROW = " =>";
+
+    /**
+     * A translation pair's prompt: the source and the arrow, with no space after it. The space before the target
+     * belongs to the target ({@link #completion}): a Metaspace tokenizer writes it as the target's first token's
+     * "▁", as it does in the pair's whole text ({@link #text}). A prompt ending in a space would end in a lone "▁"
+     * token, which no model read in pretraining before a word, and the target would then start with a second one.
+     */
     public static String prompt(Pair p) {
-        return p.es() + " => ";
+        return p.es() + ARROW;
+    }
+
+    /** A translation pair's target as a completion of {@link #prompt}: a space, then the English. */
+    public static String completion(Pair p) {
+        return " " + p.en();
+    }
+
+    /** A translation pair as one text, for the augment's pretraining: source, arrow, target. */
+    public static String text(Pair p) {
+        return prompt(p) + completion(p);
     }
 }

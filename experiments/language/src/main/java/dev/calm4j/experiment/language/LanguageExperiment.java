@@ -250,7 +250,7 @@ public final class LanguageExperiment {
         for (Corpus.Pair p : pairs) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("prompt", Corpus.prompt(p));
-            m.put("completion", p.en());
+            m.put("completion", Corpus.completion(p));
             m.put("ref", p.ref());
             rows.add(m);
         }
@@ -448,8 +448,8 @@ public final class LanguageExperiment {
             }
             var n = JSON.readTree(line);
             String prompt = n.get("prompt").asText();
-            out.add(new Corpus.Pair(n.get("ref").asText(), prompt.substring(0, prompt.length() - " => ".length()),
-                    n.get("completion").asText()));
+            out.add(new Corpus.Pair(n.get("ref").asText(), prompt.substring(0, prompt.length() - Corpus.ARROW.length()),
+                    n.get("completion").asText().substring(1)));
         }
         return out;
     }
