@@ -78,6 +78,12 @@ final class ComposeCommand implements Callable<Integer> {
                     + "pattern and helped its bridges reach their drop in loss). The output projection starts at zero either way.")
     double queryInit;
 
+    @Option(names = "--recency-bias", description = "add a fixed recency bias per head to the bridges' cross-attention "
+            + "scores (ALiBi's slopes, over how many visible augment tokens lie after each key; no parameters): it lets "
+            + "a bridge find the latest augment token, which cross-attention has no positions for; for augments with "
+            + "their own tokenizers. Off by default (the paper's cross-attention); recorded in the checkpoint.")
+    boolean recency;
+
     @Option(names = "--mode", defaultValue = "same_sequence", paramLabel = "MODE",
             description = "same_sequence (both models read the same tokens, the paper's setting) or separate_prompt "
                     + "(each augment reads the example's augment_prompt, else its prompt, once) (default ${DEFAULT-VALUE})")
@@ -157,7 +163,7 @@ final class ComposeCommand implements Callable<Integer> {
                 o.flush();
             }
             List<Tokenizer> tokenizers = new ArrayList<>();
-            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), queryInit, train.seed,
+            try (CalmModel calm = CalmModel.create(a, augs, comp.plan(), m, comp.heads(), queryInit, recency, train.seed,
                     comp.ownTokens())) {
                 List<AugmentReader> readers = new ArrayList<>();
                 for (int i = 0; i < augments.size(); i++) {

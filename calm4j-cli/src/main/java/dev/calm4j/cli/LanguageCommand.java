@@ -60,6 +60,10 @@ class LanguageCommand implements Callable<Integer> {
     @Option(names = "--connections", paramLabel = "SPEC", description = "bridges, augment layer -> anchor layer")
     String connections;
 
+    @Option(names = "--recency-bias", description = "the bridges' cross-attention with a fixed recency bias per head "
+            + "(ALiBi slopes over the visible m_A tokens; off by default: the paper's cross-attention)")
+    boolean recency;
+
     @Option(names = "--test-verses", paramLabel = "N", description = "held-out verses translated per row")
     Integer testVerses;
 
@@ -98,7 +102,7 @@ class LanguageCommand implements Callable<Integer> {
         c = new Config(c.recipe(), c.data(), c.modelsDir(), c.out(), retrain, seeds != null ? seeds : c.seeds(),
                 noControls ? List.of() : c.controls(),
                 new Config.Bridges(connections != null ? connections : c.bridges().connections(), c.bridges().heads(),
-                        c.bridges().queryInit()),
+                        c.bridges().queryInit(), recency || c.bridges().recency()),
                 new Config.Training(steps != null ? steps : t.steps(), batch != null ? batch : t.batch(), lr != null ? lr : t.lr(), t.decayFraction()),
                 new Config.Composition(k.pairShare(), k.englishMix(), testVerses != null ? testVerses : k.testVerses(),
                         k.heldOutEnglish(), k.dataSeed()),

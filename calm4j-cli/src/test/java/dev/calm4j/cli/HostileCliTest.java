@@ -173,9 +173,9 @@ class HostileCliTest {
     @Test
     void aTamperedPlanIsRefused() throws Exception {
         ok("generate", "--bridges", editedBridges("same", c -> {}).toString(), "--prompt", "a=", "--max-new-tokens", "2");
-        bridgesRefused(editedBridges("heads", c -> c.put("heads", 2)), "the plan (mode, heads, connections) differs");
+        bridgesRefused(editedBridges("heads", c -> c.put("heads", 2)), "the plan (mode, heads, connections, recency bias) differs");
         bridgesRefused(editedBridges("layer", c -> ((ObjectNode) c.get("connections").get(1)).put("augment_layer", 2)),
-                "the plan (mode, heads, connections) differs");
+                "the plan (mode, heads, connections, recency bias) differs");
     }
 
     @Test

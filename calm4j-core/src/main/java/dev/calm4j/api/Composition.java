@@ -6,6 +6,7 @@ import dev.calm4j.Torch;
 import dev.calm4j.compose.AugmentReader;
 import dev.calm4j.compose.BridgeCheckpoint;
 import dev.calm4j.compose.TextAlignment;
+import dev.calm4j.compose.Bridge;
 import dev.calm4j.compose.CalmModel;
 import dev.calm4j.compose.CompositionException;
 import dev.calm4j.compose.CompositionPlan;
@@ -63,8 +64,15 @@ public final class Composition implements TextModel {
      * @param queryInit   fresh bridges' query weights drawn at this multiple of {@code nn.Linear}'s init scale, in
      *                    [0, 1] (0: zeros, uniform attention at first)
      * @param seed        seed of the bridges' initial weights
+     * @param recency     the bridges' cross-attention with a fixed recency bias per head ({@link Bridge#recency()}),
+     *                    for augments that read the text through their own tokenizers; false for the paper's
      */
-    public record Spec(String connections, Integer heads, Mode mode, double queryInit, long seed) {
+    public record Spec(String connections, Integer heads, Mode mode, double queryInit, long seed, boolean recency) {
+
+        /** Without the recency bias. */
+        public Spec(String connections, Integer heads, Mode mode, double queryInit, long seed) {
+            this(connections, heads, mode, queryInit, seed, false);
+        }
 
         /** @throws Calm4jException when {@code queryInit} is outside [0, 1] */
         public Spec {
@@ -81,27 +89,32 @@ public final class Composition implements TextModel {
 
         /** This spec with other connections (null for the paper's). */
         public Spec withConnections(String c) {
-            return new Spec(c, heads, mode, queryInit, seed);
+            return new Spec(c, heads, mode, queryInit, seed, recency);
         }
 
         /** This spec with {@code h} heads per bridge (null for the anchor's). */
         public Spec withHeads(Integer h) {
-            return new Spec(connections, h, mode, queryInit, seed);
+            return new Spec(connections, h, mode, queryInit, seed, recency);
         }
 
         /** This spec in another mode. */
         public Spec withMode(Mode m) {
-            return new Spec(connections, heads, m, queryInit, seed);
+            return new Spec(connections, heads, m, queryInit, seed, recency);
         }
 
         /** This spec with another query init scale. */
         public Spec withQueryInit(double q) {
-            return new Spec(connections, heads, mode, q, seed);
+            return new Spec(connections, heads, mode, q, seed, recency);
+        }
+
+        /** This spec with or without the recency bias. */
+        public Spec withRecency(boolean r) {
+            return new Spec(connections, heads, mode, queryInit, seed, r);
         }
 
         /** This spec with another initialisation seed. */
         public Spec withSeed(long s) {
-            return new Spec(connections, heads, mode, queryInit, s);
+            return new Spec(connections, heads, mode, queryInit, s, recency);
         }
     }
 
@@ -173,7 +186,7 @@ public final class Composition implements TextModel {
         boolean[] own = TextAlignment.ownTokens(anchor.directory(), dirs);
         plan.check(a, augCfgs, augments.stream().map(m -> m.directory().toString()).toList(), heads, s.mode(), own);
         CalmModel calm = CalmModel.create(anchor.lm(), augments.stream().map(LanguageModel::lm).toList(), plan, s.mode(),
-                heads, s.queryInit(), s.seed(), own);
+                heads, s.queryInit(), s.recency(), s.seed(), own);
         return new Composition(calm, anchor, augments, null);
     }
 

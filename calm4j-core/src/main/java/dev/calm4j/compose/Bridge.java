@@ -10,7 +10,10 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
+import static org.bytedeco.pytorch.global.torch.full;
+import static org.bytedeco.pytorch.global.torch.ones;
 import static org.bytedeco.pytorch.global.torch.rand;
+import static org.bytedeco.pytorch.global.torch.where;
 import static org.bytedeco.pytorch.global.torch.zeros;
 
 /**
@@ -23,6 +26,13 @@ import static org.bytedeco.pytorch.global.torch.zeros;
  *   Q = q(H_B)                    Linear(D_B -> D_B)
  *   H_B <- H_B + o(attn(Q, K, V, mask))                           o starts at zero: identity at init
  * </pre>
+ * With the recency bias ({@link #recency()}, an option; off in the paper's method) every head's scores get a fixed,
+ * parameter-free penalty growing with how many visible augment tokens lie after the key (ALiBi's linear bias, Press et
+ * al. 2022, with its slopes {@code 2^(-8(h+1)/H)}), so that a head can find the latest augment token without
+ * positions. Why: cross-attention has no positions, and an augment that reads the text through its own tokenizer has
+ * tokens that end where the anchor's do not, so the latest one (which holds the augment's guess at what comes next)
+ * can only be found by content. In the language experiment's probe (experiments/language/REPORT.md) the bias closed
+ * most of the gap between plain cross-attention and reading the latest augment token exactly.
  * Tensors are stored PyTorch-style ({@code [out, in]}) under the checkpoint names {@code proj.weight},
  * {@code proj.bias}, {@code q.weight}, {@code k.weight}, {@code v.weight}, {@code o.weight}.
  */
@@ -36,8 +46,9 @@ public final class Bridge implements AutoCloseable {
     private final Tensor v;
     private final Tensor o;
     private final int heads;
+    private final boolean recency;
 
-    private Bridge(Map<String, Tensor> t, int heads) {
+    private Bridge(Map<String, Tensor> t, int heads, boolean recency) {
         this.projW = t.get("proj.weight");
         this.projB = t.get("proj.bias");
         this.q = t.get("q.weight");
@@ -45,6 +56,7 @@ public final class Bridge implements AutoCloseable {
         this.v = t.get("v.weight");
         this.o = t.get("o.weight");
         this.heads = heads;
+        this.recency = recency;
     }
 
     /**
@@ -52,7 +64,7 @@ public final class Bridge implements AutoCloseable {
      * (uniform attention at first, see below); and {@code o = 0}, so the untrained composition is exactly the anchor (invariant 1).
      */
     public static Bridge init(int dAugment, int dAnchor, int heads, Generator g, ScalarType dtype) {
-        return init(dAugment, dAnchor, heads, 0, g, dtype);
+        return init(dAugment, dAnchor, heads, 0, false, g, dtype);
     }
 
     /**
@@ -64,6 +76,12 @@ public final class Bridge implements AutoCloseable {
      * into one that reached it (83 %), and was neutral to positive on others (experiments/kv-arithmetic/HISTORY.md).
      */
     public static Bridge init(int dAugment, int dAnchor, int heads, double queryInit, Generator g, ScalarType dtype) {
+        return init(dAugment, dAnchor, heads, queryInit, false, g, dtype);
+    }
+
+    /** As {@link #init(int, int, int, double, Generator, ScalarType)}, with or without the recency bias. */
+    public static Bridge init(int dAugment, int dAnchor, int heads, double queryInit, boolean recency, Generator g,
+                              ScalarType dtype) {
         checkHeads(dAnchor, heads);
         if (!(queryInit >= 0 && queryInit <= 1)) {
             throw new dev.calm4j.Calm4jException("bridge query init: expected a scale in [0, 1], got " + queryInit);
@@ -81,12 +99,17 @@ public final class Bridge implements AutoCloseable {
         t.put("k.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
         t.put("v.weight", uniform(new long[] {dAnchor, dAnchor}, dAnchor, g, dtype));
         t.put("o.weight", zeros(new long[] {dAnchor, dAnchor}, new TensorOptions(dtype)));
-        return new Bridge(t, heads);
+        return new Bridge(t, heads, recency);
     }
 
     /** A bridge from stored tensors (names as in {@link #NAMES}); shapes must already be checked. */
     public static Bridge of(Map<String, Tensor> tensors, int heads) {
-        return new Bridge(tensors, heads);
+        return new Bridge(tensors, heads, false);
+    }
+
+    /** As {@link #of(Map, int)}, with or without the recency bias. */
+    public static Bridge of(Map<String, Tensor> tensors, int heads, boolean recency) {
+        return new Bridge(tensors, heads, recency);
     }
 
     static void checkHeads(int dAnchor, int heads) {
@@ -117,15 +140,53 @@ public final class Bridge implements AutoCloseable {
      */
     public Tensor apply(Tensor anchorStates, Tensor keys, Tensor values, CrossMask mask) {
         Tensor qh = Ops.splitHeads(Ops.linear(anchorStates, q, null), heads);            // [B, H, T, hd]
-        Tensor a = Ops.attention(qh, keys, values, mask.mask(), mask.causal(), false);     // [B, H, T, hd]
+        Tensor a = recency
+                ? Ops.attention(qh, keys, values, recencyBias(mask, qh.size(2), keys.size(2), heads), false, false)
+                : Ops.attention(qh, keys, values, mask.mask(), mask.causal(), false);     // [B, H, T, hd]
         if (mask.visible() != null) {
             a = a.mul(mask.visible().to(a.scalar_type()));                                 // [B, 1, T, 1]: 0 or 1
         }
         return anchorStates.add(Ops.linear(Ops.mergeHeads(a), o, null));                  // [B, T, D_B]
     }
 
+    /**
+     * The recency bias as an additive float mask {@code [B|1, H, T, S]}: {@code -slope_h * n} where a query may see the
+     * key, {@code n} being how many keys it may see after that one (0 for the latest), and {@code -inf} where it may
+     * not. Counted over the keys the query may see, not over positions, so padding and another tokenizer's spans
+     * change nothing, and a cached step's query (which sees every held key, {@link CrossMask#NONE}) gets what the same
+     * position gets in the full forward.
+     */
+    static Tensor recencyBias(CrossMask mask, long t, long s, int heads) {
+        Tensor allowed;                                                                   // bool, [.., T|1, S]
+        if (mask.mask() != null) {
+            allowed = mask.mask();
+        } else if (mask.causal()) {
+            allowed = ones(new long[] {t, s}, new TensorOptions(ScalarType.Bool)).tril();  // as SDPA's is_causal
+        } else {
+            allowed = ones(new long[] {1, s}, new TensorOptions(ScalarType.Bool));
+        }
+        while (allowed.dim() < 4) {
+            allowed = allowed.unsqueeze(0);
+        }
+        Tensor after = allowed.to(ScalarType.Float).flip(new long[] {-1}).cumsum(-1).flip(new long[] {-1})
+                .sub(new org.bytedeco.pytorch.Scalar(1.0));                               // [.., 1, T|1, S]
+        float[] slopes = new float[heads];
+        for (int h = 0; h < heads; h++) {
+            slopes[h] = (float) -Math.pow(2, -8.0 * (h + 1) / heads);
+        }
+        Tensor bias = after.mul(dev.calm4j.nn.Tensors.floats(slopes, 1, heads, 1, 1));     // [.., H, T|1, S]
+        Tensor never = full(new long[] {1}, new org.bytedeco.pytorch.Scalar(Float.NEGATIVE_INFINITY),
+                new TensorOptions(ScalarType.Float));
+        return where(allowed, bias, never);
+    }
+
     public int heads() {
         return heads;
+    }
+
+    /** Whether the scores carry the recency bias (see the class comment). */
+    public boolean recency() {
+        return recency;
     }
 
     /** The bridge's tensors under their checkpoint names, in {@link #NAMES} order. */

@@ -51,7 +51,11 @@ public final class BridgeCheckpoint {
         for (int i = 0; i < c.augments().size(); i++) {
             sb.append(i == 0 ? "" : ",").append(c.augments().get(i).ownTokens());
         }
-        return sb.append("]}").toString();
+        sb.append(']');
+        if (c.recency()) {
+            sb.append(",\"recency_bias\":true");    // only when set: plans recorded before the option read as before
+        }
+        return sb.append('}').toString();
     }
 
     /**
@@ -93,6 +97,10 @@ public final class BridgeCheckpoint {
 
     /** Writes both files atomically (each to a temp file, then renamed); the config goes last. */
     public static void save(Path dir, CalmModel model, CalmConfig config) {
+        if (config.recency() != model.recency()) {
+            throw new IllegalArgumentException("calm_config.json's recency_bias (" + config.recency()
+                    + ") is not the bridges' (" + model.recency() + ")");
+        }
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
@@ -202,7 +210,7 @@ public final class BridgeCheckpoint {
     static void checkPlan(Safetensors st, CalmConfig cfg, Path dir) {
         String recorded = st.metadata().get(PLAN_KEY);
         if (recorded != null && !recorded.equals(plan(cfg))) {
-            throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": the plan (mode, heads, connections) differs from "
+            throw new Calm4jException(dir.resolve(CalmConfig.FILE) + ": the plan (mode, heads, connections, recency bias) differs from "
                     + "the one recorded with the bridge tensors in " + WEIGHTS + " (" + recorded + "); the file was "
                     + "edited, or belongs to other bridges");
         }
@@ -247,7 +255,7 @@ public final class BridgeCheckpoint {
                     t.put(e.getKey(), x);
                     Finite.require(x, file + ": tensor '" + name + "'");
                 }
-                bridges.add(Bridge.of(t, heads));
+                bridges.add(Bridge.of(t, heads, cfg.recency()));
             }
         }
         return bridges;

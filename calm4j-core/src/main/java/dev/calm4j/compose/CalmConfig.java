@@ -15,11 +15,12 @@ import java.util.List;
 
 /**
  * {@code calm_config.json} of a bridge checkpoint: the plan (connections in {@code bridges.{k}} order), heads, mode,
+ * whether the cross-attention carries the recency bias ({@code recency_bias}, {@link Bridge#recency()}),
  * and which base models the bridges were trained on (path relative to the checkpoint, model_type, config and weight
  * fingerprint). {@code extra} carries free-form provenance (training settings, metrics).
  */
-public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> augments, List<Connection> connections,
-                         ObjectNode extra) {
+public record CalmConfig(Mode mode, int heads, boolean recency, ModelRef anchor, List<ModelRef> augments,
+                         List<Connection> connections, ObjectNode extra) {
     public static final String FILE = "calm_config.json";
     public static final String FORMAT = "calm4j-bridges";
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
@@ -42,12 +43,21 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         connections = List.copyOf(connections);
     }
 
+    /** Bridges without the recency bias (the paper's cross-attention). */
+    public CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> augments, List<Connection> connections,
+                      ObjectNode extra) {
+        this(mode, heads, false, anchor, augments, connections, extra);
+    }
+
     public ObjectNode toJson() {
         ObjectNode o = JSON.createObjectNode();
         o.put("format", FORMAT);
         o.put("version", 1);
         o.put("mode", mode.jsonName());
         o.put("heads", heads);
+        if (recency) {
+            o.put("recency_bias", true);        // written only when set: checkpoints without it read as before
+        }
         o.set("anchor", ref(anchor));
         ArrayNode a = o.putArray("augments");
         augments.forEach(r -> a.add(ref(r)));
@@ -100,6 +110,10 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
         }
         Mode mode = Mode.parse(text(o, "mode", file), file.toString());
         int heads = integer(o, "heads", file);
+        JsonNode rec = o.get("recency_bias");
+        if (rec != null && !rec.isBoolean()) {
+            throw new Calm4jException(file + ": field 'recency_bias' must be true or false");
+        }
         ModelRef anchor = readRef(o.get("anchor"), file, "anchor");
         JsonNode augs = o.get("augments");
         if (augs == null || !augs.isArray() || augs.isEmpty()) {
@@ -124,7 +138,7 @@ public record CalmConfig(Mode mode, int heads, ModelRef anchor, List<ModelRef> a
             connections.add(new Connection(a, integer(c, "augment_layer", file), integer(c, "anchor_layer", file)));
         }
         ObjectNode extra = o.get("extra") instanceof ObjectNode e ? e : null;
-        return new CalmConfig(mode, heads, anchor, augments, connections, extra);
+        return new CalmConfig(mode, heads, rec != null && rec.asBoolean(), anchor, augments, connections, extra);
     }
 
     private static ModelRef readRef(JsonNode r, Path file, String where) {

@@ -68,6 +68,14 @@ public final class CalmModel implements AutoCloseable {
             bridgesAfter.get(plan.get(k).anchorLayer()).add(k);
         }
         this.lowestBridged = plan.lowestAnchorLayer();
+        if (bridges.stream().map(Bridge::recency).distinct().count() > 1) {
+            throw new IllegalArgumentException("bridges with and without the recency bias in one composition");
+        }
+    }
+
+    /** Whether the bridges' cross-attention carries the recency bias ({@link Bridge#recency()}). */
+    public boolean recency() {
+        return bridges.get(0).recency();
     }
 
     /** Fresh bridges (W_O = 0: the composition starts as exactly the anchor), seeded; queries start at zero. */
@@ -88,12 +96,18 @@ public final class CalmModel implements AutoCloseable {
     /** As above, with the augments that read the text through their own tokenizers ({@code ownTokens}). */
     public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
                                    int heads, double queryInit, long seed, boolean[] ownTokens) {
+        return create(anchor, augments, plan, mode, heads, queryInit, false, seed, ownTokens);
+    }
+
+    /** As above, with every bridge's cross-attention carrying the recency bias or not ({@link Bridge#recency()}). */
+    public static CalmModel create(CausalLm anchor, List<CausalLm> augments, CompositionPlan plan, Mode mode,
+                                   int heads, double queryInit, boolean recency, long seed, boolean[] ownTokens) {
         plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(), null, heads, mode, ownTokens);
         Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
         List<Bridge> bridges = new ArrayList<>();
         for (Connection c : plan.connections()) {
-            bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, queryInit, g,
-                    anchor.computeDtype()));
+            bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, queryInit,
+                    recency, g, anchor.computeDtype()));
         }
         return new CalmModel(anchor, augments, plan, bridges, mode, heads, ownTokens);
     }

@@ -95,7 +95,7 @@ public final class BridgeObjective implements Objective {
             augs.add(new CalmConfig.ModelRef(r.path(), r.modelType(), r.fingerprint(), r.config(), r.tokenizerFingerprint(),
                     calm.ownTokens(a)));
         }
-        return new CalmConfig(calm.mode(), calm.heads(), BridgeCheckpoint.describe(anchorDir, dir, calm.anchor(),
+        return new CalmConfig(calm.mode(), calm.heads(), calm.recency(), BridgeCheckpoint.describe(anchorDir, dir, calm.anchor(),
                 anchorFingerprint), augs, calm.plan().connections(), provenance);
     }
 

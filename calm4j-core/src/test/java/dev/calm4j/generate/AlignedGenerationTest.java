@@ -163,6 +163,40 @@ class AlignedGenerationTest {
     }
 
     /**
+     * (1b) The same with the bridges' recency bias: it counts the visible augment tokens after each key, which a step
+     * that re-tokenizes the augment's tail changes for held anchor positions too; every step still equals
+     * recomputation.
+     */
+    @Test
+    void withTheRecencyBiasCachedDecodingStillEqualsRecomputation() {
+        List<String> prompts = List.of("the sum of xtyqh and é😀 is", "he");
+        int steps = 10;
+        try (Tokenizer ta = Tokenizer.load(ALIGNED.resolve("anchor")); Tokenizer tg = Tokenizer.load(ALIGNED.resolve("augment"));
+             BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(ALIGNED.resolve("bridges"), null, null, false, ScalarType.Float)) {
+            CalmModel plain = l.model();
+            // The fixture's bridges with the bias (the tensors are the checkpoint's: closed with it).
+            CalmModel m = new CalmModel(plain.anchor(), plain.augments(), plain.plan(), plain.bridges().stream()
+                    .map(b -> Bridge.of(b.named(), b.heads(), true)).toList(), plain.mode(), plain.heads(),
+                    new boolean[] {plain.ownTokens(0)});
+            AlignedCalmSession.Start start = AlignedCalmSession.start(m, ta, List.of(tg), prompts);
+            Generator.Result r = Generator.generate(start.sessions(), start.prompts(), m.anchor().config().vocabSize(),
+                    m.anchor().config().maxPositionEmbeddings(), new Generator.Options(steps, Sampler.greedy(), Set.of(), true), null);
+            double differs = 0;
+            for (int row = 0; row < prompts.size(); row++) {
+                long[] gen = r.generated().get(row);
+                for (int s = 0; s < r.stepLogits().size(); s++) {
+                    float[] want = recomputed(m, ta, tg, prompts.get(row), Arrays.copyOf(gen, s));
+                    double d = TestModels.maxAbsDiff(want, r.stepLogits().get(s)[row]);
+                    assertTrue(d < TOLERANCE, "row " + row + " step " + s + ": cached vs recomputed differ by " + d);
+                    differs = Math.max(differs, TestModels.maxAbsDiff(want,
+                            recomputed(plain, ta, tg, prompts.get(row), Arrays.copyOf(gen, s))));
+                }
+            }
+            assertTrue(differs > 1e-3, "the bias changes the fixture's logits (by " + differs + ")");
+        }
+    }
+
+    /**
      * (2) Forced anchor tokens whose text changes the augment's last tokens: "m" after "su" (the augment merges u + m),
      * and the two bytes of "é" one at a time (the first alone decodes to U+FFFD, which the second replaces). The
      * augment's cache must drop the changed tokens, and the anchor positions that saw them must be computed again.

@@ -98,9 +98,17 @@ public final class LanguageExperiment {
             }
         }
 
-        /** @param connections augment layer -> anchor layer, comma-separated */
-        public record Bridges(String connections, int heads, double queryInit) {
-            public static final Bridges DEFAULT = new Bridges("1->1,3->5", 8, 0.1);
+        /**
+         * @param connections augment layer -> anchor layer, comma-separated
+         * @param recency the cross-attention's recency bias ({@link dev.calm4j.compose.Bridge#recency()}); off by
+         *     default: the paper's method
+         */
+        public record Bridges(String connections, int heads, double queryInit, boolean recency) {
+            public static final Bridges DEFAULT = new Bridges("1->1,3->5", 8, 0.1, false);
+
+            public Bridges(String connections, int heads, double queryInit) {
+                this(connections, heads, queryInit, false);
+            }
 
             public Bridges {
                 if (heads < 1 || !(queryInit >= 0 && queryInit <= 1)) {
@@ -464,7 +472,7 @@ public final class LanguageExperiment {
                         List<AugmentReader> readers, boolean[] own, Dataset dc, Dataset test, Dataset heldOut,
                         Tokenizer tokB, int maxNew, List<String> refs, TrainConfig tc, Path dir, Mode mode) {
         try (CalmModel calm = CalmModel.create(mB, List.of(mA), plan, mode, cfg.bridges().heads(),
-                cfg.bridges().queryInit(), seed, own)) {
+                cfg.bridges().queryInit(), cfg.bridges().recency(), seed, own)) {
             var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(aDir),
                             new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS), readers), dc, null, tc, dir, false,
                     listener("seed " + seed + ", " + name, false));

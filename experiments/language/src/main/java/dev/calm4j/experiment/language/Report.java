@@ -59,10 +59,10 @@ final class Report {
         md.append(String.format("Greedy translations of %d verses of the held-out books %s (no model trained on either "
                         + "side of them), scored with chrF (sacrebleu's chrF2, corpus level); intervals: 95 %% bootstrap over "
                         + "verses, every seed's translations pooled. D_C: %d examples (%.0f %% of the training books' verse "
-                        + "pairs, plus English). Seeds %s; bridges %s, %d heads, %,d parameters; LoRA rank %d on q/v.%n%n",
+                        + "pairs, plus English). Seeds %s; bridges %s, %d heads%s, %,d parameters; LoRA rank %d on q/v.%n%n",
                 rows.get("m_B").get("n").asInt(), cfg.recipe().split().testBooks(), results.get("composition_examples").asInt(),
                 100 * cfg.composition().pairShare(), cfg.seeds(), cfg.bridges().connections(), cfg.bridges().heads(),
-                results.get("bridge_parameters").asLong(), results.get("lora_rank").asInt()));
+                cfg.bridges().recency() ? " with the recency bias" : "", results.get("bridge_parameters").asLong(), results.get("lora_rank").asInt()));
         md.append("| row | chrF | 95 % CI | per seed | reference bits/char | held-out English bits/char | paper (Table 2 avg) |\n");
         md.append("|---|---|---|---|---|---|---|\n");
         double mB = rows.path("m_B").path("heldout_english_bits_per_char").asDouble(Double.NaN);
