@@ -20,7 +20,7 @@ sacrebleu's sentence score of the tokens joined by spaces, /100, equals CodeXGLU
 is the same add-one on orders 2-4 (recent NLTK) with NLTK's brevity penalty, so the same subset is checked with it
 when NLTK is installed.
 
-Run with a Python that has sacrebleu 2.x (written with 2.6.0 and NLTK 3.9; a venv from the local index:
+Run with a Python that has sacrebleu 2.x (written with 2.6.0 and NLTK 3.10.3; a venv from the local index:
 ``python3 -m venv /tmp/venv && /tmp/venv/bin/pip install sacrebleu nltk``):
 
     python3 tools/make_bleu_golden.py     # writes calm4j-core/src/test/resources/golden/bleu/bleu.json
