@@ -17,7 +17,8 @@ import java.util.regex.Pattern;
  *       {@code e.g.}, {@code i.e.}, {@code etc.}, {@code vs.} (the javadoc tool's simple rule would stop there);</li>
  *   <li>inline tags: {@code {@code x}} and {@code {@literal x}} give {@code x} verbatim; {@code {@link A#b(int) label}}
  *       and {@code {@linkplain ...}} give the label when there is one, else the reference with its parameter list
- *       dropped and {@code #} written {@code .} ({@code A#b(int)} → {@code A.b}, {@code #b} → {@code b}); {@code
+ *       dropped, package names dropped and {@code #} written {@code .} ({@code java.util.Map#get(Object)} →
+ *       {@code Map.get}, {@code #b} → {@code b}); {@code
  *       {@value A#B}} gives {@code A.B}; {@code {@docRoot}} gives nothing; {@code {@index word ...}} gives the word;
  *       any other inline tag its content; braces are balanced, so {@code {@code Map<K, {V}>}} is one tag;</li>
  *   <li>outside inline tags, HTML tags are removed and entities decoded ({@code &lt;}, {@code &#60;}, {@code &#x3c;},
@@ -74,6 +75,7 @@ public final class JavadocSummary {
         int i = 0;
         int n = description.length();
         StringBuilder html = new StringBuilder();
+        boolean sawTag = false;
         while (i < n) {
             if (description.startsWith("{@", i)) {
                 int end = closingBrace(description, i);
@@ -81,7 +83,8 @@ public final class JavadocSummary {
                     html.append(description, i, n);
                     break;
                 }
-                boolean blockHtmlBefore = appendHtml(html, text, breakable);
+                boolean blockHtmlBefore = appendHtml(html, text, breakable, !sawTag);
+                sawTag = true;
                 if (blockHtmlBefore) {
                     break;
                 }
@@ -98,7 +101,7 @@ public final class JavadocSummary {
                 i++;
             }
         }
-        appendHtml(html, text, breakable);
+        appendHtml(html, text, breakable, !sawTag);
         String sentence = firstSentence(text, breakable);
         if (sentence.isEmpty()) {   // "{@inheritDoc}" renders as nothing: the summary would be the overridden one's
             return Result.none(description.contains("{@inheritDoc}") ? INHERIT_DOC : EMPTY);
@@ -128,14 +131,14 @@ public final class JavadocSummary {
      * Moves the pending HTML text into the output, stopping at a block-level HTML tag; true when one was found (the
      * first sentence ends there).
      */
-    private static boolean appendHtml(StringBuilder html, StringBuilder text, StringBuilder breakable) {
+    private static boolean appendHtml(StringBuilder html, StringBuilder text, StringBuilder breakable, boolean atStart) {
         String s = html.toString();
         html.setLength(0);
         Matcher block = BLOCK_HTML.matcher(s);
         boolean stop = false;
         if (block.find()) {
             // A block tag at the very start (e.g. "<p>Returns ...") opens the description rather than ending it.
-            if (text.toString().isBlank() && s.substring(0, block.start()).isBlank()) {
+            if (atStart && s.substring(0, block.start()).isBlank()) {
                 s = s.substring(block.end());
                 Matcher next = BLOCK_HTML.matcher(s);
                 if (next.find()) {
@@ -229,12 +232,22 @@ public final class JavadocSummary {
         return -1;
     }
 
+    /** {@code java.util.Map.Entry#getKey} → {@code Map.Entry.getKey}: package segments (lower-case) dropped. */
     private static String reference(String ref) {
         String r = ref.strip();
-        if (r.startsWith("#")) {
-            r = r.substring(1);
+        int hash = r.indexOf('#');
+        String type = hash < 0 ? r : r.substring(0, hash);
+        String member = hash < 0 ? "" : r.substring(hash + 1);
+        String[] parts = type.split("\\.");
+        int first = 0;
+        while (first < parts.length - 1 && !parts[first].isEmpty() && Character.isLowerCase(parts[first].charAt(0))) {
+            first++;
         }
-        return r.replace('#', '.');
+        type = String.join(".", java.util.Arrays.asList(parts).subList(first, parts.length));
+        if (hash < 0) {
+            return type;
+        }
+        return type.isEmpty() ? member : type + "." + member;
     }
 
     private static int closingBrace(String s, int open) {

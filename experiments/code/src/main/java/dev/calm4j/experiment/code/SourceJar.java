@@ -85,7 +85,8 @@ public final class SourceJar {
             while ((n = in.read(buf)) > 0) {
                 bytes.write(buf, 0, n);
                 if (bytes.size() > limit) {
-                    throw new Calm4jException(jar + "!" + e.getName() + ": over " + limit + " bytes, expected a source file");
+                    throw new Calm4jException(jar + "!" + e.getName() + ": over " + limit + " bytes, expected a source file of at most "
+                            + maxChars + " characters (extraction.fileMaxChars)");
                 }
             }
         }
