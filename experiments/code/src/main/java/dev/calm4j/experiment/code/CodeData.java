@@ -93,6 +93,11 @@ public final class CodeData {
     public final List<NextLineExample> devNextLine = new ArrayList<>();
     public final List<NextLineExample> testNextLine = new ArrayList<>();
     public final Map<String, ProjectStats> stats = new LinkedHashMap<>();
+    /**
+     * The code of every method of the training files (Javadoc or not), whitespace collapsed ({@link #collapse}): what
+     * a model trained on {@code files_train} has read, for checking that an evaluation item is unseen.
+     */
+    public final Set<String> trainMethodCode = new HashSet<>();
 
     /** Reads the recipe's jars from {@code downloads} (what {@code scripts/fetch-data.sh} fetched) and splits them. */
     public static CodeData load(Path downloads, CodeDataRecipe recipe) {
@@ -159,6 +164,7 @@ public final class CodeData {
                         devAndTest.add(new Pending(m, heldOut, s));   // checked against all of training first
                         continue;
                     }
+                    trainMethodCode.add(collapse(m.code()));
                     if (!codeSeen.add(collapse(m.code()))) {
                         s.drop(m.javadoc() == null ? NO_JAVADOC : DUPLICATE_CODE);
                         continue;

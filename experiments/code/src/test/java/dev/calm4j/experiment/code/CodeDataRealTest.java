@@ -46,9 +46,8 @@ class CodeDataRealTest {
         Set<String> heldOut = Set.copyOf(recipe.split().heldOut());
         Set<String> trainText = new HashSet<>();
         d.trainFiles.forEach(f -> trainText.add(f.text()));
-        Set<String> trainCode = new HashSet<>();
-        MethodExtractor x = new MethodExtractor();
-        d.trainFiles.forEach(f -> x.methods(f).methods().forEach(m -> trainCode.add(CodeData.collapse(m.code()))));
+        Set<String> trainCode = d.trainMethodCode;
+        assertTrue(trainCode.size() > 25_000, "training methods: " + trainCode.size());
         for (SourceJar.SourceFile f : d.testFiles) {
             assertTrue(heldOut.contains(f.project()), f.path());
             assertFalse(trainText.contains(f.text()), f.path());

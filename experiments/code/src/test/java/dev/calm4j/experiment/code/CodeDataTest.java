@@ -67,6 +67,11 @@ class CodeDataTest {
         CodeData d = new CodeData(Samples.recipe(1, 0.3, 0.3, 0.4), Samples.sources());
         Set<String> trainCode = new java.util.HashSet<>();
         d.trainPairs.forEach(p -> trainCode.add(CodeData.collapse(p.code())));
+        assertTrue(d.trainMethodCode.containsAll(trainCode));
+        MethodExtractor x = new MethodExtractor();
+        Set<String> reparsed = new java.util.HashSet<>();
+        d.trainFiles.forEach(f -> x.methods(f).methods().forEach(m -> reparsed.add(CodeData.collapse(m.code()))));
+        assertEquals(reparsed, d.trainMethodCode);
         Set<String> trainText = d.trainFiles.stream().map(SourceJar.SourceFile::text).collect(Collectors.toSet());
         for (CodeData.Pair p : d.testPairs) {
             assertEquals("gamma", p.project());
