@@ -1,6 +1,5 @@
 package dev.calm4j.eval;
 
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -226,22 +225,14 @@ public final class ChrF {
     }
 
     private static void draw(Random random, int[] pick) {
-        for (int i = 0; i < pick.length; i++) {
-            pick[i] = random.nextInt(pick.length);
-        }
+        Bootstrap.draw(random, pick);
     }
 
     private static int checkResamples(int resamples) {
-        if (resamples < 40) {
-            throw new IllegalArgumentException("resamples " + resamples + " < 40: too few for a 95% interval");
-        }
-        return resamples;
+        return Bootstrap.checkResamples(resamples);
     }
 
     private static double[] percentiles(double[] scores) {
-        double[] sorted = scores.clone();
-        Arrays.sort(sorted);
-        int lower = sorted.length / 40;
-        return new double[] {sorted[lower], sorted[sorted.length - lower - 1]};
+        return Bootstrap.percentiles(scores);
     }
 }
