@@ -151,7 +151,7 @@ final class ComposeCommand implements Callable<Integer> {
                 augs.add(LmFamilies.load(p, dtype));
             }
             double anchorEval = Double.NaN;
-            if (evalData != null) {
+            if (evalData != null && train.writes()) {            // reported by rank 0 alone
                 anchorEval = Evaluator.perplexity(EvalModel.of(a), evalData, train.batch).meanLoss();
                 o.printf("anchor alone    eval loss %s (perplexity %s)%n", Training.loss(anchorEval), Training.ppl(anchorEval));
                 o.flush();

@@ -102,6 +102,7 @@ public final class TrainLoop {
     private static Result locked(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out, boolean resume,
                                  TrainListener listener, int killAfter, Path resultDir, Map<String, Tensor> params,
                                  DataParallel dp) {
+        cfg = agreed(cfg, dp);
         for (Tensor p : params.values()) {
             p.set_requires_grad(true);
         }
@@ -260,6 +261,23 @@ public final class TrainLoop {
                 obj.describe());
         listener.finished(result, out);
         return result;
+    }
+
+    /**
+     * Rank 0's settings, on every rank: what a rank computes from its own flags can differ (defaults taken from a
+     * checkpoint that only rank 0's host holds), and ranks that trained with different settings would drift apart.
+     */
+    private static TrainConfig agreed(TrainConfig cfg, DataParallel dp) {
+        if (dp.single()) {
+            return cfg;
+        }
+        byte[] b = dp.broadcast(dp.writes() ? cfg.toJson().toString().getBytes(StandardCharsets.UTF_8) : null,
+                "the training settings");
+        try {
+            return JSON.readValue(b, TrainConfig.class);
+        } catch (IOException e) {
+            throw new IllegalStateException("rank 0's training settings do not read back: " + e.getMessage(), e);
+        }
     }
 
     /** The run stopped on request after {@code step} of {@code steps} steps, resumable from {@code checkpoint}. */
