@@ -116,18 +116,24 @@ final class Launcher {
         List<Process> running = new ArrayList<>(procs);
         try {
             while (!running.isEmpty()) {
+                Process failed = null;
                 for (Process p : new ArrayList<>(running)) {
                     if (p.isAlive()) {
                         continue;
                     }
                     running.remove(p);
                     int c = p.exitValue();
-                    if (c != 0 && first == null) {
-                        first = "rank " + procs.indexOf(p) + " exited with code " + c + describe(c);
-                        code = c;
-                        running.forEach(Process::destroy);          // SIGTERM: they stop at their next step
-                        deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(GRACE_SECONDS);
+                    // Of the ranks found dead together, one killed by a signal is the cause; the others' errors
+                    // (a lost peer) are its consequence.
+                    if (c != 0 && (failed == null || (c > 128 && failed.exitValue() <= 128))) {
+                        failed = p;
                     }
+                }
+                if (failed != null && first == null) {
+                    code = failed.exitValue();
+                    first = "rank " + procs.indexOf(failed) + " exited with code " + code + describe(code);
+                    running.forEach(Process::destroy);          // SIGTERM: they stop at their next step
+                    deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(GRACE_SECONDS);
                 }
                 if (System.nanoTime() > deadline) {
                     running.forEach(Process::destroyForcibly);
