@@ -61,7 +61,8 @@ public final class DataParallel implements AutoCloseable {
     private final ProcessGroupGloo group;
     private final Duration timeout;
     private long reducedBytes;            // gradient bytes summed so far (per rank), for the overhead figures
-    private long reduceNanos;
+    private long waitNanos;               // ... time until every rank had arrived (the small head's all-reduce done)
+    private long transferNanos;           // ... time from then (or from the last bucket packed) until all were summed
 
     private DataParallel(int rank, int size, Store store, Store root, ProcessGroupGloo group, Duration timeout) {
         this.rank = rank;
@@ -223,8 +224,17 @@ public final class DataParallel implements AutoCloseable {
         return reducedBytes;
     }
 
-    public double reduceSeconds() {
-        return reduceNanos / 1e9;
+    /**
+     * Seconds this rank spent in gradient all-reduces after every rank had arrived and its buckets were packed: the
+     * transfer and the sums.
+     */
+    public double transferSeconds() {
+        return transferNanos / 1e9;
+    }
+
+    /** Seconds this rank waited in gradient all-reduces for the slowest rank to arrive (skew, not communication). */
+    public double waitSeconds() {
+        return waitNanos / 1e9;
     }
 
     /**
@@ -287,9 +297,16 @@ public final class DataParallel implements AutoCloseable {
                 reducedBytes += bytes;
                 from = to;
             }
-            for (Work w : works) {
+            long packed = System.nanoTime();
+            // The head goes first and is tiny: when it is done every rank has arrived; the rest is transfer.
+            await(works.get(0), "the gradients of step " + step);
+            long arrived = System.nanoTime();
+            for (Work w : works.subList(1, works.size())) {
                 await(w, "the gradients of step " + step);
             }
+            long summedAt = System.nanoTime();
+            waitNanos += arrived - t0;
+            transferNanos += summedAt - Math.max(arrived, packed);
             double[] summed = toDoubles(headT);
             for (int b = 0; b < buckets.size(); b++) {
                 long off = 0;
@@ -308,7 +325,6 @@ public final class DataParallel implements AutoCloseable {
                     off += k;
                 }
             }
-            reduceNanos += System.nanoTime() - t0;
             double[] out = new double[extras.length];
             System.arraycopy(summed, 0, out, 0, extras.length);
             return out;

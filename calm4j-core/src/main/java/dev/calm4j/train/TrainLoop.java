@@ -238,6 +238,12 @@ public final class TrainLoop {
             }
         }
         double secs = (System.nanoTime() - t0) / 1e9;
+        if (!dp.single() && cfg.steps() > start) {
+            int ran = cfg.steps() - start;
+            listener.message(String.format("all-reduce      %,d bytes of gradients per step: %.1f ms of transfer and "
+                    + "%.1f ms packing and waiting for the slowest rank per step of %.0f ms (rank %d)", dp.reducedBytes() / ran,
+                    1e3 * dp.transferSeconds() / ran, 1e3 * dp.waitSeconds() / ran, 1e3 * secs / ran, dp.rank()));
+        }
         for (Tensor p : params.values()) {
             p.set_requires_grad(false);
         }

@@ -166,8 +166,8 @@ class DataParallelTest {
                             tmp.resolve(dp.single() ? "single" : "ranks"), false, TrainListener.NONE,
                             tmp.resolve(dp.single() ? "single" : "ranks"), dp);
                     if (dp.rank() == 0 && !dp.single()) {
-                        System.out.printf("bridges: %,d gradient bytes summed per rank in %.3f s over %d steps%n",
-                                dp.reducedBytes(), dp.reduceSeconds(), STEPS);
+                        System.out.printf("bridges: %,d gradient bytes summed per rank, %.3f s of transfer, %.3f s "
+                                + "waiting, over %d steps%n", dp.reducedBytes(), dp.transferSeconds(), dp.waitSeconds(), STEPS);
                     }
                     return new Ranked(TrainLoopTest.snapshot(c.bridgeTensors()), r);
                 }
