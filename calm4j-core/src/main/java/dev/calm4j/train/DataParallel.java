@@ -169,11 +169,73 @@ public final class DataParallel implements AutoCloseable {
             o.devices().push_back(iface != null ? ProcessGroupGloo.createDeviceForInterface(iface)
                     : ProcessGroupGloo.createDeviceForHostname(localAddressTowards(master)));
             o.threads(1);
-            ProcessGroupGloo g = new ProcessGroupGloo(prefixed, rank, size, o);
+            ProcessGroupGloo g = withoutNativeStdout(() -> new ProcessGroupGloo(prefixed, rank, size, o));
             return new DataParallel(rank, size, prefixed, root, g, timeout);
         } catch (RuntimeException e) {
             throw new Calm4jException("rank " + rank + ": cannot connect to the other " + (size - 1) + " rank(s) ("
                     + firstLine(e) + ")");
+        }
+    }
+
+    /**
+     * Runs {@code body} with the process's file descriptor 1 pointed at /dev/null. Why: gloo prints "[Gloo] Rank r is
+     * connected to n peer ranks..." to the native stdout when it connects, unconditionally; that line would land in
+     * the middle of the command's output (or of a test runner's protocol on stdout). C stdio is flushed before and
+     * after, so nothing of anyone else's is lost or reordered; where libc cannot be reached the line stays.
+     */
+    private static <T> T withoutNativeStdout(java.util.function.Supplier<T> body) {
+        if (!Quiet.enter()) {
+            return body.get();
+        }
+        try {
+            return body.get();
+        } finally {
+            Quiet.leave();
+        }
+    }
+
+    /** The native stdout silenced while any rank of this process connects (ranks on threads connect together). */
+    private static final class Quiet {
+        private static int inside;
+        private static int saved = -1;
+        private static com.sun.jna.NativeLibrary libc;
+
+        /** False where libc cannot be reached: the line then stays. */
+        static synchronized boolean enter() {
+            try {
+                if (libc == null) {
+                    libc = com.sun.jna.NativeLibrary.getInstance("c");
+                }
+                if (inside++ == 0) {
+                    System.out.flush();
+                    call("fflush", (Object) null);
+                    saved = call("dup", 1);
+                    int devnull = call("open", "/dev/null", 1);            // O_WRONLY
+                    if (saved >= 0 && devnull >= 0) {
+                        call("dup2", devnull, 1);
+                    }
+                    if (devnull >= 0) {
+                        call("close", devnull);
+                    }
+                }
+                return true;
+            } catch (RuntimeException | LinkageError e) {
+                inside = 0;
+                return false;
+            }
+        }
+
+        static synchronized void leave() {
+            if (--inside == 0 && saved >= 0) {
+                call("fflush", (Object) null);
+                call("dup2", saved, 1);
+                call("close", saved);
+                saved = -1;
+            }
+        }
+
+        private static int call(String f, Object... args) {
+            return libc.getFunction(f).invokeInt(args);
         }
     }
 
@@ -254,8 +316,10 @@ public final class DataParallel implements AutoCloseable {
 
     /**
      * Sums the gradients of {@code params} across ranks, in place, in flat float32 buckets of about
-     * {@link #BUCKET_BYTES} (each bucket's all-reduce starts as soon as it is packed, so it travels while the next one
-     * is packed), together with {@code extras} (summed in float64; returned). A gradient that no rank has stays
+     * {@link #BUCKET_BYTES} (all in flight at once), after a small float64 all-reduce of {@code extras} (returned
+     * summed) and of which gradients each rank has. Called after backward: with bridge-sized gradients the transfer is
+     * a few milliseconds of a step of seconds (docs/performance.md), so DDP's overlap of buckets with backward
+     * ({@code Reducer}'s autograd hooks) would save little of it. A gradient that no rank has stays
      * undefined; one that some ranks lack counts as zeros from them.
      */
     double[] sumGradients(List<Tensor> params, double[] extras, int step) {
@@ -274,8 +338,6 @@ public final class DataParallel implements AutoCloseable {
                 grads.add(g.defined() ? g : null);
             }
             Tensor headT = doubles(head);
-            List<Work> works = new ArrayList<>();
-            works.add(group.allreduce(new TensorVector(headT), new AllreduceOptions()));
             List<int[]> spans = new ArrayList<>();            // [first, last + 1] param index of each bucket
             List<Tensor> buckets = new ArrayList<>();
             int from = 0;
@@ -290,23 +352,24 @@ public final class DataParallel implements AutoCloseable {
                     bytes += 4 * p.numel();
                     to++;
                 }
-                Tensor bucket = torch.cat(new TensorVector(parts.toArray(new Tensor[0])));
-                works.add(group.allreduce(new TensorVector(bucket), new AllreduceOptions()));
-                buckets.add(bucket);
+                buckets.add(torch.cat(new TensorVector(parts.toArray(new Tensor[0]))));
                 spans.add(new int[] {from, to});
                 reducedBytes += bytes;
                 from = to;
             }
-            long packed = System.nanoTime();
-            // The head goes first and is tiny: when it is done every rank has arrived; the rest is transfer.
-            await(works.get(0), "the gradients of step " + step);
+            // The head goes first and is tiny: when it is summed, every rank has packed its buckets, so what follows
+            // is transfer alone (one round trip later than sending all at once; no overlap is lost, as backward is over).
+            await(group.allreduce(new TensorVector(headT), new AllreduceOptions()), "the gradients of step " + step);
             long arrived = System.nanoTime();
-            for (Work w : works.subList(1, works.size())) {
+            List<Work> works = new ArrayList<>();
+            for (Tensor bucket : buckets) {
+                works.add(group.allreduce(new TensorVector(bucket), new AllreduceOptions()));
+            }
+            for (Work w : works) {              // in flight together: gloo pipelines them
                 await(w, "the gradients of step " + step);
             }
-            long summedAt = System.nanoTime();
             waitNanos += arrived - t0;
-            transferNanos += summedAt - Math.max(arrived, packed);
+            transferNanos += System.nanoTime() - arrived;
             double[] summed = toDoubles(headT);
             for (int b = 0; b < buckets.size(); b++) {
                 long off = 0;
