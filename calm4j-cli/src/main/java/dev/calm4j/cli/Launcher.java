@@ -72,6 +72,9 @@ final class Launcher {
                 env.put("MASTER_PORT", String.valueOf(port));
                 env.putIfAbsent("OPENBLAS_NUM_THREADS", String.valueOf(Math.max(1, cores / n)));
                 env.putIfAbsent("OMP_NUM_THREADS", "1");
+                // libtorch's own warnings (a store connection closed by a rank that died) are multi-line C++ traces;
+                // the rank that notices says what happened in one line
+                env.putIfAbsent("TORCH_CPP_LOG_LEVEL", "ERROR");
                 pb.redirectError(ProcessBuilder.Redirect.INHERIT);
                 pb.redirectOutput(r == 0 ? ProcessBuilder.Redirect.INHERIT : ProcessBuilder.Redirect.DISCARD);
                 pb.redirectInput(r == 0 ? ProcessBuilder.Redirect.INHERIT : ProcessBuilder.Redirect.PIPE);

@@ -190,7 +190,7 @@ class DistributedCliTest {
         double secs = (System.nanoTime() - t0) / 1e9;
         String err = Files.readString(c.err());
         assertEquals(137, code, err);
-        assertTrue(err.contains("calm: error: rank 0: rank 1 (last reached step "), err);
+        assertTrue(err.contains("calm: error: rank 0: rank 1 (no heartbeat; last reached step "), err);
         assertTrue(err.contains(" stopped answering during the gradients of step "), err);
         assertTrue(err.strip().endsWith("calm: error: rank 1 exited with code 137 (SIGKILL); the other ranks were stopped"),
                 err);
@@ -218,7 +218,7 @@ class DistributedCliTest {
         double secs = (System.nanoTime() - t0) / 1e9;
         assertEquals(2, c.waitFor(), Files.readString(c.err()));
         String err = Files.readString(c.err());
-        assertTrue(err.contains("calm: error: rank 0: rank 1 (last reached step "), err);
+        assertTrue(err.contains("calm: error: rank 0: rank 1 (no heartbeat; last reached step "), err);
         assertTrue(err.contains("(waited up to 5 s; gloo: "), err);
         assertTrue(secs < 60, "rank 0 stopped after " + secs + " s");
         System.out.printf("a frozen rank: rank 0 stopped after %.1f s (timeout 5 s)%n", secs);

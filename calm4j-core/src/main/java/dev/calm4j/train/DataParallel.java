@@ -45,11 +45,15 @@ import java.util.Map;
  *
  * <p>Failures: every collective has the rendezvous's timeout. A rank that dies breaks its connections and the others'
  * next collective fails at once; a rank that hangs makes them time out. Either way the others stop with one line that
- * names the rank, found from the step each rank last announced in the store ({@link #lost}).
+ * names the rank: one whose heartbeat in the store stopped (dead or frozen), else one that fell behind the others (from
+the step each rank announces before its gradients travel; {@link #lost}).
  */
 public final class DataParallel implements AutoCloseable {
     /** One process: nothing is shared. */
     public static final DataParallel SINGLE = new DataParallel(0, 1, null, null, null, Duration.ZERO);
+
+    /** How often each rank counts a heartbeat in the store (a failure waits 2.5 of these to see who is silent). */
+    static final long HEARTBEAT_MS = 1000;
 
     /** DDP's default bucket size: gradients are summed in flat buckets of about this many bytes. */
     public static final long BUCKET_BYTES = 25L << 20;
@@ -57,9 +61,12 @@ public final class DataParallel implements AutoCloseable {
     private final int rank;
     private final int size;
     private final Store store;            // the rendezvous store (kept alive for the process group and diagnosis)
-    private final Store root;             // the TCPStore itself (null for other stores), closed last
+    // The store under the prefix: held here, since the native prefix store and process group point at it but
+    // JavaCPP frees it with its Java object (a heartbeat then crashed on a freed file store)
+    private final Store root;
     private final ProcessGroupGloo group;
     private final Duration timeout;
+    private volatile Thread heartbeat;
     private long reducedBytes;            // gradient bytes summed so far (per rank), for the overhead figures
     private long waitNanos;               // ... time until every rank had arrived (the small head's all-reduce done)
     private long transferNanos;           // ... time from then (or from the last bucket packed) until all were summed
@@ -156,7 +163,7 @@ public final class DataParallel implements AutoCloseable {
      * ranks on threads of one process), gloo bound to the loopback interface.
      */
     public static DataParallel over(Store store, int rank, int size, Duration timeout) {
-        return over(store, null, rank, size, timeout, null, "127.0.0.1");
+        return over(store, store, rank, size, timeout, null, "127.0.0.1");
     }
 
     private static DataParallel over(Store store, Store root, int rank, int size, Duration timeout, String iface,
@@ -170,7 +177,9 @@ public final class DataParallel implements AutoCloseable {
                     : ProcessGroupGloo.createDeviceForHostname(localAddressTowards(master)));
             o.threads(1);
             ProcessGroupGloo g = withoutNativeStdout(() -> new ProcessGroupGloo(prefixed, rank, size, o));
-            return new DataParallel(rank, size, prefixed, root, g, timeout);
+            DataParallel dp = new DataParallel(rank, size, prefixed, root, g, timeout);
+            dp.startHeartbeat();
+            return dp;
         } catch (RuntimeException e) {
             throw new Calm4jException("rank " + rank + ": cannot connect to the other " + (size - 1) + " rank(s) ("
                     + firstLine(e) + ")");
@@ -467,28 +476,66 @@ public final class DataParallel implements AutoCloseable {
      */
     Calm4jException lost(String what, RuntimeException e) {
         String cause = firstLine(e);
-        StringBuilder behind = new StringBuilder();
+        String who;
         try {
             store.setTimeout(new Milliseconds(2000));
+            long[] before = beats();
+            Thread.sleep(HEARTBEAT_MS * 5 / 2);
+            long[] after = beats();
+            List<String> silent = new ArrayList<>();
+            List<String> behind = new ArrayList<>();
             long mine = stepOf(rank);
             long low = Long.MAX_VALUE;
             for (int r = 0; r < size; r++) {
                 low = Math.min(low, stepOf(r));
             }
-            if (low < mine) {
-                for (int r = 0; r < size; r++) {
-                    if (stepOf(r) == low) {
-                        behind.append(behind.length() == 0 ? "" : ", ").append("rank ").append(r);
-                    }
+            for (int r = 0; r < size; r++) {
+                long step = stepOf(r);
+                String at = step < 0 ? "before the first step" : "last reached step " + step;
+                if (r != rank && after[r] == before[r]) {
+                    silent.add("rank " + r + " (no heartbeat; " + at + ")");     // dead, or the process frozen
+                } else if (r != rank && step == low && low < mine) {
+                    behind.add("rank " + r + " (" + at + ")");                   // alive, but stuck before here
                 }
-                behind.append(low < 0 ? " (never reached the first step)" : " (last reached step " + low + ")");
             }
+            who = !silent.isEmpty() ? String.join(", ", silent) : !behind.isEmpty() ? String.join(", ", behind) : "a rank";
+        } catch (InterruptedException ie) {
+            Thread.currentThread().interrupt();
+            who = "a rank";
         } catch (RuntimeException storeGone) {
-            behind.append(rank == 0 ? "a rank" : "rank 0 (its rendezvous store is gone too)");
+            who = rank == 0 ? "a rank" : "rank 0 (its rendezvous store is gone too)";
         }
-        String who = behind.length() > 0 ? behind.toString() : "a rank";
         return new Calm4jException("rank " + rank + ": " + who + " stopped answering during " + what + " (waited up to "
                 + timeout.toSeconds() + " s; gloo: " + cause + "); stopping this rank too");
+    }
+
+    /** Every rank's heartbeat count. */
+    private long[] beats() {
+        long[] b = new long[size];
+        for (int r = 0; r < size; r++) {
+            b[r] = store.add("alive/" + r, 0);
+        }
+        return b;
+    }
+
+    /**
+     * Counts this rank's heartbeats in the store, every {@link #HEARTBEAT_MS}, from a daemon thread: a rank whose count
+     * stands still is dead or frozen (SIGSTOP stops every thread), which tells it from one that is merely slow. Ends
+     * when the store is gone.
+     */
+    private void startHeartbeat() {
+        heartbeat = new Thread(() -> {
+            try {
+                while (true) {
+                    store.add("alive/" + rank, 1);
+                    Thread.sleep(HEARTBEAT_MS);
+                }
+            } catch (InterruptedException | RuntimeException gone) {
+                // the store or the process is going away
+            }
+        }, "calm4j-rank" + rank + "-heartbeat");
+        heartbeat.setDaemon(true);
+        heartbeat.start();
     }
 
     private long stepOf(int r) {
@@ -522,10 +569,21 @@ public final class DataParallel implements AutoCloseable {
         return Tensors.toDoubles(t);
     }
 
+    /**
+     * Stops this rank's heartbeat (the others then see it as gone). The process group and the stores stay until the
+     * process ends: a native shutdown that waited for peers that are gone would hang the exit.
+     */
     @Override
     public void close() {
-        // The process group and the store are freed with the process: a native shutdown that waited for peers that
-        // are gone would hang the exit.
+        Thread t = heartbeat;
+        if (t != null) {
+            t.interrupt();
+            try {
+                t.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
     }
 
     private static void check(boolean ok, String message) {

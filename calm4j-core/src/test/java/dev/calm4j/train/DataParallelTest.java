@@ -101,8 +101,12 @@ class DataParallelTest {
             List<Future<Ranked>> fs = new ArrayList<>();
             for (int r = 0; r < ranks; r++) {
                 int rank = r;
-                fs.add(pool.submit(() -> job.run(rank, DataParallel.over(new FileStore(store.toString(), ranks), rank,
-                        ranks, Duration.ofSeconds(60)))));
+                fs.add(pool.submit(() -> {
+                    try (DataParallel dp = DataParallel.over(new FileStore(store.toString(), ranks), rank, ranks,
+                            Duration.ofSeconds(60))) {
+                        return job.run(rank, dp);
+                    }
+                }));
             }
             List<Ranked> out = new ArrayList<>();
             for (Future<Ranked> f : fs) {
@@ -264,9 +268,11 @@ class DataParallelTest {
     void aRankThatStopsAnsweringIsNamed() throws Exception {
         Path store = tmp.resolve("store");
         ExecutorService pool = Executors.newFixedThreadPool(2);
+        List<DataParallel> ranks = new java.util.concurrent.CopyOnWriteArrayList<>();
         try {
             Future<Calm4jException> survivor = pool.submit(() -> {
                 DataParallel dp = DataParallel.over(new FileStore(store.toString(), 2), 0, 2, Duration.ofSeconds(3));
+                ranks.add(dp);
                 dp.reached(0);
                 dp.barrier("step 0");
                 dp.reached(1);
@@ -274,9 +280,10 @@ class DataParallelTest {
             });
             pool.submit(() -> {
                 DataParallel dp = DataParallel.over(new FileStore(store.toString(), 2), 1, 2, Duration.ofSeconds(3));
+                ranks.add(dp);
                 dp.reached(0);
                 dp.barrier("step 0");
-                return null;       // and never answers again: the survivor times out
+                return null;       // and never answers again (alive: its heartbeat goes on): the survivor times out
             }).get(60, TimeUnit.SECONDS);
             long t0 = System.nanoTime();
             Calm4jException e = survivor.get(60, TimeUnit.SECONDS);
@@ -286,6 +293,7 @@ class DataParallelTest {
             assertEquals(1, e.getMessage().lines().count(), e.getMessage());
             assertTrue(waited < 30, "bounded by the timeout: " + waited + " s");
         } finally {
+            ranks.forEach(DataParallel::close);
             pool.shutdownNow();
         }
     }
