@@ -53,7 +53,10 @@ import java.util.concurrent.Callable;
                 "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --mode separate_prompt"
                         + " --data " + Examples.TRAIN + " --out runs/calm-sp --steps 800",
                 "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --data " + Examples.TRAIN
-                        + " --eval " + Examples.HELD_OUT + " --out runs/calm --steps 1600 --resume"})
+                        + " --eval " + Examples.HELD_OUT + " --out runs/calm --steps 1600 --resume",
+                "  # two local processes of batch 4: the bridges of one process of batch 8",
+                "  calm compose --anchor " + Examples.M_B + " --augment " + Examples.M_A + " --data " + Examples.TRAIN
+                        + " --out runs/calm-dp --steps 800 --batch 4 --nproc 2"})
 final class ComposeCommand implements Callable<Integer> {
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
@@ -157,7 +160,7 @@ final class ComposeCommand implements Callable<Integer> {
                 augs.add(LmFamilies.load(p, dtype));
             }
             double anchorEval = Double.NaN;
-            if (evalData != null) {
+            if (evalData != null && train.writes()) {            // reported by rank 0 alone
                 anchorEval = Evaluator.perplexity(EvalModel.of(a), evalData, train.batch).meanLoss();
                 o.printf("anchor alone    eval loss %s (perplexity %s)%n", Training.loss(anchorEval), Training.ppl(anchorEval));
                 o.flush();

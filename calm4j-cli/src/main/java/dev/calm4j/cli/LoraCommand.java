@@ -162,7 +162,7 @@ final class LoraCommand implements Callable<Integer> {
                     o.printf("eval data       %s%n", DataOptions.describe(evalData));
                 }
                 double baseEval = Double.NaN;
-                if (evalData != null) {
+                if (evalData != null && train.writes()) {        // reported by rank 0 alone
                     baseEval = Evaluator.perplexity(EvalModel.of(base), evalData, train.batch).meanLoss();
                     o.printf("model alone     eval loss %s (perplexity %s)%n", Training.loss(baseEval), Training.ppl(baseEval));
                 }

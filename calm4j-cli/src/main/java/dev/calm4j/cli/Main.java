@@ -82,6 +82,18 @@ public final class Main implements Runnable {
             return help;
         }
         Object command = parsed.asCommandLineList().get(parsed.asCommandLineList().size() - 1).getCommand();
+        TrainOptions train = command instanceof ComposeCommand c ? c.train : command instanceof LoraCommand l ? l.train
+                : command instanceof PretrainCommand p ? p.train : null;
+        if (train != null && train.nproc != 1) {
+            CommandLine cl = parsed.commandSpec().commandLine();
+            try {
+                return Launcher.run(parsed.originalArgs(), train.nproc, cl.getOut(), cl.getErr());
+            } catch (Calm4jException e) {
+                cl.getErr().println("calm: error: " + e.getMessage());
+                cl.getErr().flush();
+                return 2;
+            }
+        }
         if (!(command instanceof Main || command instanceof ExperimentCommand)) {
             try {
                 Torch.init();

@@ -83,7 +83,7 @@ final class PretrainCommand implements Callable<Integer> {
         }
         ScalarType dtype = train.computeDtype();
         TrainConfig cfg = train.config(out);
-        if (!train.resume && !train.overwrite && Files.exists(out.resolve("model.safetensors"))) {
+        if (train.writes() && !train.resume && !train.overwrite && Files.exists(out.resolve("model.safetensors"))) {
             throw new Calm4jException(out + ": already holds a model (model.safetensors); choose another --out, or pass "
                     + "--overwrite to replace it");
         }

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.calm4j.Calm4jException;
 import dev.calm4j.io.RunLock;
 import dev.calm4j.train.Checkpoint;
+import dev.calm4j.train.DataParallel;
 import dev.calm4j.train.TrainConfig;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import picocli.CommandLine.Option;
@@ -77,6 +78,65 @@ final class TrainOptions {
     @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "compute dtype (default ${DEFAULT-VALUE})")
     String dtype;
 
+    @Option(names = "--nproc", defaultValue = "1", paramLabel = "N",
+            description = "train data-parallel in N local processes (as torchrun --nproc-per-node): each takes its "
+                    + "--batch rows of every global batch of N x B and they sum their gradients; rank 0 writes --out "
+                    + "(default ${DEFAULT-VALUE})")
+    int nproc;
+
+    @Option(names = "--world-size", paramLabel = "N",
+            description = "join a data-parallel run of N processes, on this or other hosts (default: $WORLD_SIZE; unset: one process)")
+    Integer worldSize;
+
+    @Option(names = "--world-rank", paramLabel = "R", description = "this process's rank in it, 0 to N-1; rank 0 hosts the rendezvous and writes --out (default: $RANK)")
+    Integer rank;
+
+    @Option(names = "--master-addr", paramLabel = "HOST", description = "rank 0's address (default: $MASTER_ADDR)")
+    String masterAddr;
+
+    @Option(names = "--master-port", paramLabel = "PORT", description = "rank 0's rendezvous port (default: $MASTER_PORT)")
+    Integer masterPort;
+
+    @Option(names = "--dist-timeout", defaultValue = "300", paramLabel = "S",
+            description = "a rank that waits this long for another (at the rendezvous or in a step) stops with an error naming it (default ${DEFAULT-VALUE})")
+    int distTimeout;
+
+    private DataParallel dataParallel;
+
+    /**
+     * This process's place in a data-parallel run (joined on first call: the rendezvous waits for every rank), or
+     * {@link DataParallel#SINGLE}. The flags override torchrun's variables.
+     */
+    DataParallel dataParallel() {
+        if (dataParallel == null) {
+            if (distTimeout <= 0) {
+                throw new Calm4jException("--dist-timeout must be > 0, got " + distTimeout);
+            }
+            java.util.Map<String, String> env = new java.util.HashMap<>(System.getenv());
+            put(env, "WORLD_SIZE", worldSize);
+            put(env, "RANK", rank);
+            put(env, "MASTER_ADDR", masterAddr);
+            put(env, "MASTER_PORT", masterPort);
+            if (rank != null) {
+                env.remove("LOCAL_RANK");
+            }
+            DataParallel.Rendezvous r = DataParallel.Rendezvous.fromEnv(env, java.time.Duration.ofSeconds(distTimeout));
+            dataParallel = r == null ? DataParallel.SINGLE : DataParallel.join(r);
+        }
+        return dataParallel;
+    }
+
+    private static void put(java.util.Map<String, String> env, String name, Object flag) {
+        if (flag != null) {
+            env.put(name, String.valueOf(flag));
+        }
+    }
+
+    /** Whether this process writes --out: a single process, or rank 0. */
+    boolean writes() {
+        return dataParallel().writes();
+    }
+
     ScalarType computeDtype() {
         return GenerateCommand.parseDtype(dtype);
     }
@@ -108,6 +168,11 @@ final class TrainOptions {
         if (resume && overwrite) {
             throw new Calm4jException("--resume and --overwrite exclude each other");
         }
+        if (!writes()) {
+            // Another rank: rank 0 checks and writes --out (which may not even exist on this host), and the training
+            // loop takes rank 0's settings, so that its checkpoint's defaults hold on every rank.
+            return build(null);
+        }
         // Held until the command ends (Main releases it): nothing below may look at or change the folder unlocked.
         RunLock.acquire(out);
         if (Files.isDirectory(out)) {
@@ -132,7 +197,11 @@ final class TrainOptions {
                         + "; nothing to train (raise --steps to continue)");
             }
         }
-        JsonNode prev = resume && saved != null ? saved.path("train_config") : null;
+        return build(resume && saved != null ? saved.path("train_config") : null);
+    }
+
+    /** The config from the flags, with the defaults that depend on --steps taken from {@code prev} when given. */
+    private TrainConfig build(JsonNode prev) {
         int w = warmup != null ? warmup
                 : prev != null && prev.path("schedule").has("warmupSteps") ? prev.get("schedule").get("warmupSteps").asInt()
                 : Math.max(0, steps / 20);

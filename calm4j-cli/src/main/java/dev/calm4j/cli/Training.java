@@ -31,6 +31,10 @@ final class Training {
 
     static TrainLoop.Result run(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out,
                                 TrainOptions opts, PrintWriter w) {
+        dev.calm4j.train.DataParallel dp = opts.dataParallel();
+        if (!dp.writes()) {
+            return other(obj, train, eval, cfg, out, opts, dp);
+        }
         dev.calm4j.io.RunLock.acquire(out);      // held until the command ends (Main releases it)
         if (!opts.resume) {
             try {
@@ -44,7 +48,7 @@ final class Training {
         TrainLoop.Result r;
         try {
             r = TrainLoop.run(obj, train, eval, cfg, out, opts.resume,
-                    TrainListener.all(List.of(messages(w), console, PLOT, signals)));
+                    TrainListener.all(List.of(messages(w), console, PLOT, signals)), out, dp);
         } catch (TrainLoop.Stopped e) {
             throw new Interrupted(signals.received(), e.getMessage());
         } finally {
@@ -55,6 +59,23 @@ final class Training {
             throw new Interrupted(signals.received(), "the run had finished; its results and checkpoint are saved in " + out);
         }
         return r;
+    }
+
+    /**
+     * A rank other than 0: it trains without a word (rank 0 reports for the run) and writes nothing; a signal still
+     * stops the run, which every rank then leaves at the same step.
+     */
+    private static TrainLoop.Result other(Objective obj, Dataset train, Dataset eval, TrainConfig cfg, Path out,
+                                          TrainOptions opts, dev.calm4j.train.DataParallel dp) {
+        Signals signals = Signals.install();
+        try {
+            return TrainLoop.run(obj, train, eval, cfg, out, opts.resume, signals, out, dp);
+        } catch (TrainLoop.Stopped e) {
+            throw new Interrupted(signals.received() == null ? "TERM" : signals.received(), "rank " + dp.rank() + ": "
+                    + e.getMessage().replaceFirst("; checkpoint saved in .*", " (rank 0 saved the checkpoint)"));
+        } finally {
+            signals.restore();
+        }
     }
 
     /** The run ended on SIGINT or SIGTERM after saving a checkpoint: exit 128 + the signal's number. */

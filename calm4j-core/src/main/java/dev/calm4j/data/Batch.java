@@ -63,6 +63,18 @@ public record Batch(int rows, int length, long[] inputs, long[] labels, boolean[
         }
     }
 
+    /** The target tokens {@link #of} would count for {@code examples} (a label for every target after the first id). */
+    public static int targetCount(List<Example> examples) {
+        int n = 0;
+        for (Example e : examples) {
+            boolean[] target = e.target();
+            for (int i = 1; i < target.length; i++) {
+                n += target[i] ? 1 : 0;
+            }
+        }
+        return n;
+    }
+
     /** Lays out {@code examples} (all with augment ids or all without) padded with {@code padId}. */
     public static Batch of(List<Example> examples, long padId) {
         if (examples.isEmpty()) {

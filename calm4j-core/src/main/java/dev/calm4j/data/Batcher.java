@@ -66,6 +66,14 @@ public final class Batcher {
     }
 
     public Batch next() {
+        return Batch.of(nextRows(), PAD_ID);
+    }
+
+    /**
+     * The next batch's rows, in order. Data-parallel training draws each global batch with this and lays out only its
+     * own rank's part of it ({@link #part}).
+     */
+    public List<Example> nextRows() {
         int n = data.size();
         List<Example> rows = new ArrayList<>(batchSize);
         for (int k = 0; k < batchSize; k++) {
@@ -78,7 +86,19 @@ public final class Batcher {
             rows.add(data.get(order[(int) (position % n)]));
             position++;
         }
-        return Batch.of(rows, PAD_ID);
+        return rows;
+    }
+
+    /**
+     * Rank {@code rank}'s part of a global batch of {@code rows} split evenly over {@code ranks}: the rows
+     * {@code [rank * b, (rank + 1) * b)} with {@code b = rows / ranks}, laid out as a batch of their own.
+     */
+    public static Batch part(List<Example> rows, int rank, int ranks) {
+        if (ranks < 1 || rank < 0 || rank >= ranks || rows.size() % ranks != 0) {
+            throw new IllegalArgumentException("rank " + rank + " of " + ranks + " over " + rows.size() + " rows");
+        }
+        int b = rows.size() / ranks;
+        return Batch.of(rows.subList(rank * b, (rank + 1) * b), PAD_ID);
     }
 
     /** The 0-based epoch the next example comes from: {@code position / size}. */

@@ -27,6 +27,20 @@ public final class Tensors {
         }
     }
 
+    public static Tensor doubles(double[] data, long... shape) {
+        check(data.length, shape);
+        try (org.bytedeco.javacpp.DoublePointer p = new org.bytedeco.javacpp.DoublePointer(data)) {
+            return from_blob(p, shape, new TensorOptions(ScalarType.Double)).clone();
+        }
+    }
+
+    /** Raw bytes as a one-dimensional uint8 tensor. */
+    public static Tensor bytes(byte[] data) {
+        try (org.bytedeco.javacpp.BytePointer p = new org.bytedeco.javacpp.BytePointer(data)) {
+            return from_blob(p, new long[] {data.length}, new TensorOptions(ScalarType.Byte)).clone();
+        }
+    }
+
     public static Tensor bools(boolean[] data, long... shape) {
         check(data.length, shape);
         try (BoolPointer p = new BoolPointer(data.length)) {
@@ -46,6 +60,21 @@ public final class Tensors {
         }
         float[] out = new float[(int) n];
         c.data_ptr_float().get(out);
+        return out;
+    }
+
+    public static double[] toDoubles(Tensor t) {
+        Tensor c = t.to(ScalarType.Double).contiguous();
+        double[] out = new double[Math.toIntExact(c.numel())];
+        c.data_ptr_double().get(out);
+        return out;
+    }
+
+    /** A uint8 tensor's values. */
+    public static byte[] toBytes(Tensor t) {
+        Tensor c = t.contiguous();
+        byte[] out = new byte[Math.toIntExact(c.numel())];
+        c.data_ptr_byte().get(out);
         return out;
     }
 

@@ -72,8 +72,17 @@ public final class Checkpoint {
 
     private Checkpoint() {}
 
-    /** What {@code state.json} records, validated. */
-    public record State(int step, long dataPosition, JsonNode trainConfig) {}
+    /**
+     * What {@code state.json} records, validated.
+     *
+     * @param worldSize the ranks of the run that wrote it ({@code world_size}; 1 when absent): each drew
+     *     {@code batch} rows of every micro-batch of {@code batch x worldSize}
+     */
+    public record State(int step, long dataPosition, JsonNode trainConfig, int worldSize) {
+        public State(int step, long dataPosition, JsonNode trainConfig) {
+            this(step, dataPosition, trainConfig, 1);
+        }
+    }
 
     static Path tmp(Path out) {
         return out.resolve(DIR + ".tmp");
@@ -166,6 +175,12 @@ public final class Checkpoint {
 
     /** Writes the state after {@code step} steps, crash-safe (see above). */
     static void save(Path out, int step, long position, TrainConfig cfg, Map<String, Tensor> params, AdamW opt) {
+        save(out, step, position, cfg, params, opt, 1);
+    }
+
+    /** As above, for a run of {@code worldSize} ranks (recorded as {@code world_size}). */
+    static void save(Path out, int step, long position, TrainConfig cfg, Map<String, Tensor> params, AdamW opt,
+                     int worldSize) {
         Path ck = out.resolve(DIR);
         Path tmp = tmp(out);
         Path old = old(out);
@@ -183,6 +198,9 @@ public final class Checkpoint {
             s.put("step", step);
             s.put("data_position", position);
             s.set("train_config", cfg.toJson());
+            if (worldSize > 1) {
+                s.put("world_size", worldSize);
+            }
             ObjectNode sums = s.putObject("sha256");
             sums.put(TRAINABLE, sha256(tmp.resolve(TRAINABLE)));
             sums.put(OPTIMIZER, sha256(tmp.resolve(OPTIMIZER)));
@@ -235,7 +253,11 @@ public final class Checkpoint {
         if (sums != null && !sums.isObject()) {
             throw new Calm4jException(file + ": field 'sha256' is " + sums + ", expected an object");
         }
-        return new State(step.asInt(), pos.asLong(), tc);
+        JsonNode world = s.get("world_size");
+        if (world != null && (!world.isIntegralNumber() || !world.canConvertToInt() || world.asInt() < 1)) {
+            throw new Calm4jException(file + ": field 'world_size' is " + world + ", expected an integer >= 1");
+        }
+        return new State(step.asInt(), pos.asLong(), tc, world == null ? 1 : world.asInt());
     }
 
     /**
@@ -243,6 +265,15 @@ public final class Checkpoint {
      * against {@code cfg}; returns the state. Run {@link #recover} first.
      */
     static State load(Path out, TrainConfig cfg, Map<String, Tensor> params, AdamW opt) {
+        return load(out, cfg, params, opt, 1);
+    }
+
+    /**
+     * As above, for a run of {@code worldSize} ranks. A checkpoint written by another number of ranks continues when
+     * the global micro-batch ({@code batch x ranks}) is the same, since the data order and the gradients depend only
+     * on it; otherwise it is refused with the flags that would continue it.
+     */
+    static State load(Path out, TrainConfig cfg, Map<String, Tensor> params, AdamW opt, int worldSize) {
         Path dir = out.resolve(DIR);
         Path stateFile = dir.resolve(STATE);
         State s = readState(out);
@@ -259,6 +290,19 @@ public final class Checkpoint {
         savedCmp.remove("steps");
         ObjectNode nowCmp = now.deepCopy();
         nowCmp.remove("steps");
+        long savedGlobal = (long) savedCmp.path("batching").path("size").asLong() * s.worldSize();
+        long nowGlobal = (long) cfg.batching().size() * worldSize;
+        if (savedCmp.path("batching").isObject() && s.worldSize() != worldSize) {
+            if (savedGlobal != nowGlobal) {
+                long saved = savedCmp.path("batching").path("size").asLong();
+                throw new Calm4jException(stateFile + ": written by " + s.worldSize() + " rank(s) of --batch " + saved
+                        + " (" + savedGlobal + " rows per micro-batch), this run has " + worldSize + " of --batch "
+                        + cfg.batching().size() + " (" + nowGlobal + "); resume with " + worldSize + " rank(s) of --batch "
+                        + (savedGlobal % worldSize == 0 ? String.valueOf(savedGlobal / worldSize) : "(none fits)")
+                        + " or with " + s.worldSize() + " of --batch " + saved);
+            }
+            ((ObjectNode) savedCmp.get("batching")).put("size", cfg.batching().size());   // the same global batch
+        }
         if (!savedCmp.equals(nowCmp)) {
             throw new Calm4jException(stateFile + ": the checkpoint was written with other "
                     + "training settings (" + s.trainConfig() + "); resume with the same flags (only --steps may grow)");
@@ -267,10 +311,11 @@ public final class Checkpoint {
             throw new Calm4jException(stateFile + ": field 'step' is " + s.step() + ", beyond --steps " + cfg.steps());
         }
         // Every step draws exactly batch x accumulation examples: any other position would train on other data.
-        long expected = (long) s.step() * cfg.batching().size() * cfg.batching().accumulation();
+        long expected = (long) s.step() * nowGlobal * cfg.batching().accumulation();
         if (s.dataPosition() != expected) {
             throw new Calm4jException(stateFile + ": field 'data_position' is " + s.dataPosition() + ", expected "
-                    + expected + " (step " + s.step() + " x batch " + cfg.batching().size() + " x accumulation "
+                    + expected + " (step " + s.step() + " x batch " + cfg.batching().size()
+                    + (worldSize > 1 ? " x ranks " + worldSize : "") + " x accumulation "
                     + cfg.batching().accumulation() + ")");
         }
         Path trainable = dir.resolve(TRAINABLE);
@@ -324,6 +369,40 @@ public final class Checkpoint {
             throw new Calm4jException(optimizer + ": not a readable optimizer state (" + m + ")");
         }
         return s;
+    }
+
+    /**
+     * Gives every rank of {@code dp} the checkpoint rank 0 has just loaded from {@code out} (with {@link #load}): its
+     * three files travel over the process group (the other ranks may be on hosts without a copy), and each other rank
+     * loads them, validated the same way, from a temporary folder of its own. Returns the state on every rank.
+     */
+    static State share(Path out, TrainConfig cfg, Map<String, Tensor> params, AdamW opt, DataParallel dp) {
+        Path dir = out.resolve(DIR);
+        Path tmp = null;
+        try {
+            if (!dp.writes()) {
+                tmp = Files.createTempDirectory("calm4j-rank" + dp.rank() + "-");
+                Files.createDirectories(tmp.resolve(DIR));
+            }
+            for (String f : new String[] {TRAINABLE, OPTIMIZER, STATE}) {
+                byte[] b = dp.broadcast(dp.writes() ? Files.readAllBytes(dir.resolve(f)) : null, "the checkpoint's " + f);
+                if (tmp != null) {
+                    Files.write(tmp.resolve(DIR).resolve(f), b);
+                }
+            }
+            return dp.writes() ? readState(out) : load(tmp, cfg, params, opt, dp.size());
+        } catch (IOException e) {
+            throw new Calm4jException("rank " + dp.rank() + ": cannot pass on the checkpoint (" + e.getMessage() + ")");
+        } finally {
+            if (tmp != null) {
+                try {
+                    deleteTree(tmp.resolve(DIR));
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // a temporary folder left behind is harmless
+                }
+            }
+        }
     }
 
     private static void verify(Path stateFile, JsonNode sums, Path file) {
