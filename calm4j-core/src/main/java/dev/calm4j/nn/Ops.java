@@ -37,6 +37,21 @@ public final class Ops {
                 : org.bytedeco.pytorch.global.torch.linear(x, w, new TensorOptional(b));
     }
 
+    /**
+     * {@code x W^T + b} for a {@code W} whose rows are several projections' stacked ({@code [sizes[0] + sizes[1] + ...,
+     * in]}), split back into one tensor per projection ({@code [..., sizes[j]]}, views of one result). The same
+     * numbers as one {@link #linear} per projection up to the matmul's summation order; in the backward pass the
+     * parts' gradients are concatenated once (split's backward) and the input gradient is one matmul.
+     */
+    public static Tensor[] linearSplit(Tensor x, Tensor w, Tensor b, long... sizes) {
+        org.bytedeco.pytorch.TensorVector parts = linear(x, w, b).split(sizes, -1);
+        Tensor[] out = new Tensor[sizes.length];
+        for (int j = 0; j < sizes.length; j++) {
+            out[j] = parts.get(j);
+        }
+        return out;
+    }
+
     /** RMSNorm over the last dimension: {@code x / sqrt(mean(x^2) + eps) * w} (libtorch's fused kernel). */
     public static Tensor rmsNorm(Tensor x, Tensor w, double eps) {
         return rms_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new DoubleOptional(eps));
@@ -58,6 +73,16 @@ public final class Ops {
     /** SwiGLU feed-forward: {@code down(silu(gate(x)) * up(x))}. */
     public static Tensor swiGlu(Tensor x, Tensor gate, Tensor gateB, Tensor up, Tensor upB, Tensor down, Tensor downB) {
         return linear(silu(linear(x, gate, gateB)).mul(linear(x, up, upB)), down, downB);
+    }
+
+    /**
+     * {@link #swiGlu} with gate's and up's rows stacked in one weight {@code [2 ff, in]} (gate first), and their biases
+     * likewise (or null): one matmul for both.
+     */
+    public static Tensor swiGluFused(Tensor x, Tensor gateUp, Tensor gateUpB, Tensor down, Tensor downB) {
+        long ff = gateUp.size(0) / 2;
+        Tensor[] gu = linearSplit(x, gateUp, gateUpB, ff, ff);                           // [..., ff] each
+        return linear(silu(gu[0]).mul(gu[1]), down, downB);
     }
 
     /**
