@@ -133,7 +133,8 @@ public final class LlamaModel implements CausalLm {
             Tensor[] qkv = Ops.linearSplit(x, f.qkv(), f.qkvBias(), config.queryDim(), config.kvDim(), config.kvDim());
             q = Ops.splitHeads(qkv[0], heads);                                           // [B, H, T, hd]
             k = Ops.splitHeads(qkv[1], kvHeads);                                         // [B, Hkv, T, hd]
-            v = Ops.splitHeads(qkv[2], kvHeads);                                         // [B, Hkv, T, hd]
+            // v's own copy: attention keeps v for its backward, and a view would keep all of q|k|v alive with it
+            v = Ops.splitHeads(qkv[2].contiguous(), kvHeads);                                         // [B, Hkv, T, hd]
         }
         q = Rotary.apply(q, ctx.cos(), ctx.sin());
         k = Rotary.apply(k, ctx.cos(), ctx.sin());
