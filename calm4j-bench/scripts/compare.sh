@@ -14,7 +14,8 @@
 #   MODES          default "calm-train calm-forward anchor-full-ft calm-decode"
 #   RUNS (3)  STEPS (10)  WARMUP (3)  THREADS (2, the peers' --threads)  CALM4J_THREADS (calm4j's defaults)
 #   DECODE_BATCH (1)
-#   BF16           1/0: also time calm4j's bf16 compute mode in calm-train (default: 1 where the CPU has avx512_bf16 or amx)
+#   BF16           1/0: also time bf16 in calm-train: calm4j's bf16 compute mode, each peer's --dtype bf16 and
+#                  --dtype autocast-bf16 (default: 1 where the CPU has avx512_bf16 or amx_bf16)
 #   BENCH_DIR      a folder holding another calm_torch.py, peak_gemm.py and configs/ (default: calm_torch.py and
 #                  peak_gemm.py beside this script, the configs in calm4j-bench/configs)
 #   BENCH_LOCK     a file to flock around every single run (a shared machine's CPU lock), e.g. /tmp/cpu.lock
@@ -130,15 +131,16 @@ calm4j_args() {  # mode [dtype]
     a+=(--batch "$decode_batch" --prompt 128 --new-tokens 128 --warmup 1 --no-gemm-peak)
   else
     a+=(--batch 8 --seq 256 --steps "$steps" --warmup "$warmup")
-    # The fp32 GEMM peak is measured once per run of calm-train, in the same process.
-    [ "$mode" = calm-train ] && [ "$dtype" = fp32 ] || a+=(--no-gemm-peak)
+    # The GEMM peak (in the run's dtype) is measured once per run of calm-train, in the same process.
+    [ "$mode" = calm-train ] || a+=(--no-gemm-peak)
   fi
   printf '%s\n' "${a[@]}"
 }
 
-peer_args() {  # mode
-  local mode="$1"
+peer_args() {  # mode [dtype]
+  local mode="$1" dtype="${2:-fp32}"
   local a=(--anchor "$anchor" --augment "$augment" --connections "$connections" --threads "$threads" --mode "$mode" --json)
+  [ "$dtype" = fp32 ] || a+=(--dtype "$dtype")
   if [ "$mode" = calm-decode ]; then
     a+=(--batch "$decode_batch" --prompt 128 --new-tokens 128 --warmup 1)
   else
@@ -163,6 +165,12 @@ for r in $(seq 1 "$runs"); do
       mapfile -t a < <(peer_args "$mode")
       ver="$("$p" -c 'import torch; print(torch.__version__.split("+")[0])')"
       run_one "torch $ver" "$p" "$bench_dir/calm_torch.py" "${a[@]}"
+      if [ "$bf16" = 1 ] && [ "$mode" = calm-train ]; then
+        for d in bf16 autocast-bf16; do
+          mapfile -t a < <(peer_args "$mode" "$d")
+          run_one "torch $ver $d" "$p" "$bench_dir/calm_torch.py" "${a[@]}"
+        done
+      fi
     done
   done
   for p in "${peers[@]}"; do   # each peer's own fp32 mm peak, for the utilisation of its figures

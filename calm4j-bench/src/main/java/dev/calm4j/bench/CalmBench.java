@@ -62,11 +62,14 @@ public final class CalmBench {
     /**
      * @param threads libtorch intra-op threads for the run (0 = {@link #defaultThreads} of the mode)
      * @param blasThreads OpenBLAS threads for the run (0 = {@link #defaultBlasThreads} of the mode)
-     * @param gemmSizes matrix sizes n of the fp32 GEMM peak measured in this process after the run (empty = skip)
+     * @param gemmSizes matrix sizes n of the GEMM peak (in the run's dtype) measured in this process after the run
+     *     (empty = skip)
+     * @param plain run every block's projections one by one instead of the fused q|k|v and gate|up matmuls, to
+     *     measure what the fusion gives
      */
     public record Options(Path anchor, Path augment, String connections, int batch, int seq, int steps, int warmup,
                           int threads, int blasThreads, String mode, String dtype, long seed, int prompt, int newTokens,
-                          double lr, int[] gemmSizes) {
+                          double lr, int[] gemmSizes, boolean plain) {
         public Options {
             if (!MODES.contains(mode)) {
                 throw new Calm4jException("--mode: '" + mode + "' is not one of " + String.join(", ", MODES));
@@ -144,6 +147,14 @@ public final class CalmBench {
         res.put("libtorch", "2.10.0 (org.bytedeco:pytorch 2.10.0-1.5.13)");
         res.put("java", System.getProperty("java.version"));
         res.put("cpu", dev.calm4j.Torch.cpuModel());
+        dev.calm4j.CpuFeatures cpu = dev.calm4j.CpuFeatures.current();
+        res.put("cpu_features", cpu.describe());
+        res.put("torch_cpu_capability", org.bytedeco.pytorch.global.torch.get_cpu_capability().getString());
+        res.put("projections", o.plain() ? "plain" : "fused");
+        if (o.scalarType() == ScalarType.BFloat16 && !cpu.nativeBf16() && log != null) {
+            log.println("  note: this CPU lists neither avx512_bf16 nor amx_bf16: libtorch emulates bf16 matmuls, far "
+                    + "slower than fp32");
+        }
 
         long t0 = System.nanoTime();
         if (o.mode().equals("calm-decode")) {
@@ -154,8 +165,9 @@ public final class CalmBench {
         res.put("peak_rss_mb", ProcStats.peakRssMb());
         res.put("peak_rss_mib", ProcStats.peakRssMb());          // the peer's name for the same figure
         if (o.gemmSizes().length > 0) {
-            double peak = GemmPeak.measure(o.gemmSizes(), 2, 5);
+            double peak = GemmPeak.measure(o.gemmSizes(), 2, 5, o.scalarType());
             res.put("gemm_peak_gflops", peak);
+            res.put("gemm_peak_dtype", o.dtype());
             res.put("peak_fraction", res.get("gflops_per_s").asDouble() / peak);
         }
         res.put("wall_s", (System.nanoTime() - t0) / 1e9);
@@ -171,8 +183,8 @@ public final class CalmBench {
         ScalarType dt = o.scalarType();
         boolean fullFt = o.mode().equals("anchor-full-ft");
         boolean train = !o.mode().equals("calm-forward");
-        LlamaModel anchor = model(anchorCfg, o.seed(), dt);
-        LlamaModel augment = fullFt ? null : model(augmentCfg, o.seed() + 1, dt);
+        LlamaModel anchor = model(anchorCfg, o.seed(), dt, o.plain());
+        LlamaModel augment = fullFt ? null : model(augmentCfg, o.seed() + 1, dt, o.plain());
         CalmModel calm = fullFt ? null : CalmModel.create(anchor, List.of(augment), new CompositionPlan(conns),
                 Mode.SAME_SEQUENCE, anchorCfg.numAttentionHeads(), o.seed() + 2);
         Map<String, Tensor> trainable = fullFt ? anchor.namedWeights() : calm.bridgeTensors();
@@ -326,8 +338,8 @@ public final class CalmBench {
     private static void decode(Options o, LlamaConfig anchorCfg, LlamaConfig augmentCfg, List<Connection> conns,
                                ObjectNode res, PrintStream log) {
         ScalarType dt = o.scalarType();
-        LlamaModel anchor = model(anchorCfg, o.seed(), dt);
-        LlamaModel augment = model(augmentCfg, o.seed() + 1, dt);
+        LlamaModel anchor = model(anchorCfg, o.seed(), dt, o.plain());
+        LlamaModel augment = model(augmentCfg, o.seed() + 1, dt, o.plain());
         CalmModel calm = CalmModel.create(anchor, List.of(augment), new CompositionPlan(conns), Mode.SAME_SEQUENCE,
                 anchorCfg.numAttentionHeads(), o.seed() + 2);
         // Trained-looking bridges: W_O = 0 would not change the work, but keep the composition non-trivial.
@@ -422,9 +434,14 @@ public final class CalmBench {
 
     // ------------------------------------------------------------------------------------------------------
 
-    /** A model with random weights (normal, std 0.02 = HF's initializer_range) held and computed in {@code dtype}. */
-    static LlamaModel model(LlamaConfig c, long seed, ScalarType dtype) {
-        return new LlamaModel(c, LlamaWeights.random(c, seed, 0.02, dtype), dtype);
+    /**
+     * A model with random weights (normal, std 0.02 = HF's initializer_range) held and computed in {@code dtype}; with
+     * {@code plain}, its projections run one by one (its weights are still the fused tensors' views, and closing the
+     * model frees them).
+     */
+    static LlamaModel model(LlamaConfig c, long seed, ScalarType dtype, boolean plain) {
+        LlamaWeights w = LlamaWeights.random(c, seed, 0.02, dtype);
+        return new LlamaModel(c, plain ? w.unfused() : w, dtype);
     }
 
     private static double round1(double x) {

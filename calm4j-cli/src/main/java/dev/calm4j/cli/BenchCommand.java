@@ -87,11 +87,15 @@ final class BenchCommand implements Callable<Integer> {
     double lr;
 
     @Option(names = "--gemm-sizes", defaultValue = "1024,2048", split = ",", paramLabel = "N,...",
-            description = "sizes n of the n x n fp32 matmuls timed after the run for gemm_peak_gflops (default ${DEFAULT-VALUE})")
+            description = "sizes n of the n x n matmuls (in --dtype) timed after the run for gemm_peak_gflops (default ${DEFAULT-VALUE})")
     int[] gemmSizes;
 
-    @Option(names = "--no-gemm-peak", description = "skip measuring the fp32 GEMM peak after the run")
+    @Option(names = "--no-gemm-peak", description = "skip measuring the GEMM peak after the run")
     boolean noGemmPeak;
+
+    @Option(names = "--plain", description = "run each block's q, k, v and gate, up projections as separate matmuls "
+            + "(the default fuses them into one matmul each), to measure what the fusion gives")
+    boolean plain;
 
     @Option(names = "--json", description = "print one JSON object (and no per-step lines)")
     boolean json;
@@ -107,7 +111,7 @@ final class BenchCommand implements Callable<Integer> {
             requireFile(augment, "--augment");
         }
         CalmBench.Options o = new CalmBench.Options(anchor, augment, connections, batch, seq, steps, warmup, threads, blasThreads,
-                mode, dtype, seed, prompt, newTokens, lr, noGemmPeak ? new int[0] : gemmSizes);
+                mode, dtype, seed, prompt, newTokens, lr, noGemmPeak ? new int[0] : gemmSizes, plain);
         ObjectNode res = CalmBench.run(o, json ? null : System.err);
         ObjectMapper m = new ObjectMapper();
         if (json) {

@@ -5,11 +5,13 @@ import org.bytedeco.pytorch.Generator;
 import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
 
+import static org.bytedeco.pytorch.global.torch.cat;
 import static org.bytedeco.pytorch.global.torch.full;
 import static org.bytedeco.pytorch.global.torch.ones;
 import static org.bytedeco.pytorch.global.torch.rand;
@@ -129,7 +131,14 @@ public final class Bridge implements AutoCloseable {
     /** Keys and values from augment states: {@code H_A [B, S, D_A] -> K, V [B, heads, S, D_B/heads]}. */
     public Tensor[] keysValues(Tensor augmentStates) {
         Tensor p = Ops.linear(augmentStates, projW, projB);                              // [B, S, D_B]
-        return new Tensor[] {Ops.splitHeads(Ops.linear(p, k, null), heads), Ops.splitHeads(Ops.linear(p, v, null), heads)};
+        if (p.numel() == p.size(-1)) {                    // one position (decoding): two matrix-vector products
+            return new Tensor[] {Ops.splitHeads(Ops.linear(p, k, null), heads), Ops.splitHeads(Ops.linear(p, v, null), heads)};
+        }
+        // k's and v's rows stacked, so that both are one matmul; the stacking is redone each call (2 D_B^2 values,
+        // little next to the matmul) because k and v are trained, and cat passes their gradients back.
+        long d = k.size(0);
+        Tensor[] kv = Ops.linearSplit(p, cat(new TensorVector(k, v), 0), null, d, d);        // [B, S, D_B] each
+        return new Tensor[] {Ops.splitHeads(kv[0], heads), Ops.splitHeads(kv[1], heads)};
     }
 
     /**

@@ -24,7 +24,9 @@ import static org.bytedeco.pytorch.global.torch.embedding;
  *                      h = h + down(silu(gate(n2(h))) * up(n2(h)))     -> "layer i" = this h
  *   logits = head(norm(h))                                       [B, T, V]
  * </pre>
- * Attention is libtorch's fused SDPA with grouped-query heads handled by the kernel ({@code enable_gqa}).
+ * Attention is libtorch's fused SDPA with grouped-query heads handled by the kernel ({@code enable_gqa}). Frozen
+ * blocks compute q, k, v with one matmul and gate, up with another ({@link LlamaWeights.Fused}: the weights are
+ * concatenated once, at load); a block whose projections train, or whose weights LoRA replaced, runs them one by one.
  */
 public final class LlamaModel implements CausalLm {
     private final LlamaConfig config;
@@ -117,10 +119,23 @@ public final class LlamaModel implements CausalLm {
         int heads = config.numAttentionHeads();
         int kvHeads = config.numKeyValueHeads();
 
+        LlamaWeights.Fused f = weights.fused(i);      // null: the plain path (a projection trains, or LoRA replaced one)
+
         Tensor x = Ops.rmsNorm(h, w.inputNorm(), eps);                                  // [B, T, D]
-        Tensor q = Ops.splitHeads(Ops.linear(x, w.q(), w.qBias()), heads);               // [B, H, T, hd]
-        Tensor k = Ops.splitHeads(Ops.linear(x, w.k(), w.kBias()), kvHeads);             // [B, Hkv, T, hd]
-        Tensor v = Ops.splitHeads(Ops.linear(x, w.v(), w.vBias()), kvHeads);             // [B, Hkv, T, hd]
+        Tensor q;
+        Tensor k;
+        Tensor v;
+        if (f == null) {
+            q = Ops.splitHeads(Ops.linear(x, w.q(), w.qBias()), heads);                  // [B, H, T, hd]
+            k = Ops.splitHeads(Ops.linear(x, w.k(), w.kBias()), kvHeads);                // [B, Hkv, T, hd]
+            v = Ops.splitHeads(Ops.linear(x, w.v(), w.vBias()), kvHeads);                // [B, Hkv, T, hd]
+        } else {                                      // the same three projections as one matmul
+            Tensor[] qkv = Ops.linearSplit(x, f.qkv(), f.qkvBias(), config.queryDim(), config.kvDim(), config.kvDim());
+            q = Ops.splitHeads(qkv[0], heads);                                           // [B, H, T, hd]
+            k = Ops.splitHeads(qkv[1], kvHeads);                                         // [B, Hkv, T, hd]
+            // v's own copy: attention keeps v for its backward, and a view would keep all of q|k|v alive with it
+            v = Ops.splitHeads(qkv[2].contiguous(), kvHeads);                                         // [B, Hkv, T, hd]
+        }
         q = Rotary.apply(q, ctx.cos(), ctx.sin());
         k = Rotary.apply(k, ctx.cos(), ctx.sin());
         if (cache != null) {
@@ -136,7 +151,10 @@ public final class LlamaModel implements CausalLm {
         h = h.add(Ops.linear(Ops.mergeHeads(a), w.o(), w.oBias()));                      // [B, T, D]
 
         x = Ops.rmsNorm(h, w.postNorm(), eps);
-        return h.add(Ops.swiGlu(x, w.gate(), w.gateBias(), w.up(), w.upBias(), w.down(), w.downBias()));
+        if (f == null) {
+            return h.add(Ops.swiGlu(x, w.gate(), w.gateBias(), w.up(), w.upBias(), w.down(), w.downBias()));
+        }
+        return h.add(Ops.swiGluFused(x, f.gateUp(), f.gateUpBias(), w.down(), w.downBias()));    // gate and up in one matmul
     }
 
     @Override

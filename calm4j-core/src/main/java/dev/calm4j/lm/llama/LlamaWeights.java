@@ -23,7 +23,13 @@ public final class LlamaWeights implements AutoCloseable {
                         Tensor o, Tensor oBias, Tensor postNorm, Tensor gate, Tensor gateBias, Tensor up,
                         Tensor upBias, Tensor down, Tensor downBias) {}
 
-    /** A tensor the config requires: its HF name, shape, and how a fresh model initialises it. */
+    /**
+     * One block's projections that read the same input, stored side by side so that each group is one matmul:
+     * {@code qkv} is q's rows, then k's, then v's ({@code [qd + 2 kv, D]}), {@code gateUp} is gate's rows, then up's
+     * ({@code [2 ff, D]}); biases likewise, or null. The block's q, k, v, gate and up (and {@link #named()}) are views
+     * of these rows, so a checkpoint keeps its names and an in-place update of one is seen by both.
+     */
+    public record Fused(Tensor qkv, Tensor qkvBias, Tensor gateUp, Tensor gateUpBias) {}
 
     private final LlamaConfig config;
     private final Map<String, Tensor> tensors;   // HF name -> tensor, spec order
@@ -31,9 +37,17 @@ public final class LlamaWeights implements AutoCloseable {
     private final Tensor norm;
     private final Tensor lmHead;                 // == embed when tied
     private final Block[] blocks;
+    private final Fused[] fused;                 // per block, or null where the projections are separate tensors
 
-    private LlamaWeights(LlamaConfig c, Map<String, Tensor> tensors) {
+    private LlamaWeights(LlamaConfig c, Map<String, Tensor> given, boolean fuse) {
         this.config = c;
+        Map<String, Tensor> tensors = fuse ? new LinkedHashMap<>(given) : given;
+        this.fused = new Fused[c.numHiddenLayers()];
+        if (fuse) {
+            for (int i = 0; i < fused.length; i++) {
+                fused[i] = fuse(tensors, "model.layers." + i + ".");
+            }
+        }
         this.tensors = tensors;
         this.embed = tensors.get("model.embed_tokens.weight");
         this.norm = tensors.get("model.norm.weight");
@@ -51,6 +65,39 @@ public final class LlamaWeights implements AutoCloseable {
                     tensors.get(p + "mlp.up_proj.weight"), tensors.get(p + "mlp.up_proj.bias"),
                     tensors.get(p + "mlp.down_proj.weight"), tensors.get(p + "mlp.down_proj.bias"));
         }
+    }
+
+    /**
+     * Concatenates one block's q, k, v (and gate, up) rows into one tensor each and puts views of its rows back under
+     * the original names, freeing the separate copies: no memory is added. Why: a frozen block then runs one matmul
+     * for q, k, v and one for gate and up instead of five, which saves libtorch's per-op work and, in the backward
+     * pass through frozen blocks, three input-gradient matmuls and their sums.
+     */
+    private static Fused fuse(Map<String, Tensor> t, String p) {
+        String[] qkv = {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"};
+        String[] gateUp = {p + "mlp.gate_proj", p + "mlp.up_proj"};
+        return new Fused(fuseRows(t, qkv, ".weight"), fuseRows(t, qkv, ".bias"),
+                fuseRows(t, gateUp, ".weight"), fuseRows(t, gateUp, ".bias"));
+    }
+
+    /** The named tensors' rows in one tensor, each name then a view of its rows; null when the names have none. */
+    private static Tensor fuseRows(Map<String, Tensor> t, String[] prefixes, String suffix) {
+        if (t.get(prefixes[0] + suffix) == null) {
+            return null;
+        }
+        Tensor[] parts = new Tensor[prefixes.length];
+        for (int j = 0; j < parts.length; j++) {
+            parts[j] = t.get(prefixes[j] + suffix);
+        }
+        Tensor all = org.bytedeco.pytorch.global.torch.cat(new org.bytedeco.pytorch.TensorVector(parts), 0);
+        long row = 0;
+        for (int j = 0; j < parts.length; j++) {
+            long n = parts[j].size(0);
+            t.put(prefixes[j] + suffix, all.narrow(0, row, n));
+            row += n;
+            parts[j].close();
+        }
+        return all;
     }
 
     /** The tensors a checkpoint of this config holds, in the order HF lists them. */
@@ -105,17 +152,18 @@ public final class LlamaWeights implements AutoCloseable {
      * ignored, as HF does.
      */
     public static LlamaWeights load(LlamaConfig c, WeightFiles files, String source, ScalarType dtype) {
-        return new LlamaWeights(c, WeightSpec.load(spec(c), files, source, dtype));
+        return new LlamaWeights(c, WeightSpec.load(spec(c), files, source, dtype), true);
     }
 
     /** Fresh weights as HF initialises them: normal(0, std) matrices, unit norms, zero biases; seeded. */
     public static LlamaWeights random(LlamaConfig c, long seed, double std, ScalarType dtype) {
-        return new LlamaWeights(c, WeightSpec.random(spec(c), seed, std, dtype));
+        return new LlamaWeights(c, WeightSpec.random(spec(c), seed, std, dtype), true);
     }
 
     /**
      * The same weights with some replaced (by HF name), sharing every other tensor: how LoRA presents
-     * {@code W + s B A} to the unchanged forward. Closing the result frees nothing it shares.
+     * {@code W + s B A} to the unchanged forward. Closing the result frees nothing it shares. The result has no
+     * {@link #fused} projections: a replaced q or gate is no longer a row block of the fused tensor.
      */
     public LlamaWeights withReplaced(Map<String, Tensor> replaced) {
         Map<String, Tensor> t = new LinkedHashMap<>(tensors);
@@ -125,7 +173,12 @@ public final class LlamaWeights implements AutoCloseable {
             }
             t.put(e.getKey(), e.getValue());
         }
-        return new LlamaWeights(config, t);
+        return new LlamaWeights(config, t, false);
+    }
+
+    /** The same tensors with every block's projections run one by one: the plain path, to compare the fused one with. */
+    public LlamaWeights unfused() {
+        return new LlamaWeights(config, tensors, false);
     }
 
     public Map<String, Tensor> named() {
@@ -148,8 +201,32 @@ public final class LlamaWeights implements AutoCloseable {
         return blocks[i];
     }
 
+    /**
+     * Block {@code i}'s fused projections, or null when the block must run them one by one: they were never fused
+     * ({@link #withReplaced}), or one of them is being trained (the fused tensor is not the leaf that autograd
+     * accumulates a gradient into).
+     */
+    public Fused fused(int i) {
+        Fused f = fused[i];
+        Block b = blocks[i];
+        if (f == null || b.q().requires_grad() || b.k().requires_grad() || b.v().requires_grad()
+                || b.gate().requires_grad() || b.up().requires_grad()) {
+            return null;
+        }
+        return f;
+    }
+
     @Override
     public void close() {
         tensors.values().forEach(Tensor::close);
+        for (Fused f : fused) {
+            if (f != null) {
+                for (Tensor t : new Tensor[] {f.qkv(), f.qkvBias(), f.gateUp(), f.gateUpBias()}) {
+                    if (t != null) {
+                        t.close();
+                    }
+                }
+            }
+        }
     }
 }

@@ -85,10 +85,23 @@ public final class SmolLM3Model implements CausalLm {
         int heads = config.numAttentionHeads();
         int kvHeads = config.numKeyValueHeads();
 
+        LlamaWeights.Fused f = weights.fused(i);      // null: the plain path (a projection trains)
+
         Tensor x = Ops.rmsNorm(h, w.inputNorm(), eps);                                   // [B, T, D]
-        Tensor q = Ops.splitHeads(Ops.linear(x, w.q(), w.qBias()), heads);                // [B, H, T, hd]
-        Tensor k = Ops.splitHeads(Ops.linear(x, w.k(), w.kBias()), kvHeads);              // [B, Hkv, T, hd]
-        Tensor v = Ops.splitHeads(Ops.linear(x, w.v(), w.vBias()), kvHeads);              // [B, Hkv, T, hd]
+        Tensor q;
+        Tensor k;
+        Tensor v;
+        if (f == null) {
+            q = Ops.splitHeads(Ops.linear(x, w.q(), w.qBias()), heads);                   // [B, H, T, hd]
+            k = Ops.splitHeads(Ops.linear(x, w.k(), w.kBias()), kvHeads);                 // [B, Hkv, T, hd]
+            v = Ops.splitHeads(Ops.linear(x, w.v(), w.vBias()), kvHeads);                 // [B, Hkv, T, hd]
+        } else {                                      // the same three projections as one matmul
+            Tensor[] qkv = Ops.linearSplit(x, f.qkv(), f.qkvBias(), config.queryDim(), config.kvDim(), config.kvDim());
+            q = Ops.splitHeads(qkv[0], heads);                                            // [B, H, T, hd]
+            k = Ops.splitHeads(qkv[1], kvHeads);                                          // [B, Hkv, T, hd]
+            // v's own copy: attention keeps v for its backward, and a view would keep all of q|k|v alive with it
+            v = Ops.splitHeads(qkv[2].contiguous(), kvHeads);                                          // [B, Hkv, T, hd]
+        }
         if (config.usesRope(i)) {
             q = Rotary.apply(q, ctx.cos(), ctx.sin());
             k = Rotary.apply(k, ctx.cos(), ctx.sin());
@@ -107,7 +120,10 @@ public final class SmolLM3Model implements CausalLm {
         h = h.add(Ops.linear(Ops.mergeHeads(att), w.o(), w.oBias()));                    // [B, T, D]
 
         x = Ops.rmsNorm(h, w.postNorm(), eps);
-        return h.add(Ops.swiGlu(x, w.gate(), w.gateBias(), w.up(), w.upBias(), w.down(), w.downBias()));
+        if (f == null) {
+            return h.add(Ops.swiGlu(x, w.gate(), w.gateBias(), w.up(), w.upBias(), w.down(), w.downBias()));
+        }
+        return h.add(Ops.swiGluFused(x, f.gateUp(), f.gateUpBias(), w.down(), w.downBias()));    // gate and up in one matmul
     }
 
     @Override
