@@ -199,7 +199,7 @@ class DistributedCliTest {
         assertEquals(0, resumed.waitFor(), Files.readString(tmp.resolve("err2")));
         // as KillResumeTest: not bitwise, since the frozen-state cache fills again from batches of other shapes
         double d = maxDiff(twoRanks, bridges(out));
-        assertTrue(d <= 1e-6, "resumed bridges differ by " + d);
+        assertTrue(d <= 1e-5, "resumed bridges differ by " + d);     // not bitwise: see KillResumeTest
     }
 
     @Test

@@ -149,7 +149,11 @@ class KillResumeTest {
             for (int i = 0; i < a.length; i++) {
                 d = Math.max(d, Math.abs(a[i] - b[i]));
             }
-            assertTrue(d <= 1e-6, what + ": tensor " + n + " differs by " + d);
+            // Not bitwise: the resumed run computes the frozen states of its first batches again in batches of
+            // other shapes, whose float32 sums (and the bridges' fused k|v matmul) round otherwise; one random kill
+            // instant gave 1.04e-6, over the 1e-6 this test first asked. A resume that lost or repeated a step
+            // moves them by about the learning rate (3e-3).
+            assertTrue(d <= 1e-5, what + ": tensor " + n + " differs by " + d);
         }
         try (Stream<Path> s = Files.list(out)) {
             List<String> litter = s.map(p -> p.getFileName().toString())
