@@ -22,33 +22,6 @@ public final class ChrF {
     private ChrF() {}
 
     /**
-     * A corpus score with a bootstrap interval.
-     *
-     * @param value the score on the whole corpus (or, for {@link #pairedDifference}, A's minus B's)
-     * @param ci95  {lower, upper}: the 2.5th and 97.5th percentiles of the resampled scores, picked as sacrebleu's
-     *              {@code estimate_ci} picks them (sorted, indices {@code R/40} and {@code R - R/40 - 1})
-     * @param n     sentences scored
-     */
-    public record Score(double value, double[] ci95, int n) {
-        public Score {
-            if (ci95.length != 2) {
-                throw new IllegalArgumentException("ci95 needs {lower, upper}, got " + ci95.length + " values");
-            }
-            ci95 = ci95.clone();
-        }
-
-        @Override
-        public double[] ci95() {
-            return ci95.clone();
-        }
-
-        @Override
-        public String toString() {
-            return String.format("chrF2 %.2f [%.2f, %.2f] (n=%d)", value, ci95[0], ci95[1], n);
-        }
-    }
-
-    /**
      * Sufficient statistics of one sentence: for each order 1..6, {hypothesis n-grams, reference n-grams, matches}
      * (18 numbers). The hypothesis count is 0 for an order the reference has no n-grams of, as in sacrebleu.
      */

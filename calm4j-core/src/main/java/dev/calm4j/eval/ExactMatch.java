@@ -1,7 +1,6 @@
 package dev.calm4j.eval;
 
 import java.util.List;
-import java.util.Locale;
 
 /**
  * Exact match after whitespace normalisation, the metric of next-line code completion: a hypothesis matches its
@@ -12,32 +11,6 @@ import java.util.Locale;
  */
 public final class ExactMatch {
     private ExactMatch() {}
-
-    /**
-     * A corpus score with a bootstrap interval, as {@link ChrF.Score}.
-     *
-     * @param value the percentage of matches (or, for {@link #pairedDifference}, A's minus B's)
-     * @param ci95  {lower, upper}: the 2.5th and 97.5th percentiles of the resampled scores
-     * @param n     examples scored
-     */
-    public record Score(double value, double[] ci95, int n) {
-        public Score {
-            if (ci95.length != 2) {
-                throw new IllegalArgumentException("ci95 needs {lower, upper}, got " + ci95.length + " values");
-            }
-            ci95 = ci95.clone();
-        }
-
-        @Override
-        public double[] ci95() {
-            return ci95.clone();
-        }
-
-        @Override
-        public String toString() {
-            return String.format(Locale.ROOT, "exact match %.2f %% [%.2f, %.2f] (n=%d)", value, ci95[0], ci95[1], n);
-        }
-    }
 
     /** The text as compared: trimmed, inner whitespace runs to one space. */
     public static String normalize(String s) {

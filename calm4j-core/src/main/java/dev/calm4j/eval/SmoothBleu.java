@@ -34,32 +34,6 @@ public final class SmoothBleu {
 
     private SmoothBleu() {}
 
-    /**
-     * A corpus score with a bootstrap interval, as {@link ChrF.Score}.
-     *
-     * @param value the score on the whole corpus (or, for {@link #pairedDifference}, A's minus B's)
-     * @param ci95  {lower, upper}: the 2.5th and 97.5th percentiles of the resampled scores
-     * @param n     sentences scored
-     */
-    public record Score(double value, double[] ci95, int n) {
-        public Score {
-            if (ci95.length != 2) {
-                throw new IllegalArgumentException("ci95 needs {lower, upper}, got " + ci95.length + " values");
-            }
-            ci95 = ci95.clone();
-        }
-
-        @Override
-        public double[] ci95() {
-            return ci95.clone();
-        }
-
-        @Override
-        public String toString() {
-            return String.format(Locale.ROOT, "smoothed BLEU-4 %.2f [%.2f, %.2f] (n=%d)", value, ci95[0], ci95[1], n);
-        }
-    }
-
     /** The tokens BLEU counts for one side: {@code normalize(splitPuncts(s.strip().lower()))}. */
     public static List<String> tokens(String s) {
         return normalize(splitPuncts(stripPython(s).toLowerCase(Locale.ROOT)));

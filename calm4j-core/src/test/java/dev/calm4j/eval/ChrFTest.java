@@ -79,8 +79,8 @@ class ChrFTest {
 
     @Test
     void bootstrapIntervalIsSeededAndAsWideAsSacrebleus() {
-        ChrF.Score a = ChrF.corpus(hyps, refs, 1000, 7);
-        ChrF.Score b = ChrF.corpus(hyps, refs, 1000, 7);
+        Score a = ChrF.corpus(hyps, refs, 1000, 7);
+        Score b = ChrF.corpus(hyps, refs, 1000, 7);
         assertEquals(ChrF.corpus(hyps, refs), a.value(), 0);
         assertArrayEquals(a.ci95(), b.ci95(), "same seed, same interval");
         assertEquals(hyps.size(), a.n());
@@ -94,10 +94,10 @@ class ChrFTest {
 
     @Test
     void pairedDifferenceOfASystemWithItselfIsZeroAndAPerfectOneWinsClearly() {
-        ChrF.Score same = ChrF.pairedDifference(hyps, hyps, refs, 1000, 1);
+        Score same = ChrF.pairedDifference(hyps, hyps, refs, 1000, 1);
         assertEquals(0, same.value(), 0);
         assertArrayEquals(new double[] {0, 0}, same.ci95(), 0);
-        ChrF.Score better = ChrF.pairedDifference(refs, hyps, refs, 1000, 1);
+        Score better = ChrF.pairedDifference(refs, hyps, refs, 1000, 1);
         // An empty reference scores 0 even against itself, so "perfect" is a little below 100.
         assertEquals(ChrF.corpus(refs, refs) - ChrF.corpus(hyps, refs), better.value(), 1e-12);
         assertTrue(better.ci95()[0] > 0, better.toString());

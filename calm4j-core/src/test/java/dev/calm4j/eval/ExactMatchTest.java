@@ -26,10 +26,10 @@ class ExactMatchTest {
         List<String> refs = List.of("return x;", "i++;", "}", "foo(bar);");
         List<String> hyps = List.of("  return x;", "i--;", "}", "foo( bar );");
         assertEquals(50.0, ExactMatch.corpus(hyps, refs), 0.0);
-        ExactMatch.Score s = ExactMatch.corpus(hyps, refs, 1000, 1);
+        Score s = ExactMatch.corpus(hyps, refs, 1000, 1);
         assertEquals(50.0, s.value(), 0.0);
         assertTrue(s.ci95()[0] <= 50 && s.ci95()[1] >= 50 && s.ci95()[0] < s.ci95()[1], s.toString());
-        ExactMatch.Score d = ExactMatch.pairedDifference(refs, hyps, refs, 1000, 1);
+        Score d = ExactMatch.pairedDifference(refs, hyps, refs, 1000, 1);
         assertEquals(50.0, d.value(), 0.0);
         assertTrue(d.ci95()[0] >= 0, d.toString());
         assertThrows(IllegalArgumentException.class, () -> ExactMatch.corpus(hyps, refs.subList(0, 3)));

@@ -79,7 +79,7 @@ class SmoothBleuTest {
 
     @Test
     void bootstrapIntervalHoldsTheScoreAndIsSeeded() {
-        SmoothBleu.Score s = SmoothBleu.corpus(hyps, refs, 1000, 7);
+        Score s = SmoothBleu.corpus(hyps, refs, 1000, 7);
         assertEquals(SmoothBleu.corpus(hyps, refs), s.value(), 1e-12);
         assertEquals(hyps.size(), s.n());
         assertTrue(s.ci95()[0] < s.value() && s.value() < s.ci95()[1], s.toString());
@@ -92,10 +92,10 @@ class SmoothBleuTest {
 
     @Test
     void pairedDifferenceSeesABetterSystem() {
-        SmoothBleu.Score same = SmoothBleu.pairedDifference(hyps, hyps, refs, 500, 3);
+        Score same = SmoothBleu.pairedDifference(hyps, hyps, refs, 500, 3);
         assertEquals(0.0, same.value(), 0.0);
         assertArrayEquals(new double[] {0, 0}, same.ci95());
-        SmoothBleu.Score better = SmoothBleu.pairedDifference(refs, hyps, refs, 500, 3);
+        Score better = SmoothBleu.pairedDifference(refs, hyps, refs, 500, 3);
         assertEquals(SmoothBleu.corpus(refs, refs) - SmoothBleu.corpus(hyps, refs), better.value(), 1e-12);
         assertTrue(better.ci95()[0] > 0, better.toString());
         List<String> shuffled = new ArrayList<>(hyps);

@@ -465,7 +465,7 @@ public final class LanguageExperiment {
     static final List<String> LORA_TARGETS = List.of("q_proj", "v_proj");
 
     /** A finished composition-stage run. */
-    record Run(String model, long seed, TrainLoop.Result train, List<String> hyps, ChrF.Score chrf, double bitsPerChar,
+    record Run(String model, long seed, TrainLoop.Result train, List<String> hyps, dev.calm4j.eval.Score chrf, double bitsPerChar,
                double englishBits) {}
 
     private Run calmRun(String name, long seed, CausalLm mB, CausalLm mA, Path aDir, Path bDir, CompositionPlan plan,

@@ -13,7 +13,7 @@ import java.util.List;
  * @param bitsPerChar the reference English's bits per character given the Spanish (null for floors)
  * @param englishBits held-out English's bits per character under the anchor as composed (null where not measured)
  */
-record Row(String name, List<List<String>> hyps, ChrF.Score chrf, List<Double> perSeed, List<Long> seeds,
+record Row(String name, List<List<String>> hyps, dev.calm4j.eval.Score chrf, List<Double> perSeed, List<Long> seeds,
            Double bitsPerChar, Double englishBits) {
     static final int BOOTSTRAP = 1000;
 
