@@ -208,6 +208,7 @@ final class InspectCommand implements Callable<Integer> {
             ObjectNode o = c.toJson(om);
             if (calm != null) {
                 o.put("bridges_dir", bridges.toString());
+                o.put("recency_bias", calm.recency());
                 if (calm.extra() != null) {
                     o.set("training", calm.extra());
                 }
@@ -219,6 +220,9 @@ final class InspectCommand implements Callable<Integer> {
             out.printf("checkpoint      %s (%s)%n", bridges, CalmConfig.FILE);
         }
         c.print(out);
+        if (calm != null && calm.recency()) {
+            out.println("  the bridges' cross-attention carries the recency bias (--recency-bias)");
+        }
         if (calm != null && calm.extra() != null) {
             var x = calm.extra();
             StringBuilder sb = new StringBuilder();
