@@ -50,7 +50,7 @@ the step each rank announces before its gradients travel; {@link #lost}).
  */
 public final class DataParallel implements AutoCloseable {
     /** One process: nothing is shared. */
-    public static final DataParallel SINGLE = new DataParallel(0, 1, null, null, null, Duration.ZERO);
+    public static final DataParallel SINGLE = new DataParallel(0, 1, null, null, Duration.ZERO);
 
     /** How often each rank counts a heartbeat in the store (a failure waits 2.5 of these to see who is silent). */
     static final long HEARTBEAT_MS = 1000;
@@ -58,12 +58,18 @@ public final class DataParallel implements AutoCloseable {
     /** DDP's default bucket size: gradients are summed in flat buckets of about this many bytes. */
     public static final long BUCKET_BYTES = 25L << 20;
 
+    /**
+     * Every native object a process group uses (stores, options, devices, the group), pinned for the life of the
+     * process. Why: the native group and prefix store point at these, but JavaCPP frees each with its Java object when
+     * the garbage collector finds it unreachable, in no particular order and whatever the native reference counts say:
+     * a heartbeat once crashed on a freed file store, and a finished test's group, collected later, corrupted the heap
+     * under another test. A group is shut down only by the process's end anyway (see {@link #close()}).
+     */
+    private static final List<Object> PINNED = java.util.Collections.synchronizedList(new ArrayList<>());
+
     private final int rank;
     private final int size;
-    private final Store store;            // the rendezvous store (kept alive for the process group and diagnosis)
-    // The store under the prefix: held here, since the native prefix store and process group point at it but
-    // JavaCPP frees it with its Java object (a heartbeat then crashed on a freed file store)
-    private final Store root;
+    private final Store store;            // the rendezvous store (kept for diagnosis)
     private final ProcessGroupGloo group;
     private final Duration timeout;
     private volatile Thread heartbeat;
@@ -71,11 +77,10 @@ public final class DataParallel implements AutoCloseable {
     private long waitNanos;               // ... time until every rank had arrived (the small head's all-reduce done)
     private long transferNanos;           // ... time from then (or from the last bucket packed) until all were summed
 
-    private DataParallel(int rank, int size, Store store, Store root, ProcessGroupGloo group, Duration timeout) {
+    private DataParallel(int rank, int size, Store store, ProcessGroupGloo group, Duration timeout) {
         this.rank = rank;
         this.size = size;
         this.store = store;
-        this.root = root;
         this.group = group;
         this.timeout = timeout;
     }
@@ -155,7 +160,7 @@ public final class DataParallel implements AutoCloseable {
                     + r.masterAddr() + ":" + r.masterPort() + " within " + r.timeout().toSeconds() + " s ("
                     + firstLine(e) + ")");
         }
-        return over(tcp, tcp, r.rank(), r.worldSize(), r.timeout(), r.iface(), r.masterAddr());
+        return over(tcp, r.rank(), r.worldSize(), r.timeout(), r.iface(), r.masterAddr());
     }
 
     /**
@@ -163,21 +168,27 @@ public final class DataParallel implements AutoCloseable {
      * ranks on threads of one process), gloo bound to the loopback interface.
      */
     public static DataParallel over(Store store, int rank, int size, Duration timeout) {
-        return over(store, store, rank, size, timeout, null, "127.0.0.1");
+        return over(store, rank, size, timeout, null, "127.0.0.1");
     }
 
-    private static DataParallel over(Store store, Store root, int rank, int size, Duration timeout, String iface,
+    private static DataParallel over(Store store, int rank, int size, Duration timeout, String iface,
                                      String master) {
         Torch.init();
+        PINNED.add(store);
         Store prefixed = new PrefixStore("calm4j", store);
+        PINNED.add(prefixed);
         try {
             ProcessGroupGloo.Options o = ProcessGroupGloo.Options.create(new Milliseconds(timeout.toMillis()));
+            PINNED.add(o);
             // The options start with no device: gloo needs one to bind to.
-            o.devices().push_back(iface != null ? ProcessGroupGloo.createDeviceForInterface(iface)
-                    : ProcessGroupGloo.createDeviceForHostname(localAddressTowards(master)));
+            var device = iface != null ? ProcessGroupGloo.createDeviceForInterface(iface)
+                    : ProcessGroupGloo.createDeviceForHostname(localAddressTowards(master));
+            PINNED.add(device);
+            o.devices().push_back(device);
             o.threads(1);
             ProcessGroupGloo g = withoutNativeStdout(() -> new ProcessGroupGloo(prefixed, rank, size, o));
-            DataParallel dp = new DataParallel(rank, size, prefixed, root, g, timeout);
+            PINNED.add(g);
+            DataParallel dp = new DataParallel(rank, size, prefixed, g, timeout);
             dp.startHeartbeat();
             return dp;
         } catch (RuntimeException e) {
