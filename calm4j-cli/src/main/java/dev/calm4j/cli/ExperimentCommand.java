@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** {@code calm experiment <name>}: the paper's experiments. */
 @Command(name = "experiment", mixinStandardHelpOptions = true,
         description = "Run one of the paper's experiments.",
-        subcommands = {KvArithmeticCommand.class, LanguageCommand.class},
+        subcommands = {KvArithmeticCommand.class, LanguageCommand.class, CodeCommand.class},
         footer = {"", "Examples:",
                 "  calm experiment kv-arithmetic --quick",
                 "  calm experiment language --quick"})

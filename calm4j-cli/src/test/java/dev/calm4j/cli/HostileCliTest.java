@@ -124,6 +124,17 @@ class HostileCliTest {
     }
 
     @Test
+    void theCodeExperimentRefusesBadFlagsAndMissingSourcesInOneLine() throws Exception {
+        userError(calm("experiment", "code", "--controls", "lora,bogus", "--out", tmp.resolve("a").toString()),
+                "--controls: expected some of lora, calm_random_augment, calm_encoder, skyline, two_augments; got 'bogus'");
+        userError(calm("experiment", "code", "--steps", "0", "--out", tmp.resolve("b").toString()),
+                "--steps, --batch, --lr, --test-methods and --jobs must be > 0");
+        Path empty = Files.createDirectories(tmp.resolve("no-sources"));
+        userError(calm("experiment", "code", "--data", empty.toString(), "--out", tmp.resolve("c").toString()),
+                "no-sources/downloads: no sources; fetch them with experiments/code/scripts/fetch-data.sh");
+    }
+
+    @Test
     void inspectRefusesWhatGenerateRefuses() throws Exception {
         Path layers = copy(anchor, tmp.resolve("layers"));
         ObjectNode c = (ObjectNode) JSON.readTree(layers.resolve("config.json").toFile());

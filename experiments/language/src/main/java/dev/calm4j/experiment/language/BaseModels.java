@@ -32,7 +32,7 @@ import java.util.function.BiFunction;
  * they were made with. Checks shipped models against the recipe, or makes them: each model's subword tokenizer from
  * its own text, then pretraining from random weights with calm4j's own training loop.
  */
-final class BaseModels {
+public final class BaseModels {
     static final String STAMP = "language_recipe.json";
 
     private final LanguageRecipe recipe;
@@ -103,7 +103,7 @@ final class BaseModels {
         // The training logs stay beside the models; the resumable checkpoints (weights and optimizer state, three
         // times each model's size) are of no use once a model is finished.
         for (Path p : List.of(augment(), anchor(), skyline())) {
-            deleteTree(p.resolveSibling(p.getFileName() + ".train").resolve("checkpoint"));
+            dropCheckpoint(p);
         }
         AtomicFiles.writeString(stamp, want + "\n");
     }
@@ -130,27 +130,49 @@ final class BaseModels {
 
     private TrainLoop.Result pretrain(LanguageRecipe.Model m, List<String> docs, Path out, long seed, String name,
                                       boolean messages) {
+        return pretrain(m, docs, out, seed, name, listeners.apply(name, messages));
+    }
+
+    private TrainLoop.Result continueOn(Path from, List<String> docs, Path out, LanguageRecipe.Continue k, long seed) {
+        return continueOn(from, docs, out, k, recipe.anchor().maxPositions(), recipe.anchor().weightDecay(), seed,
+                "m_A's data through m_B's tokenizer", listeners.apply("m_B_skyline", true));
+    }
+
+    /**
+     * Pretrains a model of shape {@code m} from random weights on {@code docs} (one row each, through the tokenizer
+     * already at {@code out/tokenizer.json}) and saves it in {@code out}; the training log goes to {@code out.train}.
+     */
+    public static TrainLoop.Result pretrain(LanguageRecipe.Model m, List<String> docs, Path out, long seed, String name,
+                                            TrainListener listener) {
         Path tok = out.resolve("tokenizer.json");
         Dataset d = rows(docs, tok, m.maxPositions(), name + " pretraining");
         LlamaConfig c = m.config(vocabSize(tok));
         try (LlamaModel model = new LlamaModel(c, LlamaWeights.random(c, seed, 0.02, ScalarType.Float), ScalarType.Float)) {
             TrainConfig cfg = schedule(m.steps(), m.batch(), m.lr(), m.weightDecay(), seed);
             return TrainLoop.run(new LmObjective(model, tok), d, null, cfg, out.resolveSibling(out.getFileName() + ".train"),
-                    false, listeners.apply(name, messages), out);
+                    false, listener, out);
         }
     }
 
-    private TrainLoop.Result continueOn(Path from, List<String> docs, Path out, LanguageRecipe.Continue k, long seed) {
+    /** Trains the model in {@code from} further on {@code docs} (through its own tokenizer) and saves it in {@code out}. */
+    public static TrainLoop.Result continueOn(Path from, List<String> docs, Path out, LanguageRecipe.Continue k,
+                                              int maxPositions, double weightDecay, long seed, String dataName,
+                                              TrainListener listener) {
         Path tok = from.resolve("tokenizer.json");
-        Dataset d = rows(docs, tok, recipe.anchor().maxPositions(), "m_A's data through m_B's tokenizer");
+        Dataset d = rows(docs, tok, maxPositions, dataName);
         try (LlamaModel model = (LlamaModel) LmFamilies.load(from, ScalarType.Float)) {
-            TrainConfig cfg = schedule(k.steps(), k.batch(), k.lr(), recipe.anchor().weightDecay(), seed);
+            TrainConfig cfg = schedule(k.steps(), k.batch(), k.lr(), weightDecay, seed);
             return TrainLoop.run(new LmObjective(model, tok), d, null, cfg, out.resolveSibling(out.getFileName() + ".train"),
-                    false, listeners.apply("m_B_skyline", true), out);
+                    false, listener, out);
         }
     }
 
-    static int vocabSize(Path tokenizerJson) {
+    /** Deletes a finished model's resumable checkpoint (weights and optimizer state) beside it; the log stays. */
+    public static void dropCheckpoint(Path model) throws IOException {
+        deleteTree(model.resolveSibling(model.getFileName() + ".train").resolve("checkpoint"));
+    }
+
+    public static int vocabSize(Path tokenizerJson) {
         try {
             return LanguageExperiment.JSON.readTree(tokenizerJson.toFile()).path("model").path("vocab").size();
         } catch (IOException e) {
@@ -159,7 +181,7 @@ final class BaseModels {
     }
 
     /** Each text as one row: BOS, its tokens (at most {@code maxLength} in all), EOS; every token but BOS a target. */
-    static Dataset rows(List<String> docs, Path tokenizer, int maxLength, String name) {
+    public static Dataset rows(List<String> docs, Path tokenizer, int maxLength, String name) {
         List<Example> out = new ArrayList<>();
         try (Tokenizer t = Tokenizer.load(tokenizer)) {
             for (String doc : docs) {
@@ -180,7 +202,7 @@ final class BaseModels {
     }
 
     /** Base-model pretraining: 5 % warmup, cosine to 5 % of the peak, AdamW (0.9, 0.98), clip 1.0. */
-    static TrainConfig schedule(int steps, int batch, double lr, double weightDecay, long seed) {
+    public static TrainConfig schedule(int steps, int batch, double lr, double weightDecay, long seed) {
         return new TrainConfig(steps, new TrainConfig.Batching(batch, 1, 8),
                 new TrainConfig.Schedule(lr, Math.max(1, steps / 20), 0.05, 1.0),
                 TrainConfig.Optimizer.adamW(weightDecay).withBeta2(0.98), new TrainConfig.Intervals(Math.max(1, steps / 50), 0, 0),

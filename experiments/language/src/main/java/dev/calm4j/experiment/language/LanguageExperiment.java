@@ -182,6 +182,28 @@ public final class LanguageExperiment {
         RunListeners NONE = name -> TrainListener.NONE;
 
         TrainListener forRun(String name);
+
+        /**
+         * A training run's whole listener: its loss curve written as {@code loss.png} when it ends; this run's own
+         * listener only when runs go one at a time (progress bars of parallel runs would overwrite each other); and
+         * with {@code messages}, its messages to {@code log}.
+         */
+        default TrainListener withCurve(String name, boolean messages, int jobs, PrintStream log) {
+            List<TrainListener> ls = new ArrayList<>();
+            ls.add(new TrainListener() {
+                @Override
+                public void finished(TrainLoop.Result r, Path out) {
+                    LossCurve.write(out.resolve("loss.png"), r.describe(), r.curve());
+                }
+            });
+            if (jobs == 1) {
+                ls.add(forRun(name));
+            }
+            if (messages) {
+                ls.add(TrainListener.messagesTo(log));
+            }
+            return TrainListener.all(ls);
+        }
     }
 
     public LanguageExperiment(Config cfg, PrintStream log, RunListeners listeners) {
@@ -191,26 +213,13 @@ public final class LanguageExperiment {
     }
 
     private TrainListener listener(String name, boolean messages) {
-        List<TrainListener> ls = new ArrayList<>();
-        ls.add(new TrainListener() {
-            @Override
-            public void finished(TrainLoop.Result r, Path out) {
-                LossCurve.write(out.resolve("loss.png"), r.describe(), r.curve());
-            }
-        });
-        if (cfg.jobs() == 1) {
-            ls.add(listeners.forRun(name));
-        }
-        if (messages) {
-            ls.add(TrainListener.messagesTo(log));
-        }
-        return TrainListener.all(ls);
+        return listeners.withCurve(name, messages, cfg.jobs(), log);
     }
 
     /** The composition stage's files, written into {@code out/data} and read back as any user's data would be. */
-    record Files4(Path train, Path english, Path englishEncoder, Path test, Path heldOut, Map<Double, Path[]> sweep) {}
+    public record Files4(Path train, Path english, Path englishEncoder, Path test, Path heldOut, Map<Double, Path[]> sweep) {}
 
-    Files4 writeData(Corpus c) {
+    public Files4 writeData(Corpus c) {
         Path dir = cfg.out().resolve("data");
         Config.Composition k = cfg.composition();
         Random r = new Random(k.dataSeed());
@@ -266,7 +275,8 @@ public final class LanguageExperiment {
         return file;
     }
 
-    private static Path texts(Path file, List<String> texts, String augmentPrompt) {
+    /** Texts as a data file, one {@code {"text"}} row each, with {@code augment_prompt} when given (the encoder control's). */
+    public static Path texts(Path file, List<String> texts, String augmentPrompt) {
         List<Map<String, Object>> rows = new ArrayList<>();
         for (String t : texts) {
             Map<String, Object> m = new LinkedHashMap<>();
@@ -433,7 +443,7 @@ public final class LanguageExperiment {
         return results;
     }
 
-    private static Dataset concat(Dataset a, Dataset b, String name) {
+    public static Dataset concat(Dataset a, Dataset b, String name) {
         List<Example> all = new ArrayList<>(a.examples());
         all.addAll(b.examples());
         return Dataset.of(all, name);
@@ -443,7 +453,7 @@ public final class LanguageExperiment {
      * The generation cap: the 99th percentile of D_C's reference lengths in anchor tokens, plus a quarter. From the
      * training pairs, never the test books'.
      */
-    static int maxNewTokens(Dataset train) {
+    public static int maxNewTokens(Dataset train) {
         int[] len = train.examples().stream().mapToInt(e -> e.completion().length).sorted().toArray();
         return (int) Math.ceil(len[(int) Math.min(len.length - 1, Math.floor(0.99 * len.length))] * 1.25);
     }
@@ -462,7 +472,7 @@ public final class LanguageExperiment {
         return out;
     }
 
-    static final List<String> LORA_TARGETS = List.of("q_proj", "v_proj");
+    public static final List<String> LORA_TARGETS = List.of("q_proj", "v_proj");
 
     /** A finished composition-stage run. */
     record Run(String model, long seed, TrainLoop.Result train, List<String> hyps, dev.calm4j.eval.Score chrf, double bitsPerChar,
@@ -500,7 +510,7 @@ public final class LanguageExperiment {
                 heldOut == null ? null : bitsPerChar(m, heldOut));
     }
 
-    static List<String> translate(EvalModel m, Tokenizer tok, Dataset test, int maxNew) {
+    public static List<String> translate(EvalModel m, Tokenizer tok, Dataset test, int maxNew) {
         List<String> out = new ArrayList<>();
         List<Example> all = test.examples();
         for (int from = 0; from < all.size(); from += 32) {
@@ -520,7 +530,7 @@ public final class LanguageExperiment {
      * Bits per character of the targets (a verse's English given its Spanish; or all of a piece of English), counting
      * the end of each text as one character: comparable across tokenizers, unlike loss per token.
      */
-    static double bitsPerChar(EvalModel m, Dataset d) {
+    public static double bitsPerChar(EvalModel m, Dataset d) {
         Evaluator.Perplexity p = Evaluator.perplexity(m, d, 32);
         long chars = 0;
         for (Example e : d.examples()) {
@@ -576,7 +586,7 @@ public final class LanguageExperiment {
      * tenth over the last {@code decayFraction}; AdamW with beta2 0.95, no weight decay, clip 1.0 (as the key-value
      * experiment).
      */
-    static TrainConfig schedule(Config.Training t, long seed) {
+    public static TrainConfig schedule(Config.Training t, long seed) {
         return new TrainConfig(t.steps(), new TrainConfig.Batching(t.batch(), 1, 8),
                 new TrainConfig.Schedule(t.lr(), Math.max(1, t.steps() / 20), 0.1, t.decayFraction()),
                 TrainConfig.Optimizer.adamW(0.0).withBeta2(0.95), new TrainConfig.Intervals(Math.max(1, t.steps() / 50), 0, 0),
