@@ -216,25 +216,37 @@ public final class CodeExperiment {
                  Path testLines, Path testCode, Path testCodeEncoder, Path heldOut, Path heldOutEncoder,
                  List<CodeData.Pair> testPairList, List<CodeData.NextLineExample> testLineList) {}
 
-    /** Whether a row of {@code text} (with BOS and EOS) fits both models' positions. */
-    private static boolean fits(String text, Tokenizer a, int aMax, Tokenizer b, int bMax) {
-        return a.encode(text, false).length + 2 <= aMax && b.encode(text, false).length + 2 <= bMax;
+    /** A model that reads the rows: its tokenizer and its positions. */
+    record Reader(Tokenizer tokenizer, int positions) {}
+
+    /**
+     * Whether a row of {@code text} (with BOS and EOS, and {@code room} tokens more to write) fits every reader's
+     * positions: the anchor's, the code m_A's, and with two augments the Spanish m_A's, so every row is held to the
+     * same examples.
+     */
+    private static boolean fits(String text, List<Reader> readers, int room) {
+        for (Reader r : readers) {
+            if (r.tokenizer().encode(text, false).length + 2 + room > r.positions()) {
+                return false;
+            }
+        }
+        return true;
     }
 
-    Files writeData(CodeData data, Corpus corpus, Tokenizer tokA, int aMax, Tokenizer tokB, int bMax) {
+    Files writeData(CodeData data, Corpus corpus, List<Reader> readers) {
         Path dir = cfg.out().resolve("data");
         Config.Composition k = cfg.composition();
         Random r = new Random(k.dataSeed());
         List<CodeData.Pair> dcPairs = new ArrayList<>();
         for (CodeData.Pair p : data.dcPairs) {
-            if (fits(summaryPrompt(p) + summaryCompletion(p), tokA, aMax, tokB, bMax)) {
+            if (fits(summaryPrompt(p) + summaryCompletion(p), readers, 0)) {
                 dcPairs.add(p);
             }
         }
         List<String> dcCode = new ArrayList<>();
         for (var f : data.dcFiles) {
             for (String c : CodeText.chunks(CodeText.flatten(CodeText.body(f.text())), k.codeChunkChars())) {
-                if (fits(c, tokA, aMax, tokB, bMax)) {
+                if (fits(c, readers, 0)) {
                     dcCode.add(c);
                 }
             }
@@ -247,12 +259,11 @@ public final class CodeExperiment {
 
         List<CodeData.Pair> test = new ArrayList<>(data.testPairs);
         Collections.shuffle(test, r);
-        test = take(test, k.testPairs(), p -> fits(summaryPrompt(p) + summaryCompletion(p), tokA, aMax, tokB, bMax));
+        test = take(test, k.testPairs(), p -> fits(summaryPrompt(p) + summaryCompletion(p), readers, 0));
         List<CodeData.NextLineExample> lines = new ArrayList<>(data.testNextLine);
         Collections.shuffle(lines, r);
         // Room for the line the row writes: the prompt and the cap of new tokens must fit.
-        lines = take(lines, k.testNextLines(), e -> fits(linePrompt(e) + lineCompletion(e), tokA, aMax - k.nextLineTokens(),
-                tokB, bMax - k.nextLineTokens()));
+        lines = take(lines, k.testNextLines(), e -> fits(linePrompt(e) + lineCompletion(e), readers, k.nextLineTokens()));
         List<String> testCode = new ArrayList<>();
         for (var f : data.testFiles) {
             for (String c : CodeText.chunks(CodeText.flatten(CodeText.body(f.text())), k.codeChunkChars())) {
@@ -260,7 +271,7 @@ public final class CodeExperiment {
             }
         }
         Collections.shuffle(testCode, r);
-        testCode = take(testCode, k.testCode(), c -> fits(c, tokA, aMax, tokB, bMax));
+        testCode = take(testCode, k.testCode(), c -> fits(c, readers, 0));
         List<String> held = new ArrayList<>(corpus.heldOutEnglish());
         Collections.shuffle(held, r);
         held = held.subList(0, Math.min(k.heldOutEnglish(), held.size()));
@@ -356,8 +367,17 @@ public final class CodeExperiment {
         Path bDir = models.anchor();
         try (Tokenizer tokA = Tokenizer.load(aDir); Tokenizer tokB = Tokenizer.load(bDir);
              CausalLm mA = LmFamilies.load(aDir); CausalLm mB = LmFamilies.load(bDir)) {
-            Files files = writeData(data, corpus, tokA, mA.config().maxPositionEmbeddings(), tokB,
-                    mB.config().maxPositionEmbeddings());
+            List<Reader> fitReaders = new ArrayList<>(List.of(new Reader(tokA, mA.config().maxPositionEmbeddings()),
+                    new Reader(tokB, mB.config().maxPositionEmbeddings())));
+            Tokenizer tokEs = null;
+            if (cfg.controls().contains("two_augments") && java.nio.file.Files.isRegularFile(cfg.spanish().resolve("config.json"))) {
+                tokEs = Tokenizer.load(cfg.spanish());
+                fitReaders.add(new Reader(tokEs, LmFamilies.readConfig(cfg.spanish()).maxPositionEmbeddings()));
+            }
+            Files files = writeData(data, corpus, fitReaders);
+            if (tokEs != null) {
+                tokEs.close();
+            }
             DataRules rulesB = DataRules.forModel(mB.config(), true, true, false);
             DataRules rulesA = DataRules.forModel(mA.config(), true, true, false);
             List<String> refs = files.testPairList().stream().map(CodeData.Pair::summary).toList();
@@ -487,6 +507,13 @@ public final class CodeExperiment {
                 if (rs.get(0).row() == null) {
                     continue;
                 }
+                if (rs.get(0).row().chrf() == null) {
+                    CodeRow row = new CodeRow(e.getKey(), List.of(), List.of(), null, null, null, List.of(), List.of(),
+                            new ArrayList<>(rs.stream().map(Run::seed).toList()), mean(rs, x -> x.row().summaryBits()),
+                            mean(rs, x -> x.row().codeBits()), mean(rs, x -> x.row().englishBits()));
+                    rows.put(e.getKey(), row);
+                    continue;
+                }
                 CodeRow row = CodeRow.of(e.getKey(), rs.stream().map(x -> x.row().summaries().get(0)).toList(), refs,
                         rs.stream().map(x -> x.row().nextLines().get(0)).toList(), evalB.lineRefs(),
                         mean(rs, x -> x.row().summaryBits()), mean(rs, x -> x.row().codeBits()),
@@ -502,7 +529,7 @@ public final class CodeExperiment {
             ObjectNode cmp = results.putObject("paired_differences");
             for (String[] ab : new String[][] {{"calm", "lora"}, {"calm", "skyline"}, {"calm", "calm_random_augment"},
                     {"calm", "m_A"}}) {
-                if (rows.containsKey(ab[0]) && rows.containsKey(ab[1])) {
+                if (rows.containsKey(ab[0]) && rows.containsKey(ab[1]) && rows.get(ab[1]).chrf() != null) {
                     cmp.set(ab[0] + " - " + ab[1], pairedChrF(rows.get(ab[0]), rows.get(ab[1]), refs));
                 }
             }
@@ -544,10 +571,13 @@ public final class CodeExperiment {
     private void logRun(Run x) {
         StringBuilder sb = new StringBuilder(String.format(java.util.Locale.ROOT, "  seed %d, %s: loss %.4f (%.0f s)",
                 x.seed(), x.model(), x.train().finalLoss(), x.train().seconds()));
+        if (x.row() != null && x.row().chrf() != null) {
+            sb.append(String.format(java.util.Locale.ROOT, "; summaries BLEU %.1f chrF %.1f; next line %.1f %%",
+                    x.row().bleu().value(), x.row().chrf().value(), x.row().exactMatch().value()));
+        }
         if (x.row() != null) {
-            sb.append(String.format(java.util.Locale.ROOT, "; summaries BLEU %.1f chrF %.1f; next line %.1f %%; code %.3f, "
-                            + "English %.3f bits/char", x.row().bleu().value(), x.row().chrf().value(),
-                    x.row().exactMatch().value(), x.row().codeBits(), x.row().englishBits()));
+            sb.append(String.format(java.util.Locale.ROOT, "; summary %.3f, code %.3f, English %.3f bits/char",
+                    x.row().summaryBits(), x.row().codeBits(), x.row().englishBits()));
         }
         if (x.language() != null) {
             sb.append(String.format(java.util.Locale.ROOT, "; Spanish -> English chrF %.1f, reference %.3f bits/char",
@@ -658,8 +688,13 @@ public final class CodeExperiment {
                             new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS), readers), union, null, tc, dir, false,
                     listener("seed " + seed + ", calm_two_augments", false));
             EvalModel m = EvalModel.of(calm, readers, tokB);
-            return new Run("calm_two_augments", seed, r, evaluate("calm_two_augments", m, tokB, ev, maxNew, refs, true),
-                    languageEval(m, tokB, es.task(), ev));
+            // On the code tasks, likelihoods only: while writing, the growing text can outgrow the Spanish m_A's 320
+            // positions (its tokenizer spends far more tokens on code than the anchor's), and a composition cannot
+            // go on past any of its models' contexts.
+            CodeRow code = new CodeRow("calm_two_augments", List.of(), List.of(), null, null, null, List.of(), List.of(),
+                    new ArrayList<>(), LanguageExperiment.bitsPerChar(m, ev.pairs()), LanguageExperiment.bitsPerChar(m, ev.code()),
+                    LanguageExperiment.bitsPerChar(m, ev.english()));
+            return new Run("calm_two_augments", seed, r, code, languageEval(m, tokB, es.task(), ev));
         }
     }
 

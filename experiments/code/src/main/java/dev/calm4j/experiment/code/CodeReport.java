@@ -100,9 +100,10 @@ final class CodeReport {
             JsonNode oneLang = lang.path("calm_spanish");
             if (!two.isMissingNode() && !calm.isMissingNode() && !oneLang.isMissingNode()) {
                 sb.append("\n| target (two augments) | figure | met |\n|---|---|---|\n");
-                double dc = two.path("chrf").path("value").asDouble() - calm.path("chrf").path("value").asDouble();
-                sb.append(String.format(Locale.ROOT, "| code → text within 1 chrF of CALM with the code m_A | %+.1f | %s |%n",
-                        dc, dc >= -1 ? "yes" : "no"));
+                double sbits = two.path("summary_bits_per_char").asDouble() / calm.path("summary_bits_per_char").asDouble() - 1;
+                sb.append(String.format(Locale.ROOT, "| code → text (the summary's bits/char: the two-augment row writes no "
+                        + "code-task text) within 2 %% of CALM with the code m_A | %+.1f %% | %s |%n", 100 * sbits,
+                        sbits <= 0.02 ? "yes" : "no"));
                 double cb = two.path("code_bits_per_char").asDouble() / calm.path("code_bits_per_char").asDouble() - 1;
                 sb.append(String.format(Locale.ROOT, "| code bits/char within 2 %% of CALM with the code m_A | %+.1f %% | %s |%n",
                         100 * cb, cb <= 0.02 ? "yes" : "no"));

@@ -58,8 +58,10 @@ record CodeRow(String name, List<List<String>> summaries, List<List<String>> nex
 
     ObjectNode toJson() {
         ObjectNode o = CodeModels.JSON.createObjectNode();
-        put(o, "smoothed_bleu4", bleu);
-        put(o, "chrf", chrf);
+        if (chrf != null) {                 // null: a row held to likelihoods only
+            put(o, "smoothed_bleu4", bleu);
+            put(o, "chrf", chrf);
+        }
         if (exactMatch != null) {
             put(o, "next_line_exact_match", exactMatch);
         }
