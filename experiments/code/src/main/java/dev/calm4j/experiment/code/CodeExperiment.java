@@ -508,9 +508,9 @@ public final class CodeExperiment {
                     continue;
                 }
                 if (rs.get(0).row().chrf() == null) {
-                    CodeRow row = new CodeRow(e.getKey(), List.of(), List.of(), null, null, null, List.of(), List.of(),
-                            new ArrayList<>(rs.stream().map(Run::seed).toList()), mean(rs, x -> x.row().summaryBits()),
-                            mean(rs, x -> x.row().codeBits()), mean(rs, x -> x.row().englishBits()));
+                    CodeRow row = CodeRow.likelihoodsOnly(e.getKey(), rs.stream().map(Run::seed).toList(),
+                            mean(rs, x -> x.row().summaryBits()), mean(rs, x -> x.row().codeBits()),
+                            mean(rs, x -> x.row().englishBits()));
                     rows.put(e.getKey(), row);
                     continue;
                 }
@@ -581,7 +581,7 @@ public final class CodeExperiment {
         }
         if (x.language() != null) {
             sb.append(String.format(java.util.Locale.ROOT, "; Spanish -> English chrF %.1f, reference %.3f bits/char",
-                    dev.calm4j.eval.ChrF.corpus(x.language().hyps(), spanishRefs), x.language().referenceBits()));
+                    x.language().chrf(), x.language().referenceBits()));
             if (x.row() == null) {
                 sb.append(String.format(java.util.Locale.ROOT, ", English %.3f bits/char", x.language().englishBits()));
             }
@@ -590,8 +590,6 @@ public final class CodeExperiment {
     }
 
     // ---- two augments: the Spanish m_A beside the code m_A -----------------------------------------------------
-
-    private List<String> spanishRefs = List.of();
 
     /** The second augment, its reader and the language experiment's task (its D_C and test verses, written here). */
     record Spanish(Path dir, CausalLm model, Tokenizer tokenizer, AugmentReader reader, boolean own, LanguageTask task) {}
@@ -620,7 +618,6 @@ public final class CodeExperiment {
                 refs.add(CodeModels.JSON.readTree(line).get("completion").asText().substring(1));
             }
         }
-        spanishRefs = refs;
         CausalLm m = LmFamilies.load(dir);
         Tokenizer tok = Tokenizer.load(dir);
         boolean own = TextAlignment.ownTokens(bDir, List.of(dir))[0];
@@ -629,8 +626,9 @@ public final class CodeExperiment {
     }
 
     private LanguageResult languageEval(EvalModel m, Tokenizer tokB, LanguageTask t, Eval ev) {
-        return new LanguageResult(LanguageExperiment.translate(m, tokB, t.test(), t.maxNew()),
-                LanguageExperiment.bitsPerChar(m, t.test()), LanguageExperiment.bitsPerChar(m, ev.english()));
+        List<String> hyps = LanguageExperiment.translate(m, tokB, t.test(), t.maxNew());
+        return new LanguageResult(hyps, dev.calm4j.eval.ChrF.corpus(hyps, t.refs()), LanguageExperiment.bitsPerChar(m, t.test()),
+                LanguageExperiment.bitsPerChar(m, ev.english()));
     }
 
     private static ObjectNode languageJson(List<LanguageResult> rs, List<String> refs, List<Long> seeds) {
@@ -691,9 +689,8 @@ public final class CodeExperiment {
             // On the code tasks, likelihoods only: while writing, the growing text can outgrow the Spanish m_A's 320
             // positions (its tokenizer spends far more tokens on code than the anchor's), and a composition cannot
             // go on past any of its models' contexts.
-            CodeRow code = new CodeRow("calm_two_augments", List.of(), List.of(), null, null, null, List.of(), List.of(),
-                    new ArrayList<>(), LanguageExperiment.bitsPerChar(m, ev.pairs()), LanguageExperiment.bitsPerChar(m, ev.code()),
-                    LanguageExperiment.bitsPerChar(m, ev.english()));
+            CodeRow code = CodeRow.likelihoodsOnly("calm_two_augments", List.of(), LanguageExperiment.bitsPerChar(m, ev.pairs()),
+                    LanguageExperiment.bitsPerChar(m, ev.code()), LanguageExperiment.bitsPerChar(m, ev.english()));
             return new Run("calm_two_augments", seed, r, code, languageEval(m, tokB, es.task(), ev));
         }
     }
@@ -741,7 +738,7 @@ public final class CodeExperiment {
     }
 
     /** A row's Spanish → English translations of the language experiment's test verses, and its likelihoods. */
-    record LanguageResult(List<String> hyps, double referenceBits, double englishBits) {}
+    record LanguageResult(List<String> hyps, double chrf, double referenceBits, double englishBits) {}
 
     /** The language experiment's task as the two-augment rows are held to it. */
     record LanguageTask(Dataset dc, Dataset test, List<String> refs, int maxNew) {}
