@@ -301,13 +301,46 @@ public final class AlignedCalmSession implements Session {
     }
 
     /**
-     * The text of row {@code r}'s generated tokens. Decoded after the prompt ids, then cut after the decoded prompt:
-     * a decoder that treats the start of a text specially (SentencePiece's, which strips one leading space) must not
-     * treat the continuation as a start. Decoded alone where the decoded prompt is not a prefix of the whole.
+     * Whether every own-token augment still reads row {@code r}'s text within its positions once {@code id} is
+     * appended. The anchor's own positions are bounded before the first step; an augment's are not, as its tokenizer
+     * may spend more tokens on the same text (the anchor writing code that a Spanish augment reads piece by piece).
      */
+    @Override
+    public boolean fits(int r, long id) {
+        String text = null;
+        for (int a = 0; a < model.augments().size(); a++) {
+            if (!model.ownTokens(a)) {
+                continue;
+            }
+            if (text == null) {
+                long[] gen = new long[generated.get(r).size() + 1];
+                for (int i = 0; i < gen.length - 1; i++) {
+                    gen[i] = generated.get(r).get(i);
+                }
+                gen[gen.length - 1] = id;
+                text = promptTexts.get(r) + continuation(r, gen);
+            }
+            if (augmentTokenizers.get(a).encodeWithEnds(text, true).ids().length
+                    > model.augments().get(a).config().maxPositionEmbeddings()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** The text of row {@code r}'s generated tokens ({@link #continuation(int, long[])}). */
     private String continuation(int r) {
+        return continuation(r, generated.get(r).stream().mapToLong(Long::longValue).toArray());
+    }
+
+    /**
+     * The text of generated tokens {@code gen} of row {@code r}. Decoded after the prompt ids, then cut after the
+     * decoded prompt: a decoder that treats the start of a text specially (SentencePiece's, which strips one leading
+     * space) must not treat the continuation as a start. Decoded alone where the decoded prompt is not a prefix of the
+     * whole.
+     */
+    private String continuation(int r, long[] gen) {
         long[] prompt = promptTokens.get(r).ids();
-        long[] gen = generated.get(r).stream().mapToLong(Long::longValue).toArray();
         long[] all = Arrays.copyOf(prompt, prompt.length + gen.length);
         System.arraycopy(gen, 0, all, prompt.length, gen.length);
         String whole = anchorTokenizer.decode(all);

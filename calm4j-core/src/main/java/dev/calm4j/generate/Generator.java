@@ -181,8 +181,7 @@ public final class Generator {
                     System.arraycopy(flat, r * vocabSize, row, 0, vocabSize);
                     perRow[r] = row;
                     if (done[r]) {
-                        next[r] = rows.get(r).isEmpty() ? 0 : rows.get(r).get(rows.get(r).size() - 1);
-                        continue;
+                        continue;                                  // fed as padding: nothing after its end is read
                     }
                     int id = opt.sampler().next(row);
                     next[r] = id;
@@ -191,7 +190,8 @@ public final class Generator {
                         listener.onToken(r, id);
                     }
                     if (opt.stopIds().contains(id) || rows.get(r).size() >= opt.maxNewTokens() || (stop != null
-                            && stop.stop(r, rows.get(r).stream().mapToLong(Long::longValue).toArray()))) {
+                            && stop.stop(r, rows.get(r).stream().mapToLong(Long::longValue).toArray()))
+                            || !session.fits(r, id)) {
                         done[r] = true;
                     }
                 }
@@ -206,8 +206,11 @@ public final class Generator {
                 if (all) {
                     break;
                 }
+                // A finished row's last token is not fed: its column is padding, so the row's context stops there
+                // (an aligned session's text stops growing) and the other rows are computed as before.
                 for (int r = 0; r < b; r++) {
-                    real[r][length] = true;
+                    real[r][length] = !done[r];
+                    padded |= done[r];
                 }
                 step = next;
                 stepLen = 1;

@@ -17,6 +17,16 @@ public interface Session extends AutoCloseable {
      */
     Tensor advance(Tensor ids, Tensor keyPadding);
 
+    /**
+     * Whether row {@code row} can take {@code id} as its next token. A row that cannot is finished there: the
+     * generator keeps {@code id} in its output (the logits it came from were computed) and never feeds it. Every
+     * position of a plain session is checked before the first call; a session whose parts read the text through other
+     * tokenizers (more or fewer tokens than the anchor's) knows only once the text grows.
+     */
+    default boolean fits(int row, long id) {
+        return true;
+    }
+
     /** Positions held so far. */
     int length();
 

@@ -30,21 +30,59 @@ public final class Parallel {
     private Parallel() {}
 
     /**
+     * What one job ended with: its result, or the error that ended it (a {@link Calm4jException} or the job's own
+     * unchecked exception).
+     */
+    public record Outcome<T>(T result, RuntimeException error) {
+        public boolean ok() {
+            return error == null;
+        }
+    }
+
+    /**
      * @param onDone called (one call at a time) with each result as its job finishes, in finishing order
      * @return every job's result, in the order of {@code jobs}
      * @throws Calm4jException, or the job's own unchecked exception, from the first job (in order) that failed; the
      *     jobs not yet started are cancelled and running ones are waited for
      */
     public static <T> List<T> run(List<? extends Callable<T>> jobs, int n, Consumer<? super T> onDone) {
+        List<T> out = new ArrayList<>();
+        for (Outcome<T> o : runAll(jobs, n, onDone, true)) {
+            if (!o.ok()) {
+                throw o.error();
+            }
+            out.add(o.result());
+        }
+        return out;
+    }
+
+    /**
+     * As {@link #run}, but a job that fails does not stop the others: every job runs, and each one's result or error
+     * comes back in the order of {@code jobs} (an experiment keeps the runs that finished when one fails). A
+     * {@link Error} (out of memory) still ends everything.
+     */
+    public static <T> List<Outcome<T>> runEach(List<? extends Callable<T>> jobs, int n, Consumer<? super T> onDone) {
+        return runAll(jobs, n, onDone, false);
+    }
+
+    private static <T> List<Outcome<T>> runAll(List<? extends Callable<T>> jobs, int n, Consumer<? super T> onDone,
+                                               boolean stopAtFailure) {
         if (n < 1) {
             throw new IllegalArgumentException("jobs at once: expected >= 1, got " + n);
         }
-        List<T> out = new ArrayList<>();
+        List<Outcome<T>> out = new ArrayList<>();
         if (n == 1 || jobs.size() <= 1) {
             for (Callable<T> j : jobs) {
-                T r = call(j);
-                onDone.accept(r);
-                out.add(r);
+                try {
+                    T r = call(j);
+                    onDone.accept(r);
+                    out.add(new Outcome<>(r, null));
+                } catch (RuntimeException e) {
+                    out.add(new Outcome<>(null, e));
+                    if (stopAtFailure) {
+                        return out;
+                    }
+                }
             }
             return out;
         }
@@ -73,13 +111,14 @@ public final class Parallel {
                     }
                 }));
             }
-            RuntimeException failure = null;
+            boolean failed = false;
             for (Future<T> f : futures) {
                 try {
-                    out.add(f.get());
+                    out.add(new Outcome<>(f.get(), null));
                 } catch (ExecutionException e) {
-                    if (failure == null) {
-                        failure = unwrap(e.getCause());
+                    out.add(new Outcome<>(null, unwrap(e.getCause())));
+                    if (stopAtFailure && !failed) {
+                        failed = true;
                         futures.forEach(g -> g.cancel(false));     // not started: skip; running: let finish
                     }
                 } catch (java.util.concurrent.CancellationException e) {
@@ -88,9 +127,6 @@ public final class Parallel {
                     Thread.currentThread().interrupt();
                     throw new Calm4jException("interrupted while waiting for training runs");
                 }
-            }
-            if (failure != null) {
-                throw failure;
             }
             return out;
         } finally {

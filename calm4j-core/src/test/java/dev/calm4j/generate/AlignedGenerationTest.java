@@ -376,6 +376,52 @@ class AlignedGenerationTest {
         }
     }
 
+    /**
+     * (5) An augment whose positions run out before the anchor's: the row whose text it can no longer read stops there
+     * (its tokens so far are those of an unbounded run), the other row goes on exactly as if generated alone, and
+     * nothing is thrown.
+     */
+    @Test
+    void aRowStopsWhereAnAugmentsPositionsRunOut() throws Exception {
+        Path dir = tmp.resolve("short-augment");
+        for (String part : List.of("anchor", "augment", "bridges")) {
+            Files.createDirectories(dir.resolve(part));
+            try (var files = Files.list(ALIGNED.resolve(part))) {
+                for (Path f : files.toList()) {
+                    Files.copy(f, dir.resolve(part).resolve(f.getFileName()));
+                }
+            }
+        }
+        List<String> prompts = List.of("the sum of xtyqh and the sum of abc and", "he");
+        int steps = 12;
+        Generator.Options opt = new Generator.Options(steps, Sampler.greedy(), Set.of(), false);
+        try (Tokenizer ta = Tokenizer.load(ALIGNED.resolve("anchor")); Tokenizer tg = Tokenizer.load(ALIGNED.resolve("augment"))) {
+            List<long[]> unbounded;
+            try (BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(ALIGNED.resolve("bridges"), null, null, false, ScalarType.Float)) {
+                unbounded = AlignedCalmSession.generate(l.model(), ta, List.of(tg), prompts, opt, null).generated();
+            }
+            int limit = Math.max(tg.encode(prompts.get(0), true).length + 2,
+                    tg.encode(prompts.get(1) + ta.decode(unbounded.get(1)), true).length);
+            assertTrue(tg.encode(prompts.get(0) + ta.decode(unbounded.get(0)), true).length > limit,
+                    "the unbounded row 0 outgrows the short augment");
+            assertTrue(tg.encode(prompts.get(1) + ta.decode(unbounded.get(1)), true).length <= limit, "row 1 does not");
+            Path config = dir.resolve("augment/config.json");
+            ObjectNode c = (ObjectNode) new ObjectMapper().readTree(config.toFile());
+            c.put("max_position_embeddings", limit);
+            Files.writeString(config, c.toString());
+            try (BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(dir.resolve("bridges"), null, null, false, ScalarType.Float)) {
+                List<long[]> got = AlignedCalmSession.generate(l.model(), ta, List.of(tg), prompts, opt, null).generated();
+                long[] row0 = got.get(0);
+                assertTrue(row0.length > 0 && row0.length < steps, "row 0 stopped early: " + row0.length);
+                assertArrayEquals(Arrays.copyOf(unbounded.get(0), row0.length), row0, "row 0 as far as it went");
+                assertTrue(tg.encode(prompts.get(0) + ta.decode(Arrays.copyOf(row0, row0.length - 1)), true).length <= limit,
+                        "every token fed fits");
+                assertTrue(tg.encode(prompts.get(0) + ta.decode(row0), true).length > limit, "the last one, not fed, did not");
+                assertArrayEquals(unbounded.get(1), got.get(1), "row 1 as if alone");
+            }
+        }
+    }
+
     /** Truncation is bounded; growing keeps what is held. */
     @Test
     void kvCacheTruncatesAndGrows() {

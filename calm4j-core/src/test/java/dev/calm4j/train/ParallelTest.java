@@ -96,4 +96,23 @@ class ParallelTest {
         assertEquals(blasBefore, Torch.blasThreads());
         assertThrows(IllegalArgumentException.class, () -> Parallel.run(jobs, 0, r -> {}));
     }
+
+    @Test
+    void runEachKeepsWhatFinishedWhenOneJobFails() {
+        Torch.init();
+        int blasBefore = Torch.blasThreads();
+        for (int n : new int[] {1, 2}) {
+            List<Integer> finished = new ArrayList<>();
+            List<Callable<Integer>> jobs = List.of(() -> 1, () -> {
+                throw new java.io.IOException("disk full: run-2/metrics.jsonl");
+            }, () -> 3);
+            List<Parallel.Outcome<Integer>> out = Parallel.runEach(jobs, n, finished::add);
+            assertEquals(3, out.size(), n + " at a time");
+            assertEquals(1, out.get(0).result());
+            assertTrue(!out.get(1).ok() && out.get(1).error().getMessage().contains("disk full"), out.get(1).toString());
+            assertEquals(3, out.get(2).result(), "the job after the failure still ran");
+            assertEquals(List.of(1, 3), finished.stream().sorted().toList());
+            assertEquals(blasBefore, Torch.blasThreads());
+        }
+    }
 }

@@ -363,6 +363,7 @@ public final class CodeExperiment {
         ObjectNode results = CodeModels.JSON.createObjectNode();
         results.set("config", cfg.toJson());
         Map<String, CodeRow> rows = new LinkedHashMap<>();
+        List<String> failures = new ArrayList<>();          // runs that failed, named with their error
         Path aDir = models.augment();
         Path bDir = models.anchor();
         try (Tokenizer tokA = Tokenizer.load(aDir); Tokenizer tokB = Tokenizer.load(bDir);
@@ -431,16 +432,20 @@ public final class CodeExperiment {
                 results.set("language_task_m_B", languageJson(List.of(alone), two.task().refs(), List.of()));
             }
             List<Callable<Run>> runs = new ArrayList<>();
+            List<String> planned = new ArrayList<>();       // each run's row and seed, to name one that fails
             for (long seed : cfg.seeds()) {
                 TrainConfig tc = LanguageExperiment.schedule(cfg.training(), seed);
                 Path runDir = cfg.out().resolve("seed-" + seed);
+                planned.add("calm, seed " + seed);
                 runs.add(() -> calmRun("calm", seed, mB, mA, aDir, bDir, plan, readers, own, dc, evalB, tokB, maxNew,
                         refs, tc, runDir.resolve("calm"), Mode.SAME_SEQUENCE));
                 if (cfg.controls().contains("lora")) {
+                    planned.add("lora, seed " + seed);
                     runs.add(() -> loraRun("lora", seed, (LlamaModel) mB, bDir, rank, dc, evalB, tokB, maxNew, refs, tc,
                             runDir.resolve("lora")));
                 }
                 if (cfg.controls().contains("calm_random_augment")) {
+                    planned.add("calm_random_augment, seed " + seed);
                     runs.add(() -> {
                         LlamaConfig ac = (LlamaConfig) mA.config();
                         Path rnd = runDir.resolve("random_m_A");
@@ -455,18 +460,22 @@ public final class CodeExperiment {
                     });
                 }
                 if (cfg.controls().contains("calm_encoder")) {
+                    planned.add("calm_encoder, seed " + seed);
                     runs.add(() -> calmRun("calm_encoder", seed, mB, mA, aDir, bDir, plan, readers, own, dcEnc, evalEnc,
                             tokB, maxNew, refs, tc, runDir.resolve("calm_encoder"), Mode.SEPARATE_PROMPT));
                 }
                 if (two != null) {
+                    planned.add("calm_spanish, seed " + seed);
                     runs.add(() -> spanishRun(seed, mB, two, bDir, tokB, tc, runDir.resolve("calm_spanish"), evalB));
                     TrainConfig tc2 = LanguageExperiment.schedule(new LanguageExperiment.Config.Training(
                             2 * cfg.training().steps(), cfg.training().batch(), cfg.training().lr(),
                             cfg.training().decayFraction()), seed);
+                    planned.add("calm_two_augments, seed " + seed);
                     runs.add(() -> twoAugmentRun(seed, mB, mA, aDir, bDir, two, plan, own[0], readers.get(0), dc, evalB, tokB, maxNew,
                             refs, tc2, runDir.resolve("calm_two_augments")));
                 }
                 if (cfg.controls().contains("skyline")) {
+                    planned.add("skyline, seed " + seed);
                     runs.add(() -> {
                         try (LlamaModel sky = (LlamaModel) LmFamilies.load(models.skyline())) {
                             return loraRun("skyline", seed, sky, models.skyline(), rank, dc, evalB, tokB, maxNew, refs, tc,
@@ -478,8 +487,20 @@ public final class CodeExperiment {
             log.printf("training %d runs on %s, bridges %s (%,d parameters; LoRA rank %d), %d at a time ...%n",
                     runs.size(), dc, plan, bridgeParams, rank, Math.min(cfg.jobs(), runs.size()));
             Map<String, List<Run>> done = new LinkedHashMap<>();
-            for (Run run : Parallel.run(runs, cfg.jobs(), this::logRun)) {
-                done.computeIfAbsent(run.model(), k -> new ArrayList<>()).add(run);
+            List<Parallel.Outcome<Run>> outcomes = Parallel.runEach(runs, cfg.jobs(), this::logRun);
+            var failedRuns = results.putArray("failed_runs");
+            for (int i = 0; i < outcomes.size(); i++) {
+                Parallel.Outcome<Run> o = outcomes.get(i);
+                if (o.ok()) {
+                    done.computeIfAbsent(o.result().model(), k -> new ArrayList<>()).add(o.result());
+                    continue;
+                }
+                // A run that fails is reported; the ones that finished are kept (an hour's job is not lost to one).
+                String[] who = planned.get(i).split(", seed ");
+                failures.add(planned.get(i) + ": " + o.error().getMessage());
+                log.println("  " + planned.get(i) + " FAILED: " + o.error().getMessage());
+                failedRuns.addObject().put("row", who[0]).put("seed", Long.parseLong(who[1]))
+                        .put("error", String.valueOf(o.error().getMessage()));
             }
             ObjectNode language = results.putObject("language_task");
             List<Map<String, Object>> languagePredictions = new ArrayList<>();
@@ -507,13 +528,6 @@ public final class CodeExperiment {
                 if (rs.get(0).row() == null) {
                     continue;
                 }
-                if (rs.get(0).row().chrf() == null) {
-                    CodeRow row = CodeRow.likelihoodsOnly(e.getKey(), rs.stream().map(Run::seed).toList(),
-                            mean(rs, x -> x.row().summaryBits()), mean(rs, x -> x.row().codeBits()),
-                            mean(rs, x -> x.row().englishBits()));
-                    rows.put(e.getKey(), row);
-                    continue;
-                }
                 CodeRow row = CodeRow.of(e.getKey(), rs.stream().map(x -> x.row().summaries().get(0)).toList(), refs,
                         rs.stream().map(x -> x.row().nextLines().get(0)).toList(), evalB.lineRefs(),
                         mean(rs, x -> x.row().summaryBits()), mean(rs, x -> x.row().codeBits()),
@@ -529,7 +543,7 @@ public final class CodeExperiment {
             ObjectNode cmp = results.putObject("paired_differences");
             for (String[] ab : new String[][] {{"calm", "lora"}, {"calm", "skyline"}, {"calm", "calm_random_augment"},
                     {"calm", "m_A"}}) {
-                if (rows.containsKey(ab[0]) && rows.containsKey(ab[1]) && rows.get(ab[1]).chrf() != null) {
+                if (rows.containsKey(ab[0]) && rows.containsKey(ab[1])) {
                     cmp.set(ab[0] + " - " + ab[1], pairedChrF(rows.get(ab[0]), rows.get(ab[1]), refs));
                 }
             }
@@ -543,6 +557,10 @@ public final class CodeExperiment {
         results.put("wall_time_s", (System.nanoTime() - t0) / 1e9);
         AtomicFiles.writeString(cfg.out().resolve("results.json"), CodeModels.JSON.writeValueAsString(results) + "\n");
         CodeReport.write(cfg, results);
+        if (!failures.isEmpty()) {
+            throw new Calm4jException(failures.size() + " run(s) failed (" + failures.get(0) + (failures.size() > 1
+                    ? "; …" : "") + "); the others are in " + cfg.out().resolve("report.md") + ", the failures listed there");
+        }
         return results;
     }
 
@@ -571,7 +589,7 @@ public final class CodeExperiment {
     private void logRun(Run x) {
         StringBuilder sb = new StringBuilder(String.format(java.util.Locale.ROOT, "  seed %d, %s: loss %.4f (%.0f s)",
                 x.seed(), x.model(), x.train().finalLoss(), x.train().seconds()));
-        if (x.row() != null && x.row().chrf() != null) {
+        if (x.row() != null) {
             sb.append(String.format(java.util.Locale.ROOT, "; summaries BLEU %.1f chrF %.1f; next line %.1f %%",
                     x.row().bleu().value(), x.row().chrf().value(), x.row().exactMatch().value()));
         }
@@ -686,11 +704,9 @@ public final class CodeExperiment {
                             new FrozenStateCache(FrozenStateCache.DEFAULT_BUDGET_FLOATS), readers), union, null, tc, dir, false,
                     listener("seed " + seed + ", calm_two_augments", false));
             EvalModel m = EvalModel.of(calm, readers, tokB);
-            // On the code tasks, likelihoods only: while writing, the growing text can outgrow the Spanish m_A's 320
-            // positions (its tokenizer spends far more tokens on code than the anchor's), and a composition cannot
-            // go on past any of its models' contexts.
-            CodeRow code = CodeRow.likelihoodsOnly("calm_two_augments", List.of(), LanguageExperiment.bitsPerChar(m, ev.pairs()),
-                    LanguageExperiment.bitsPerChar(m, ev.code()), LanguageExperiment.bitsPerChar(m, ev.english()));
+            // A row whose text outgrows the Spanish m_A's positions while it writes (its tokenizer spends far more
+            // tokens on code than the anchor's) stops there, as any composition stops at the end of a model's context.
+            CodeRow code = evaluate("calm_two_augments", m, tokB, ev, maxNew, refs, true);
             return new Run("calm_two_augments", seed, r, code, languageEval(m, tokB, es.task(), ev));
         }
     }

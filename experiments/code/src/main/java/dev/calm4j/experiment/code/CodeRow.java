@@ -56,18 +56,10 @@ record CodeRow(String name, List<List<String>> summaries, List<List<String>> nex
                 em, bleu, chrf, new ArrayList<>(), summaryBits, codeBits, englishBits);
     }
 
-    /** A row held to likelihoods only: it writes no text on the code tasks (no BLEU, chrF or next lines). */
-    static CodeRow likelihoodsOnly(String name, List<Long> seeds, Double summaryBits, Double codeBits, Double englishBits) {
-        return new CodeRow(name, List.of(), List.of(), null, null, null, List.of(), List.of(), new ArrayList<>(seeds),
-                summaryBits, codeBits, englishBits);
-    }
-
     ObjectNode toJson() {
         ObjectNode o = CodeModels.JSON.createObjectNode();
-        if (chrf != null) {                 // null: a row held to likelihoods only
-            put(o, "smoothed_bleu4", bleu);
-            put(o, "chrf", chrf);
-        }
+        put(o, "smoothed_bleu4", bleu);
+        put(o, "chrf", chrf);
         if (exactMatch != null) {
             put(o, "next_line_exact_match", exactMatch);
         }
