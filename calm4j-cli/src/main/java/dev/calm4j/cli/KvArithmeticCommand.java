@@ -81,6 +81,11 @@ class KvArithmeticCommand implements Callable<Integer> {
             + "these small models leave a core partly idle; results can differ in the last digits with the BLAS thread count)")
     Integer jobs;
 
+    @Option(names = "--dtype", paramLabel = "fp32|bf16", description = "what the frozen base models compute in while "
+            + "they are evaluated and composed (default fp32); bridges and LoRA adapters train float32 master weights "
+            + "either way. bf16 pays where the CPU multiplies it natively (avx512_bf16, amx_bf16)")
+    String dtype;
+
     @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")
     boolean noControls;
 
@@ -141,6 +146,11 @@ class KvArithmeticCommand implements Callable<Integer> {
                         numMathMix != null ? numMathMix : d.numMathMix(), evalExamples != null ? evalExamples : d.evalExamples(),
                         d.probeSteps()),
                 jobs != null ? jobs : c.jobs());
+        if (dtype != null) {
+            // one line naming the flag for anything but fp32|bf16 (float32 and bfloat16 are taken too)
+            c = c.withDtype(GenerateCommand.parseDtype(dtype) == org.bytedeco.pytorch.global.torch.ScalarType.BFloat16
+                    ? "bf16" : "fp32");
+        }
         Files.createDirectories(outDir);
         // UTF-8 a line at a time: the run log names "CALM m_A⊕m_B" (a byte-per-char copy printed it as mojibake)
         java.io.PrintStream log = Training.printStream(w);

@@ -130,14 +130,15 @@ public final class Bridge implements AutoCloseable {
 
     /** Keys and values from augment states: {@code H_A [B, S, D_A] -> K, V [B, heads, S, D_B/heads]}. */
     public Tensor[] keysValues(Tensor augmentStates) {
-        Tensor p = Ops.linear(augmentStates, projW, projB);                              // [B, S, D_B]
+        Tensor p = Ops.linear(augmentStates, as(projW, augmentStates), as(projB, augmentStates));   // [B, S, D_B]
         if (p.numel() == p.size(-1)) {                    // one position (decoding): two matrix-vector products
-            return new Tensor[] {Ops.splitHeads(Ops.linear(p, k, null), heads), Ops.splitHeads(Ops.linear(p, v, null), heads)};
+            return new Tensor[] {Ops.splitHeads(Ops.linear(p, as(k, p), null), heads),
+                    Ops.splitHeads(Ops.linear(p, as(v, p), null), heads)};
         }
         // k's and v's rows stacked, so that both are one matmul; the stacking is redone each call (2 D_B^2 values,
         // little next to the matmul) because k and v are trained, and cat passes their gradients back.
         long d = k.size(0);
-        Tensor[] kv = Ops.linearSplit(p, cat(new TensorVector(k, v), 0), null, d, d);        // [B, S, D_B] each
+        Tensor[] kv = Ops.linearSplit(p, as(cat(new TensorVector(k, v), 0), p), null, d, d);   // [B, S, D_B] each
         return new Tensor[] {Ops.splitHeads(kv[0], heads), Ops.splitHeads(kv[1], heads)};
     }
 
@@ -148,14 +149,32 @@ public final class Bridge implements AutoCloseable {
      * never the NaN of a softmax over nothing.
      */
     public Tensor apply(Tensor anchorStates, Tensor keys, Tensor values, CrossMask mask) {
-        Tensor qh = Ops.splitHeads(Ops.linear(anchorStates, q, null), heads);            // [B, H, T, hd]
+        Tensor qh = Ops.splitHeads(Ops.linear(anchorStates, as(q, anchorStates), null), heads);   // [B, H, T, hd]
         Tensor a = recency
                 ? Ops.attention(qh, keys, values, recencyBias(mask, qh.size(2), keys.size(2), heads), false, false)
                 : Ops.attention(qh, keys, values, mask.mask(), mask.causal(), false);     // [B, H, T, hd]
         if (mask.visible() != null) {
             a = a.mul(mask.visible().to(a.scalar_type()));                                 // [B, 1, T, 1]: 0 or 1
         }
-        return anchorStates.add(Ops.linear(Ops.mergeHeads(a), o, null));                  // [B, T, D_B]
+        return anchorStates.add(Ops.linear(Ops.mergeHeads(a), as(o, anchorStates), null));   // [B, T, D_B]
+    }
+
+    /**
+     * The dtype trainable tensors are kept in when the models compute in {@code compute}: float32, or float64 for
+     * models in float64 (gradient checks).
+     */
+    public static ScalarType masterDtype(ScalarType compute) {
+        return compute.intern() == ScalarType.Double ? ScalarType.Double : ScalarType.Float;
+    }
+
+    /**
+     * Weight {@code w} in the dtype of the states it multiplies. A bridge's tensors are its master weights, kept in
+     * float32 whatever the models compute in ({@link #masterDtype}): under bf16 compute the bridge multiplies in bf16,
+     * the cast passes the gradient back in float32, and AdamW updates float32 tensors, so steps smaller than bf16's 8
+     * bits of mantissa are not rounded away. In float32 it is {@code w} itself.
+     */
+    private static Tensor as(Tensor w, Tensor states) {
+        return w == null || w.scalar_type().intern() == states.scalar_type().intern() ? w : w.to(states.scalar_type());
     }
 
     /**

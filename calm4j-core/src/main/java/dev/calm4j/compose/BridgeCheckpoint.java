@@ -170,7 +170,7 @@ public final class BridgeCheckpoint {
             }
             plan.check(anchor.config(), augments.stream().map(CausalLm::config).toList(),
                     augPaths.stream().map(Path::toString).toList(), cfg.heads(), cfg.mode(), own);
-            List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg, dtype);
+            List<Bridge> bridges = readBridges(dir, plan, anchor, augments, cfg);
             return new Loaded(new CalmModel(anchor, augments, plan, bridges, cfg.mode(), cfg.heads(), own), cfg,
                     anchorPath, augPaths);
         } catch (RuntimeException e) {
@@ -217,7 +217,7 @@ public final class BridgeCheckpoint {
     }
 
     private static List<Bridge> readBridges(Path dir, CompositionPlan plan, CausalLm anchor, List<CausalLm> augments,
-                                            CalmConfig cfg, ScalarType dtype) {
+                                            CalmConfig cfg) {
         int heads = cfg.heads();
         Path file = dir.resolve(WEIGHTS);
         if (!Files.isRegularFile(file)) {
@@ -251,7 +251,7 @@ public final class BridgeCheckpoint {
                         throw new Calm4jException(file + ": tensor '" + name + "' has shape " + Arrays.toString(found)
                                 + ", connection " + plan.get(k) + " between these models needs " + Arrays.toString(e.getValue()));
                     }
-                    Tensor x = st.load(name, dtype);
+                    Tensor x = st.load(name, Bridge.masterDtype(anchor.computeDtype()));   // master weights (Bridge#as)
                     t.put(e.getKey(), x);
                     Finite.require(x, file + ": tensor '" + name + "'");
                 }

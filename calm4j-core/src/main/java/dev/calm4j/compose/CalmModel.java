@@ -106,8 +106,9 @@ public final class CalmModel implements AutoCloseable {
         Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
         List<Bridge> bridges = new ArrayList<>();
         for (Connection c : plan.connections()) {
+            // float32 master weights whatever the models compute in (Bridge#as): trained and saved in float32
             bridges.add(Bridge.init(augments.get(c.augment()).hiddenSize(), anchor.hiddenSize(), heads, queryInit,
-                    recency, g, anchor.computeDtype()));
+                    recency, g, Bridge.masterDtype(anchor.computeDtype())));
         }
         return new CalmModel(anchor, augments, plan, bridges, mode, heads, ownTokens);
     }

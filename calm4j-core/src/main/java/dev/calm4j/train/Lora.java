@@ -95,7 +95,7 @@ public final class Lora implements AutoCloseable {
         }
         Generator g = org.bytedeco.pytorch.global.torch.createCPUGenerator(seed);
         Map<String, Tensor[]> a = new LinkedHashMap<>();
-        ScalarType dt = base.computeDtype();
+        ScalarType dt = dev.calm4j.compose.Bridge.masterDtype(base.computeDtype());   // master weights (apply)
         for (int i = 0; i < base.numLayers(); i++) {
             for (String m : targets) {
                 String name = weightName(i, m);
@@ -117,7 +117,10 @@ public final class Lora implements AutoCloseable {
         Map<String, Tensor> merged = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor[]> e : adapters.entrySet()) {
             Tensor w = base.weights().named().get(e.getKey());
-            merged.put(e.getKey(), w.add(e.getValue()[1].mm(e.getValue()[0]).mul(scale)));
+            // B A in float32 (the adapters are master weights), cast to the base's dtype: under bf16 compute the
+            // gradient comes back through the cast in float32, and AdamW's small steps are not rounded away
+            Tensor delta = e.getValue()[1].mm(e.getValue()[0]).mul(scale);
+            merged.put(e.getKey(), w.add(delta.scalar_type().intern() == w.scalar_type().intern() ? delta : delta.to(w.scalar_type())));
         }
         return base.withWeights(base.weights().withReplaced(merged));
     }
@@ -206,7 +209,8 @@ public final class Lora implements AutoCloseable {
                                 + Arrays.toString(st.info(an).shape()) + "/" + Arrays.toString(st.info(bn).shape())
                                 + ", this base model needs " + Arrays.toString(wantA) + "/" + Arrays.toString(wantB));
                     }
-                    Tensor[] ab = {st.load(an, base.computeDtype()), st.load(bn, base.computeDtype())};
+                    ScalarType master = dev.calm4j.compose.Bridge.masterDtype(base.computeDtype());     // (apply)
+                    Tensor[] ab = {st.load(an, master), st.load(bn, master)};
                     dev.calm4j.nn.Finite.require(ab[0], file + ": tensor '" + an + "'");
                     dev.calm4j.nn.Finite.require(ab[1], file + ": tensor '" + bn + "'");
                     a.put(name, ab);

@@ -79,7 +79,7 @@ final class AnchorOracle {
                         at = java.util.stream.LongStream.range(eqAt, seq.size()).toArray();
                         add = injected.repeat(new long[] {at.length, 1});
                     }
-                    h = h.reshape(-1, d).index_add(0, Tensors.longs(at, at.length), add).view(h.sizes());
+                    h = h.reshape(-1, d).index_add(0, Tensors.longs(at, at.length), add.to(h.scalar_type())).view(h.sizes());   // [T, D] in the model's dtype
                 }
             }
             long next = Tensors.toLongs(m.logits(h).select(1, seq.size() - 1).argmax())[0];

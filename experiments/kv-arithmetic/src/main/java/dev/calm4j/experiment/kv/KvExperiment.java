@@ -73,7 +73,7 @@ public final class KvExperiment {
      *     at once")
      */
     public record Config(KvRecipe recipe, Path modelsDir, Path out, boolean retrain, List<Long> seeds,
-                         List<String> controls, Bridges bridges, Training training, Data data, int jobs) {
+                         List<String> controls, Bridges bridges, Training training, Data data, int jobs, String dtype) {
 
         /** The controls, in the order they train: LoRA (matched), CALM with a random m_A, CALM with m_A as encoder. */
         public static final List<String> CONTROLS = List.of("lora", "calm_random_augment", "calm_encoder");
@@ -81,7 +81,16 @@ public final class KvExperiment {
         /** {@link #quick}'s steps (fewer if the training's are). */
         public static final int QUICK_STEPS = 800;
 
+        /** As the canonical constructor, computing in float32. */
+        public Config(KvRecipe recipe, Path modelsDir, Path out, boolean retrain, List<Long> seeds, List<String> controls,
+                      Bridges bridges, Training training, Data data, int jobs) {
+            this(recipe, modelsDir, out, retrain, seeds, controls, bridges, training, data, jobs, "fp32");
+        }
+
         public Config {
+            if (!List.of("fp32", "bf16").contains(dtype)) {
+                throw new IllegalArgumentException("dtype: expected fp32 or bf16, got " + dtype);
+            }
             if (jobs < 1) {
                 throw new IllegalArgumentException("jobs: expected >= 1, got " + jobs);
             }
@@ -208,11 +217,24 @@ public final class KvExperiment {
                     training.decayFraction(), training.lengthGroup());
             Data d = new Data(data.compositionExamples(), data.numMathMix(), 150, data.probeSteps() / 2);
             return new Config(recipe, modelsDir, out, retrain, List.of(1L),
-                    controls.contains("lora") ? List.of("lora") : List.of(), bridges, t, d, jobs);
+                    controls.contains("lora") ? List.of("lora") : List.of(), bridges, t, d, jobs, dtype);
         }
 
         public Config withRecipe(KvRecipe r) {
-            return new Config(r, modelsDir, out, retrain, seeds, controls, bridges, training, data, jobs);
+            return new Config(r, modelsDir, out, retrain, seeds, controls, bridges, training, data, jobs, dtype);
+        }
+
+        /**
+         * The same job with the frozen base models computing in {@code dtype} ({@code fp32} or {@code bf16}) in the
+         * evaluations and the composition stage; what trains (bridges, LoRA adapters) keeps float32 master weights.
+         * The base models are pretrained in float32 either way.
+         */
+        public Config withDtype(String dtype) {
+            return new Config(recipe, modelsDir, out, retrain, seeds, controls, bridges, training, data, jobs, dtype);
+        }
+
+        ScalarType computeDtype() {
+            return dtype.equals("bf16") ? ScalarType.BFloat16 : ScalarType.Float;
         }
 
         ObjectNode toJson() {
@@ -363,7 +385,7 @@ public final class KvExperiment {
         ObjectNode models = results.putObject("models");
         Map<String, Map<String, List<Accuracy>>> acc = new LinkedHashMap<>();
         List<double[]> curves = new ArrayList<>();
-        try (CausalLm mA = LmFamilies.load(aDir); CausalLm mB = LmFamilies.load(bDir)) {
+        try (CausalLm mA = LmFamilies.load(aDir, cfg.computeDtype()); CausalLm mB = LmFamilies.load(bDir, cfg.computeDtype())) {
             log.println("evaluating the base models ...");
             acc.put("m_A", evalAll(EvalModel.of(mA), d));
             acc.put("m_B", evalAll(EvalModel.of(mB), d));
@@ -450,7 +472,7 @@ public final class KvExperiment {
                     byModel.get("calm_random_augment").add(() -> {        // CALM with a random (untrained) m_A of the same shape
                         LlamaConfig ac = (LlamaConfig) mA.config();
                         Path randomDir = runDir.resolve("random_m_A");
-                        try (LlamaModel rnd = new LlamaModel(ac, LlamaWeights.random(ac, 1000 + seed, 0.02, ScalarType.Float), ScalarType.Float)) {
+                        try (LlamaModel rnd = new LlamaModel(ac, LlamaWeights.random(ac, 1000 + seed, 0.02, cfg.computeDtype()), cfg.computeDtype())) {
                             LmFamilies.save(rnd, randomDir);
                             try (CalmModel calm = CalmModel.create(mB, List.of(rnd), plan, Mode.SAME_SEQUENCE, cfg.bridges().heads(), cfg.bridges().queryInit(), seed)) {
                                 var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(randomDir)), dc, null, tc,

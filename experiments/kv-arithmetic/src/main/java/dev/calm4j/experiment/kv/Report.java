@@ -125,9 +125,11 @@ final class Report {
                     + "scores ~0 here, whatever the bridges learn.%n", o.get("layer").asInt(), 100 * o.get("accuracy").asDouble(),
                     100 * o.get("ci95").get(0).asDouble(), 100 * o.get("ci95").get(1).asDouble(), o.get("n").asInt()));
         }
-        r.append(String.format("%n## Scale and provenance%n%nWall time %.0f s. Config: `config.json`; every cell: "
+        r.append(String.format("%n## Scale and provenance%n%nWall time %.0f s; the base models computed in %s (what trains "
+                + "keeps float32 master weights). Config: `config.json`; every cell: "
                 + "`results.json`; data: `data/`; per-seed training logs and loss curves: `seed-*/`; plots: `loss.png`, "
-                + "`accuracy.png`.%n", results.path("wall_time_s").asDouble()));
+                + "`accuracy.png`.%n", results.path("wall_time_s").asDouble(),
+                results.path("config").path("dtype").asText("fp32")));
         r.append("\n## What the base models are\n\nm_A is pretrained by calm4j on KV-SUBS over all keys plus single-key "
                 + "lookups, with an auxiliary loss: at the operator after each key, linear heads on its last block "
                 + "predict the key's three value digits"
