@@ -432,20 +432,20 @@ public final class CodeExperiment {
                 results.set("language_task_m_B", languageJson(List.of(alone), two.task().refs(), List.of()));
             }
             List<Callable<Run>> runs = new ArrayList<>();
-            List<String> planned = new ArrayList<>();       // each run's row and seed, to name one that fails
+            List<Planned> planned = new ArrayList<>();      // each run's row and seed, to name one that fails
             for (long seed : cfg.seeds()) {
                 TrainConfig tc = LanguageExperiment.schedule(cfg.training(), seed);
                 Path runDir = cfg.out().resolve("seed-" + seed);
-                planned.add("calm, seed " + seed);
+                planned.add(new Planned("calm", seed));
                 runs.add(() -> calmRun("calm", seed, mB, mA, aDir, bDir, plan, readers, own, dc, evalB, tokB, maxNew,
                         refs, tc, runDir.resolve("calm"), Mode.SAME_SEQUENCE));
                 if (cfg.controls().contains("lora")) {
-                    planned.add("lora, seed " + seed);
+                    planned.add(new Planned("lora", seed));
                     runs.add(() -> loraRun("lora", seed, (LlamaModel) mB, bDir, rank, dc, evalB, tokB, maxNew, refs, tc,
                             runDir.resolve("lora")));
                 }
                 if (cfg.controls().contains("calm_random_augment")) {
-                    planned.add("calm_random_augment, seed " + seed);
+                    planned.add(new Planned("calm_random_augment", seed));
                     runs.add(() -> {
                         LlamaConfig ac = (LlamaConfig) mA.config();
                         Path rnd = runDir.resolve("random_m_A");
@@ -460,22 +460,22 @@ public final class CodeExperiment {
                     });
                 }
                 if (cfg.controls().contains("calm_encoder")) {
-                    planned.add("calm_encoder, seed " + seed);
+                    planned.add(new Planned("calm_encoder", seed));
                     runs.add(() -> calmRun("calm_encoder", seed, mB, mA, aDir, bDir, plan, readers, own, dcEnc, evalEnc,
                             tokB, maxNew, refs, tc, runDir.resolve("calm_encoder"), Mode.SEPARATE_PROMPT));
                 }
                 if (two != null) {
-                    planned.add("calm_spanish, seed " + seed);
+                    planned.add(new Planned("calm_spanish", seed));
                     runs.add(() -> spanishRun(seed, mB, two, bDir, tokB, tc, runDir.resolve("calm_spanish"), evalB));
                     TrainConfig tc2 = LanguageExperiment.schedule(new LanguageExperiment.Config.Training(
                             2 * cfg.training().steps(), cfg.training().batch(), cfg.training().lr(),
                             cfg.training().decayFraction()), seed);
-                    planned.add("calm_two_augments, seed " + seed);
+                    planned.add(new Planned("calm_two_augments", seed));
                     runs.add(() -> twoAugmentRun(seed, mB, mA, aDir, bDir, two, plan, own[0], readers.get(0), dc, evalB, tokB, maxNew,
                             refs, tc2, runDir.resolve("calm_two_augments")));
                 }
                 if (cfg.controls().contains("skyline")) {
-                    planned.add("skyline, seed " + seed);
+                    planned.add(new Planned("skyline", seed));
                     runs.add(() -> {
                         try (LlamaModel sky = (LlamaModel) LmFamilies.load(models.skyline())) {
                             return loraRun("skyline", seed, sky, models.skyline(), rank, dc, evalB, tokB, maxNew, refs, tc,
@@ -496,11 +496,11 @@ public final class CodeExperiment {
                     continue;
                 }
                 // A run that fails is reported; the ones that finished are kept (an hour's job is not lost to one).
-                String[] who = planned.get(i).split(", seed ");
-                failures.add(planned.get(i) + ": " + o.error().getMessage());
-                log.println("  " + planned.get(i) + " FAILED: " + o.error().getMessage());
-                failedRuns.addObject().put("row", who[0]).put("seed", Long.parseLong(who[1]))
-                        .put("error", String.valueOf(o.error().getMessage()));
+                Planned who = planned.get(i);
+                String error = String.valueOf(o.error().getMessage());
+                failures.add(who.row() + ", seed " + who.seed() + ": " + error);
+                log.println("  seed " + who.seed() + ", " + who.row() + " FAILED: " + error);
+                failedRuns.addObject().put("row", who.row()).put("seed", who.seed()).put("error", error);
             }
             ObjectNode language = results.putObject("language_task");
             List<Map<String, Object>> languagePredictions = new ArrayList<>();
@@ -752,6 +752,9 @@ public final class CodeExperiment {
             this(model, seed, train, row, null);
         }
     }
+
+    /** A training run as planned: its row and seed (what names it if it fails). */
+    record Planned(String row, long seed) {}
 
     /** A row's Spanish → English translations of the language experiment's test verses, and its likelihoods. */
     record LanguageResult(List<String> hyps, double chrf, double referenceBits, double englishBits) {}
