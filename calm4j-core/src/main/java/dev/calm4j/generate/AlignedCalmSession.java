@@ -59,6 +59,10 @@ public final class AlignedCalmSession implements Session {
     private final List<List<Long>> generated;            // per row, the anchor tokens after its prompt
     private final String[] texts;                        // per row, the text read so far
     private final Tokenizer.Tokens[][] held;             // [augment][row]: the tokens its cache holds for the row
+    // What fits() read, per row: the text and each own-token augment's tokens of it, which the next advance() reads
+    // again when that token is fed (the same text), so that each text is tokenized once.
+    private final String[] checkedText;
+    private final Tokenizer.Tokens[][] checked;          // [augment][row]
     private Reuse lastReuse;
 
     /**
@@ -106,6 +110,8 @@ public final class AlignedCalmSession implements Session {
         this.promptRead = new int[batch];
         int n = model.augments().size();
         this.held = new Tokenizer.Tokens[n][batch];
+        this.checkedText = new String[batch];
+        this.checked = new Tokenizer.Tokens[n][batch];
         for (Tokenizer.Tokens[] rows : held) {
             Arrays.fill(rows, new Tokenizer.Tokens(new long[0], new int[0]));
         }
@@ -222,7 +228,8 @@ public final class AlignedCalmSession implements Session {
             unchanged[a] = new int[batch];
             augmentKept[a] = Integer.MAX_VALUE;
             for (int r = 0; r < batch; r++) {
-                fresh[a][r] = augmentTokenizers.get(a).encodeWithEnds(texts[r], true);
+                fresh[a][r] = texts[r].equals(checkedText[r]) && checked[a][r] != null ? checked[a][r]
+                        : augmentTokenizers.get(a).encodeWithEnds(texts[r], true);
                 int limit = model.augments().get(a).config().maxPositionEmbeddings();
                 if (fresh[a][r].ids().length > limit) {
                     throw new Calm4jException("augment " + a + " reads row " + r + "'s text as " + fresh[a][r].ids().length
@@ -307,25 +314,23 @@ public final class AlignedCalmSession implements Session {
      */
     @Override
     public boolean fits(int r, long id) {
-        String text = null;
-        for (int a = 0; a < model.augments().size(); a++) {
-            if (!model.ownTokens(a)) {
-                continue;
-            }
-            if (text == null) {
-                long[] gen = new long[generated.get(r).size() + 1];
-                for (int i = 0; i < gen.length - 1; i++) {
-                    gen[i] = generated.get(r).get(i);
-                }
-                gen[gen.length - 1] = id;
-                text = promptTexts.get(r) + continuation(r, gen);
-            }
-            if (augmentTokenizers.get(a).encodeWithEnds(text, true).ids().length
-                    > model.augments().get(a).config().maxPositionEmbeddings()) {
-                return false;
-            }
+        if (java.util.stream.IntStream.range(0, model.augments().size()).noneMatch(model::ownTokens)) {
+            return true;                                  // every augment reads the anchor's ids
         }
-        return true;
+        long[] gen = new long[generated.get(r).size() + 1];
+        for (int i = 0; i < gen.length - 1; i++) {
+            gen[i] = generated.get(r).get(i);
+        }
+        gen[gen.length - 1] = id;
+        String text = promptTexts.get(r) + continuation(r, gen);
+        checkedText[r] = text;
+        boolean fits = true;
+        for (int a = 0; a < model.augments().size(); a++) {
+            checked[a][r] = model.ownTokens(a) ? augmentTokenizers.get(a).encodeWithEnds(text, true) : null;
+            fits &= checked[a][r] == null
+                    || checked[a][r].ids().length <= model.augments().get(a).config().maxPositionEmbeddings();
+        }
+        return fits;
     }
 
     /** The text of row {@code r}'s generated tokens ({@link #continuation(int, long[])}). */
