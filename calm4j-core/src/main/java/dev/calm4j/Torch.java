@@ -68,6 +68,22 @@ public final class Torch {
             "GOMP_SPINCOUNT", "20000",
             "OPENBLAS_THREAD_TIMEOUT", "20");
 
+    /**
+     * Hands the native heap's free pages back to the system (glibc's {@code malloc_trim(0)}); a no-op where the C
+     * library has no such call. Why: libtorch allocates through malloc, and glibc keeps what a freed tensor leaves in
+     * the middle of its heap; loading a checkpoint frees many large tensors (a stored dtype converted, q, k, v copied
+     * into one fused matrix), which left a 110M-parameter Llama's process holding ~200 MB more than its weights
+     * (docs/performance.md, "Memory when loading"). Called after loading, never in a training or decoding loop:
+     * there the freed pages are reused by the next step, and giving them back would only cost page faults.
+     */
+    public static void trimNativeHeap() {
+        try {
+            com.sun.jna.NativeLibrary.getInstance("c").getFunction("malloc_trim").invokeInt(new Object[] {0});
+        } catch (Exception | LinkageError e) {
+            // not glibc: its allocator keeps what it keeps
+        }
+    }
+
     /** A variable of the process's native environment (what libgomp and OpenBLAS read), or null. */
     public static String nativeEnv(String name) {
         try {

@@ -11,7 +11,6 @@ import dev.calm4j.Calm4jException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -392,20 +391,21 @@ public final class Safetensors implements AutoCloseable {
         try {
             long fileSize = channel.size();
             if (dataStart + info.end() > fileSize) {
-                // Mapping past EOF would SIGBUS inside the copy; the file must have shrunk since open().
+                // Reading past EOF would fail half-way; the file must have shrunk since open().
                 throw new Calm4jException(path + ": tensor '" + info.name() + "' data ends at byte "
                         + (dataStart + info.end()) + " but the file is now " + fileSize
                         + " bytes (modified while open?)");
             }
             BytePointer dst = new BytePointer(t.data_ptr()).capacity(n);
+            // Read straight into the tensor's memory, not through a mapping: a mapped chunk stays mapped (and counted
+            // in the process's resident memory, as large as the model) until a GC unmaps it.
             for (long pos = 0; pos < n; ) {
                 long len = Math.min(chunkBytes, n - pos);
-                MappedByteBuffer src = channel.map(FileChannel.MapMode.READ_ONLY, dataStart + info.begin() + pos, len);
+                ByteBuffer chunk = dst.position(pos).limit(pos + len).asByteBuffer();   // [0, len) of the tensor
+                readFully(channel, chunk, dataStart + info.begin() + pos);
                 if (info.dtype() == SafetensorsDtype.BOOL) {
-                    checkBoolBytes(info, src, pos);
+                    checkBoolBytes(info, chunk, pos);
                 }
-                // A Java-side copy between direct buffers: keeps 'src' reachable throughout and bounds-checked.
-                dst.position(pos).limit(pos + len).asByteBuffer().put(src);
                 pos += len;
             }
             return t;

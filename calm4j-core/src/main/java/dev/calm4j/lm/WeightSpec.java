@@ -73,6 +73,7 @@ public final class WeightSpec {
             t.values().forEach(Tensor::close);
             throw ex;
         }
+        dev.calm4j.Torch.trimNativeHeap();              // what converting a stored dtype freed
         return t;
     }
 
@@ -108,11 +109,20 @@ public final class WeightSpec {
         Map<String, Tensor> t = new LinkedHashMap<>();
         for (Entry e : spec) {
             Tensor x = switch (e.init()) {
-                case NORMAL -> randn(e.shape(), new GeneratorOptional(g), f32).mul(new Scalar(std));
+                case NORMAL -> {
+                    Tensor n = randn(e.shape(), new GeneratorOptional(g), f32);
+                    n.mul_(new Scalar(std));                // in place: no second copy of a large matrix
+                    yield n;
+                }
                 case ONES -> ones(e.shape(), f32);
                 case ZEROS -> zeros(e.shape(), f32);
             };
-            t.put(e.name(), dtype == ScalarType.Float ? x : x.to(dtype));
+            if (dtype == ScalarType.Float) {
+                t.put(e.name(), x);
+            } else {
+                t.put(e.name(), x.to(dtype));
+                x.close();                                  // the fp32 draw, freed now rather than at a GC
+            }
         }
         return t;
     }

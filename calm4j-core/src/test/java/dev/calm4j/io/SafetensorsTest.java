@@ -298,7 +298,7 @@ class SafetensorsTest {
     }
 
     @Test
-    void chunkedCopyReassemblesTensorsAcrossMappings() {
+    void chunkedCopyReassemblesTensorsAcrossReads() {
         byte[] raw = randomBytes(SafetensorsDtype.F32, 250, 9);
         Tensor t = fromBytes(raw, new long[] {10, 25}, ScalarType.Float);
         byte[] flags = randomBytes(SafetensorsDtype.BOOL, 37, 10);
@@ -312,6 +312,29 @@ class SafetensorsTest {
             for (long chunk : new long[] {1, 7, 999, 1000, 4096}) {
                 assertArrayEquals(raw, bytesOf(st.read(st.info("t"), chunk)), "chunk " + chunk);
                 assertArrayEquals(flags, bytesOf(st.read(st.info("b"), chunk)), "chunk " + chunk);
+            }
+        }
+    }
+
+    /**
+     * Loading reads into the tensor's own memory and leaves no mapping of the file behind: a mapped chunk stays
+     * mapped (resident, as large as what was read) until a GC happens to unmap it, which once doubled a model's
+     * memory at load.
+     */
+    @Test
+    void loadingLeavesNoMappingOfTheFile() throws IOException {
+        Path maps = Path.of("/proc/self/maps");
+        assertTrue(Files.isReadable(maps), "this check reads /proc/self/maps (Linux)");
+        Path file = dir.resolve("unmapped.safetensors");
+        Safetensors.write(file, Map.of("w", torch.randn(new long[] {256, 256}, new TensorOptions(ScalarType.Float))), null);
+        String real = file.toRealPath().toString();
+        try (Safetensors st = Safetensors.open(file)) {
+            for (int i = 0; i < 3; i++) {
+                try (Tensor w = st.load("w"); Tensor wb = st.load("w", ScalarType.BFloat16)) {
+                    assertEquals(65536, wb.numel());
+                    assertTrue(Files.readAllLines(maps).stream().noneMatch(l -> l.endsWith(real)),
+                            "the file is still mapped after a load");
+                }
             }
         }
     }

@@ -46,6 +46,7 @@ public final class LlamaWeights implements AutoCloseable {
         if (fuse) {
             for (int i = 0; i < fused.length; i++) {
                 fused[i] = fuse(tensors, "model.layers." + i + ".");
+                dev.calm4j.Torch.trimNativeHeap();      // the block's separate copies, freed: their pages back now
             }
         }
         this.tensors = tensors;
@@ -73,7 +74,7 @@ public final class LlamaWeights implements AutoCloseable {
      * for q, k, v and one for gate and up instead of five, which saves libtorch's per-op work and, in the backward
      * pass through frozen blocks, three input-gradient matmuls and their sums.
      */
-    private static Fused fuse(Map<String, Tensor> t, String p) {
+    static Fused fuse(Map<String, Tensor> t, String p) {                  // package-private: tested
         String[] qkv = {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"};
         String[] gateUp = {p + "mlp.gate_proj", p + "mlp.up_proj"};
         return new Fused(fuseRows(t, qkv, ".weight"), fuseRows(t, qkv, ".bias"),
@@ -89,7 +90,11 @@ public final class LlamaWeights implements AutoCloseable {
         for (int j = 0; j < parts.length; j++) {
             parts[j] = t.get(prefixes[j] + suffix);
         }
-        Tensor all = org.bytedeco.pytorch.global.torch.cat(new org.bytedeco.pytorch.TensorVector(parts), 0);
+        Tensor all;
+        // The vector holds a reference to every part: closed here, or the parts' memory would stay alive until a GC.
+        try (org.bytedeco.pytorch.TensorVector v = new org.bytedeco.pytorch.TensorVector(parts)) {
+            all = org.bytedeco.pytorch.global.torch.cat(v, 0);
+        }
         long row = 0;
         for (int j = 0; j < parts.length; j++) {
             long n = parts[j].size(0);

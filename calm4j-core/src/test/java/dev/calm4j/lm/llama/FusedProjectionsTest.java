@@ -182,6 +182,34 @@ class FusedProjectionsTest {
         m.close();
     }
 
+    /**
+     * Fusing frees the separate copies: once a block's q, k, v, gate and up are rows of the fused tensors, nothing of
+     * calm4j's holds the originals (a reference left behind, as the vector handed to {@code cat} once kept, holds a
+     * second copy of every projection until a GC), and the names are views of the fused rows with the same values.
+     */
+    @Test
+    void fusingLeavesNoReferenceToTheSeparateCopies() {
+        Map<String, Tensor> t = new LinkedHashMap<>(dev.calm4j.lm.WeightSpec.random(LlamaWeights.spec(CONFIG), 3, 0.2,
+                ScalarType.Float));
+        String p = "model.layers.1.";
+        String[] names = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+            "self_attn.q_proj.bias", "mlp.gate_proj.weight", "mlp.up_proj.weight"};
+        Tensor[] held = new Tensor[names.length];
+        double[] sums = new double[names.length];
+        for (int j = 0; j < names.length; j++) {
+            held[j] = new Tensor(t.get(p + names[j]));              // a second handle on the same tensor: ours
+            assertEquals(2, held[j].use_count(), names[j]);
+            sums[j] = held[j].sum().item_double();
+        }
+        LlamaWeights.Fused f = LlamaWeights.fuse(t, p);
+        for (int j = 0; j < names.length; j++) {
+            assertEquals(1, held[j].use_count(), names[j] + ": still referenced after fusing");
+            assertEquals(sums[j], t.get(p + names[j]).sum().item_double(), 1e-4, names[j]);
+            assertTrue(t.get(p + names[j]).is_view(), names[j] + " is a view of the fused rows");
+        }
+        assertEquals(CONFIG.queryDim() + 2 * CONFIG.kvDim(), f.qkv().size(0));
+    }
+
     @Test
     void linearSplitEqualsOneLinearPerPart() {
         Tensor x = randn(2, 5, 6);
