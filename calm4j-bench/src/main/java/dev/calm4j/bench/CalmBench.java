@@ -17,6 +17,7 @@ import dev.calm4j.lm.llama.LlamaConfig;
 import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.lm.llama.LlamaWeights;
 import dev.calm4j.nn.Scoped;
+import dev.calm4j.train.Losses;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
@@ -66,11 +67,19 @@ public final class CalmBench {
      *     (empty = skip)
      * @param plain run every block's projections one by one instead of the fused q|k|v and gate|up matmuls, to
      *     measure what the fusion gives
+     * @param labelled the share of each row's positions that carry a label (the last ones; the others are a prompt
+     *     without loss), in (0, 1]
+     * @param fullLogits build the full-vocabulary logits at every position and let the loss ignore the unlabelled
+     *     ones, instead of applying the head only where there is a label, to measure what skipping them gives
      */
     public record Options(Path anchor, Path augment, String connections, int batch, int seq, int steps, int warmup,
                           int threads, int blasThreads, String mode, String dtype, long seed, int prompt, int newTokens,
-                          double lr, int[] gemmSizes, boolean plain) {
+                          double lr, int[] gemmSizes, boolean plain, double labelled, boolean fullLogits) {
         public Options {
+            if (!(labelled > 0 && labelled <= 1)) {
+                throw new Calm4jException("--labelled: the share of positions with a label must be in (0, 1], got "
+                        + labelled);
+            }
             if (!MODES.contains(mode)) {
                 throw new Calm4jException("--mode: '" + mode + "' is not one of " + String.join(", ", MODES));
             }
@@ -151,6 +160,10 @@ public final class CalmBench {
         res.put("cpu_features", cpu.describe());
         res.put("torch_cpu_capability", org.bytedeco.pytorch.global.torch.get_cpu_capability().getString());
         res.put("projections", o.plain() ? "plain" : "fused");
+        if (!o.mode().equals("calm-decode")) {
+            res.put("labelled", o.labelled());
+            res.put("loss_head", o.fullLogits() ? "every position" : "labelled positions");
+        }
         if (o.scalarType() == ScalarType.BFloat16 && !cpu.nativeBf16() && log != null) {
             log.println("  note: this CPU lists neither avx512_bf16 nor amx_bf16: libtorch emulates bf16 matmuls, far "
                     + "slower than fp32");
@@ -196,6 +209,11 @@ public final class CalmBench {
             opt = new AdamW(new TensorVector(trainable.values().toArray(new Tensor[0])), new AdamWOptions(o.lr()));
         }
         double rssInit = ProcStats.peakRssMb();
+        int prompt = (int) Math.round(o.seq() * (1 - o.labelled()));    // positions per row without a label
+        if (prompt >= o.seq()) {
+            throw new Calm4jException("--labelled " + o.labelled() + " leaves no labelled position in a row of " + o.seq());
+        }
+        long labelledCount = (long) o.batch() * (o.seq() - prompt);
         org.bytedeco.pytorch.Generator gen = org.bytedeco.pytorch.global.torch.createCPUGenerator(o.seed() + 1);
         int vocab = anchorCfg.vocabSize();
         double[] times = new double[o.steps()];
@@ -219,19 +237,27 @@ public final class CalmBench {
                 Tensor batch = randint(vocab, new long[] {o.batch(), o.seq() + 1}, new GeneratorOptional(gen),
                         new TensorOptions(ScalarType.Long));
                 Tensor ids = batch.narrow(1, 0, o.seq());
-                Tensor targets = batch.narrow(1, 1, o.seq()).reshape(-1);
+                Tensor targets = batch.narrow(1, 1, o.seq()).clone();
+                if (prompt > 0) {
+                    targets.narrow(1, 0, prompt).fill_(new org.bytedeco.pytorch.Scalar(-100));   // no loss there
+                }
+                long[] labels = dev.calm4j.nn.Tensors.toLongs(targets.reshape(-1));
                 start = System.nanoTime();
                 if (train) {
                     // The forward's Java handles (logits included) freed before backward, as TrainLoop does.
-                    Tensor l = Scoped.keep(() -> meanLoss(fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null),
-                            targets));
+                    Tensor l = Scoped.keep(() -> o.fullLogits()
+                            ? meanLoss(fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null), targets.reshape(-1))
+                            : Losses.sum(fullFt ? anchor.hidden(ids, null, null) : calm.hidden(ids, null, null, null),
+                                    fullFt ? anchor::logits : calm::logits, labels).div(new org.bytedeco.pytorch.Scalar(labelledCount)));
                     forwardEnd = System.nanoTime();
                     opt.zero_grad();
                     l.backward();
                     loss = l.item_double();
                 } else {
                     try (NoGradGuard ng = new NoGradGuard()) {
-                        loss = meanLoss(calm.forward(ids, null, null, null), targets).item_double();
+                        loss = (o.fullLogits() ? meanLoss(calm.forward(ids, null, null, null), targets.reshape(-1))
+                                : Losses.sum(calm.hidden(ids, null, null, null), calm::logits, labels)
+                                        .div(new org.bytedeco.pytorch.Scalar(labelledCount))).item_double();
                     }
                     forwardEnd = System.nanoTime();
                 }

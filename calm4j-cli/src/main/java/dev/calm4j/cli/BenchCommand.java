@@ -97,6 +97,15 @@ final class BenchCommand implements Callable<Integer> {
             + "(the default fuses them into one matmul each), to measure what the fusion gives")
     boolean plain;
 
+    @Option(names = "--labelled", paramLabel = "SHARE", defaultValue = "1",
+            description = "calm-train, calm-forward, anchor-full-ft: the share of each row's positions with a label, the "
+                    + "last ones (the others are a prompt without loss, as in instruction data; default ${DEFAULT-VALUE})")
+    double labelled;
+
+    @Option(names = "--full-logits", description = "build full-vocabulary logits at every position, labelled or not "
+            + "(the default applies the output head only where there is a label), to measure what that saves")
+    boolean fullLogits;
+
     @Option(names = "--json", description = "print one JSON object (and no per-step lines)")
     boolean json;
 
@@ -111,7 +120,7 @@ final class BenchCommand implements Callable<Integer> {
             requireFile(augment, "--augment");
         }
         CalmBench.Options o = new CalmBench.Options(anchor, augment, connections, batch, seq, steps, warmup, threads, blasThreads,
-                mode, dtype, seed, prompt, newTokens, lr, noGemmPeak ? new int[0] : gemmSizes, plain);
+                mode, dtype, seed, prompt, newTokens, lr, noGemmPeak ? new int[0] : gemmSizes, plain, labelled, fullLogits);
         ObjectNode res = CalmBench.run(o, json ? null : System.err);
         ObjectMapper m = new ObjectMapper();
         if (json) {

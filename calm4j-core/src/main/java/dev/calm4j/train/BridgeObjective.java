@@ -75,10 +75,8 @@ public final class BridgeObjective implements Objective {
     public Tensor lossSum(Batch b) {
         List<CalmModel.AugmentPrompt> prompts = AugmentReader.prompts(calm, b, readers);
         Tensor ids = Losses.inputs(b);
-        if (states != null) {
-            return Losses.sum(calm.forwardGiven(ids, null, prompts, states.states(calm, b)), b);
-        }
-        return Losses.sum(calm.forward(ids, null, prompts, null), b);
+        CalmModel.Given given = states != null ? states.states(calm, b) : null;
+        return Losses.sum(calm.hidden(ids, null, prompts, null, given), calm::logits, b);   // head where labelled
     }
 
     /** The frozen-state cache, or null when off. */

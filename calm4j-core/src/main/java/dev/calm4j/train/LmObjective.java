@@ -30,7 +30,7 @@ public final class LmObjective implements Objective {
 
     @Override
     public Tensor lossSum(Batch b) {
-        return Losses.sum(model.forward(Losses.inputs(b)), b);
+        return Losses.sum(model.hidden(Losses.inputs(b), null, null), model::logits, b);   // head where labelled
     }
 
     @Override

@@ -27,7 +27,8 @@ public final class LoraObjective implements Objective {
 
     @Override
     public Tensor lossSum(Batch b) {
-        return Losses.sum(lora.apply(base).forward(Losses.inputs(b)), b);
+        dev.calm4j.lm.CausalLm adapted = lora.apply(base);
+        return Losses.sum(adapted.hidden(Losses.inputs(b), null, null), adapted::logits, b);   // head where labelled
     }
 
     @Override

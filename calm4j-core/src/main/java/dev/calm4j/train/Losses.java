@@ -6,6 +6,8 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
+import java.util.function.UnaryOperator;
+
 import static org.bytedeco.pytorch.global.torch.cross_entropy_loss;
 
 /** Token-level cross-entropy shared by every objective. */
@@ -22,6 +24,41 @@ public final class Losses {
     /** Sum of cross-entropy over the batch's labelled positions; logits {@code [B, T, V]} in any float dtype. */
     public static Tensor sum(Tensor logits, Batch b) {
         return sum(logits, b.labels());
+    }
+
+    /**
+     * The same loss from final hidden states {@code [B, T, D]}, with the output head ({@code head}: final norm and
+     * projection, {@code [.., D] -> [.., V]}, position by position) applied only where there is a label. Why: a batch
+     * whose prompts carry no loss (instructions, the code before its summary) would otherwise build, keep for the
+     * backward pass and convert to fp32 a full-vocabulary row for every prompt position, the largest tensors of a
+     * step when the vocabulary is large (docs/performance.md, "A loss only where there are labels"). Equal to
+     * {@code sum(head(hidden), labels)} up to the matmuls' summation order ({@code LabelOnlyLossTest}).
+     */
+    public static Tensor sum(Tensor hidden, UnaryOperator<Tensor> head, Batch b) {
+        return sum(hidden, head, b.labels());
+    }
+
+    /** As {@link #sum(Tensor, UnaryOperator, Batch)} over flat labels ({@code B * T}). */
+    public static Tensor sum(Tensor hidden, UnaryOperator<Tensor> head, long[] flatLabels) {
+        int n = 0;
+        for (long l : flatLabels) {
+            if (l != Batch.IGNORE_INDEX) {
+                n++;
+            }
+        }
+        if (n == flatLabels.length || n == 0) {
+            return sum(head.apply(hidden), flatLabels);            // every position counts (or none): nothing to skip
+        }
+        long[] at = new long[n];
+        long[] kept = new long[n];
+        for (int i = 0, j = 0; i < flatLabels.length; i++) {
+            if (flatLabels[i] != Batch.IGNORE_INDEX) {
+                at[j] = i;
+                kept[j++] = flatLabels[i];
+            }
+        }
+        Tensor rows = hidden.reshape(-1, hidden.size(-1)).index_select(0, Tensors.longs(at, n));   // [N, D]
+        return sum(head.apply(rows.unsqueeze(0)), kept);                                          // head: [1, N, V]
     }
 
     /** The same over flat labels ({@code B * T}, {@link Batch#IGNORE_INDEX} where unlabelled), for a subset of rows. */
