@@ -83,8 +83,8 @@ public final class CalmBench {
             if (!MODES.contains(mode)) {
                 throw new Calm4jException("--mode: '" + mode + "' is not one of " + String.join(", ", MODES));
             }
-            if (!dtype.equals("fp32") && !dtype.equals("bf16")) {
-                throw new Calm4jException("--dtype: '" + dtype + "' is not one of fp32, bf16");
+            if (!List.of("fp32", "bf16", "bf16-mixed").contains(dtype)) {
+                throw new Calm4jException("--dtype: '" + dtype + "' is not one of fp32, bf16, bf16-mixed");
             }
             if (batch < 1 || seq < 1 || steps < 1 || warmup < 0 || threads < 0 || blasThreads < 0 || prompt < 1
                     || newTokens < 2) {
@@ -93,8 +93,14 @@ public final class CalmBench {
             }
         }
 
+        /** What the activations compute in: bf16 only under {@code bf16} ({@code bf16-mixed} keeps them float32). */
         ScalarType scalarType() {
             return dtype.equals("bf16") ? ScalarType.BFloat16 : ScalarType.Float;
+        }
+
+        /** What the frozen weights are held in, and so what the matmuls run in. */
+        ScalarType weightType() {
+            return dtype.startsWith("bf16") ? ScalarType.BFloat16 : ScalarType.Float;
         }
     }
 
@@ -164,7 +170,7 @@ public final class CalmBench {
             res.put("labelled", o.labelled());
             res.put("loss_head", o.fullLogits() ? "every position" : "labelled positions");
         }
-        if (o.scalarType() == ScalarType.BFloat16 && !cpu.nativeBf16() && log != null) {
+        if (o.weightType() == ScalarType.BFloat16 && !cpu.nativeBf16() && log != null) {
             log.println("  note: this CPU lists neither avx512_bf16 nor amx_bf16: libtorch emulates bf16 matmuls, far "
                     + "slower than fp32");
         }
@@ -178,7 +184,7 @@ public final class CalmBench {
         res.put("peak_rss_mb", ProcStats.peakRssMb());
         res.put("peak_rss_mib", ProcStats.peakRssMb());          // the peer's name for the same figure
         if (o.gemmSizes().length > 0) {
-            double peak = GemmPeak.measure(o.gemmSizes(), 2, 5, o.scalarType());
+            double peak = GemmPeak.measure(o.gemmSizes(), 2, 5, o.weightType());   // the matmuls' dtype
             res.put("gemm_peak_gflops", peak);
             res.put("gemm_peak_dtype", o.dtype());
             res.put("peak_fraction", res.get("gflops_per_s").asDouble() / peak);
@@ -193,11 +199,10 @@ public final class CalmBench {
 
     private static void trainOrForward(Options o, LlamaConfig anchorCfg, LlamaConfig augmentCfg,
                                        List<Connection> conns, ObjectNode res, PrintStream log) {
-        ScalarType dt = o.scalarType();
         boolean fullFt = o.mode().equals("anchor-full-ft");
         boolean train = !o.mode().equals("calm-forward");
-        LlamaModel anchor = model(anchorCfg, o.seed(), dt, o.plain());
-        LlamaModel augment = fullFt ? null : model(augmentCfg, o.seed() + 1, dt, o.plain());
+        LlamaModel anchor = model(anchorCfg, o.seed(), o, o.plain());
+        LlamaModel augment = fullFt ? null : model(augmentCfg, o.seed() + 1, o, o.plain());
         CalmModel calm = fullFt ? null : CalmModel.create(anchor, List.of(augment), new CompositionPlan(conns),
                 Mode.SAME_SEQUENCE, anchorCfg.numAttentionHeads(), o.seed() + 2);
         Map<String, Tensor> trainable = fullFt ? anchor.namedWeights() : calm.bridgeTensors();
@@ -363,9 +368,8 @@ public final class CalmBench {
 
     private static void decode(Options o, LlamaConfig anchorCfg, LlamaConfig augmentCfg, List<Connection> conns,
                                ObjectNode res, PrintStream log) {
-        ScalarType dt = o.scalarType();
-        LlamaModel anchor = model(anchorCfg, o.seed(), dt, o.plain());
-        LlamaModel augment = model(augmentCfg, o.seed() + 1, dt, o.plain());
+        LlamaModel anchor = model(anchorCfg, o.seed(), o, o.plain());
+        LlamaModel augment = model(augmentCfg, o.seed() + 1, o, o.plain());
         CalmModel calm = CalmModel.create(anchor, List.of(augment), new CompositionPlan(conns), Mode.SAME_SEQUENCE,
                 anchorCfg.numAttentionHeads(), o.seed() + 2);
         // Trained-looking bridges: W_O = 0 would not change the work, but keep the composition non-trivial.
@@ -465,9 +469,9 @@ public final class CalmBench {
      * {@code plain}, its projections run one by one (its weights are still the fused tensors' views, and closing the
      * model frees them).
      */
-    static LlamaModel model(LlamaConfig c, long seed, ScalarType dtype, boolean plain) {
-        LlamaWeights w = LlamaWeights.random(c, seed, 0.02, dtype);
-        return new LlamaModel(c, plain ? w.unfused() : w, dtype);
+    static LlamaModel model(LlamaConfig c, long seed, Options o, boolean plain) {
+        LlamaWeights w = LlamaWeights.random(c, seed, 0.02, o.weightType());
+        return new LlamaModel(c, plain ? w.unfused() : w, o.scalarType());
     }
 
     private static double round1(double x) {

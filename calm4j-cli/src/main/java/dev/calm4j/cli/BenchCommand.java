@@ -71,7 +71,9 @@ final class BenchCommand implements Callable<Integer> {
             description = "OpenBLAS threads for the fp32 matmuls (0 = the mode's measured best) (default ${DEFAULT-VALUE})")
     int blasThreads;
 
-    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "weights and compute dtype (default ${DEFAULT-VALUE})")
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16|bf16-mixed", description = "weights and "
+            + "compute dtype; bf16-mixed: bf16 weights and matmuls, float32 activations (PyTorch's autocast) "
+            + "(default ${DEFAULT-VALUE})")
     String dtype;
 
     @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "seed of weights and token ids (default ${DEFAULT-VALUE})")

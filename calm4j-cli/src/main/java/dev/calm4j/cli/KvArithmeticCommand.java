@@ -81,9 +81,10 @@ class KvArithmeticCommand implements Callable<Integer> {
             + "these small models leave a core partly idle; results can differ in the last digits with the BLAS thread count)")
     Integer jobs;
 
-    @Option(names = "--dtype", paramLabel = "fp32|bf16", description = "what the frozen base models compute in while "
-            + "they are evaluated and composed (default fp32); bridges and LoRA adapters train float32 master weights "
-            + "either way. bf16 pays where the CPU multiplies it natively (avx512_bf16, amx_bf16)")
+    @Option(names = "--dtype", paramLabel = "fp32|bf16|bf16-mixed", description = "what the frozen base models compute "
+            + "in while they are evaluated and composed (default fp32); bf16-mixed: bf16 weights and matmuls, float32 "
+            + "activations and residual stream (PyTorch's autocast); bridges and LoRA adapters train float32 master "
+            + "weights either way. bf16 pays where the CPU multiplies it natively (avx512_bf16, amx_bf16)")
     String dtype;
 
     @Option(names = "--no-controls", description = "train and evaluate CALM only (no LoRA, random m_A, encoder)")
@@ -148,8 +149,12 @@ class KvArithmeticCommand implements Callable<Integer> {
                 jobs != null ? jobs : c.jobs());
         if (dtype != null) {
             // one line naming the flag for anything but fp32|bf16 (float32 and bfloat16 are taken too)
-            c = c.withDtype(GenerateCommand.parseDtype(dtype) == org.bytedeco.pytorch.global.torch.ScalarType.BFloat16
-                    ? "bf16" : "fp32");
+            c = c.withDtype(switch (dtype) {
+                case "fp32", "float32" -> "fp32";
+                case "bf16", "bfloat16" -> "bf16";
+                case "bf16-mixed" -> "bf16-mixed";
+                default -> throw new Calm4jException("--dtype: expected fp32, bf16 or bf16-mixed, got '" + dtype + "'");
+            });
         }
         Files.createDirectories(outDir);
         // UTF-8 a line at a time: the run log names "CALM m_A⊕m_B" (a byte-per-char copy printed it as mojibake)

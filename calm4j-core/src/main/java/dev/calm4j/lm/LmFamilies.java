@@ -117,6 +117,23 @@ public final class LmFamilies {
         }
     }
 
+    /**
+     * As {@link #load(Path, ScalarType)} with the weights in {@code weights} and the activations in {@code compute}:
+     * {@code (BFloat16, Float)} is bf16-mixed (Llama-family models; others are refused with a clear error).
+     */
+    public static CausalLm load(Path dir, ScalarType weights, ScalarType compute) {
+        if (weights.intern() == compute.intern()) {
+            return load(dir, compute);
+        }
+        if (weights.intern() != ScalarType.BFloat16 || compute.intern() != ScalarType.Float) {
+            throw new IllegalArgumentException("mixed precision is bf16 weights with float32 activations");
+        }
+        ModelConfig config = readConfig(dir);
+        try (WeightFiles files = WeightFiles.open(dir)) {
+            return family(config.modelType(), dir.toString()).load(config, files, dir.toString(), weights, compute);
+        }
+    }
+
     public static CausalLm load(Path dir) {
         return load(dir, ScalarType.Float);
     }

@@ -27,6 +27,20 @@ public interface LmFamily {
     /** The model, its weights read from {@code files} (converted once to {@code dtype}). */
     CausalLm load(ModelConfig config, WeightFiles files, String where, ScalarType dtype);
 
+    /**
+     * The model with its weights converted once to {@code weights} and its activations computed in {@code compute}:
+     * the same as {@link #load(ModelConfig, WeightFiles, String, ScalarType)} when they agree; bf16 weights with
+     * float32 activations ("bf16-mixed") where the family supports it, else refused.
+     */
+    default CausalLm load(ModelConfig config, WeightFiles files, String where, ScalarType weights, ScalarType compute) {
+        if (weights.intern() == compute.intern()) {
+            return load(config, files, where, compute);
+        }
+        throw new dev.calm4j.Calm4jException(where + ": bf16-mixed precision (bf16 weights, float32 activations) is "
+                + "available for Llama-family models (llama, mistral, qwen2); this is a " + config.modelType()
+                + " model: use bf16 or fp32");
+    }
+
     /** Every tensor a checkpoint of {@code config} holds, under its HF name, in checkpoint order. */
     List<String> weightNames(ModelConfig config);
 

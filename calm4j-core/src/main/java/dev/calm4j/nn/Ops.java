@@ -23,6 +23,16 @@ public final class Ops {
      * (measured on the machines this was written on), and one-row linears are all that decoding does. Autograd is identical.
      */
     public static Tensor linear(Tensor x, Tensor w, Tensor b) {
+        ScalarType xt = x.scalar_type().intern();
+        if (xt != w.scalar_type().intern()) {
+            // bf16-mixed: weights stored in bf16, activations in float32. The matmul runs in the weights' dtype (the
+            // fast kernels), its output comes back to float32, where the residual stream adds it without rounding.
+            return plainLinear(x.to(w.scalar_type()), w, b).to(xt);
+        }
+        return plainLinear(x, w, b);
+    }
+
+    private static Tensor plainLinear(Tensor x, Tensor w, Tensor b) {
         long in = w.size(1);
         if (x.numel() == in && x.dim() >= 1) {
             long[] outShape = x.sizes().vec().get();
@@ -54,12 +64,18 @@ public final class Ops {
 
     /** RMSNorm over the last dimension: {@code x / sqrt(mean(x^2) + eps) * w} (libtorch's fused kernel). */
     public static Tensor rmsNorm(Tensor x, Tensor w, double eps) {
-        return rms_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new DoubleOptional(eps));
+        return rms_norm(x, new long[] {x.size(-1)}, new TensorOptional(like(w, x)), new DoubleOptional(eps));
     }
 
     /** LayerNorm over the last dimension with a weight and a bias: {@code (x - mean) / sqrt(var + eps) * w + b}. */
     public static Tensor layerNorm(Tensor x, Tensor w, Tensor b, double eps) {
-        return layer_norm(x, new long[] {x.size(-1)}, new TensorOptional(w), new TensorOptional(b), eps, false);
+        return layer_norm(x, new long[] {x.size(-1)}, new TensorOptional(like(w, x)), new TensorOptional(like(b, x)), eps,
+                false);
+    }
+
+    /** A norm's weight in the dtype of what it normalises: the same tensor unless bf16 weights meet float32 states. */
+    private static Tensor like(Tensor w, Tensor x) {
+        return w == null || w.scalar_type().intern() == x.scalar_type().intern() ? w : w.to(x.scalar_type());
     }
 
     /**

@@ -30,6 +30,12 @@ public final class LlamaFamily implements LmFamily {
     }
 
     @Override
+    public CausalLm load(ModelConfig config, WeightFiles files, String where, ScalarType weights, ScalarType compute) {
+        LlamaConfig c = (LlamaConfig) config;
+        return new LlamaModel(c, LlamaWeights.load(c, files, where, weights), compute);   // bf16-mixed when they differ
+    }
+
+    @Override
     public List<String> weightNames(ModelConfig config) {
         return LlamaWeights.spec((LlamaConfig) config).stream().map(WeightSpec.Entry::name).toList();
     }

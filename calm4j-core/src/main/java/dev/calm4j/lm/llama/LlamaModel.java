@@ -34,7 +34,13 @@ public final class LlamaModel implements CausalLm {
     private final Rotary rotary;
     private final ScalarType dtype;
     private final boolean owner;      // false for a view over another model's tensors
+    private final boolean mixed;      // bf16-mixed: weights in bf16, activations (dtype) in float32
 
+    /**
+     * @param dtype what the activations compute in. Weights in that dtype too, or bf16 weights with float32
+     *     activations ("bf16-mixed", as PyTorch's autocast computes): each matmul then runs in bf16 and returns
+     *     float32, and norms, rotary, attention and the residual stream stay in float32.
+     */
     public LlamaModel(LlamaConfig config, LlamaWeights weights, ScalarType dtype) {
         this(config, weights, dtype, new Rotary(config.headDim(), config.maxPositionEmbeddings(), config.ropeTheta(),
                 config.ropeScaling()), true);
@@ -44,6 +50,7 @@ public final class LlamaModel implements CausalLm {
         this.config = config;
         this.weights = weights;
         this.dtype = dtype;
+        this.mixed = weights.embed().scalar_type().intern() != dtype.intern();
         this.rotary = rotary;
         this.owner = owner;
     }
@@ -105,7 +112,8 @@ public final class LlamaModel implements CausalLm {
 
     @Override
     public Tensor embed(Tensor ids) {
-        return embedding(weights.embed(), ids);                                         // [B, T, D]
+        Tensor e = embedding(weights.embed(), ids);                                     // [B, T, D]
+        return mixed ? e.to(dtype) : e;                 // bf16-mixed: the residual stream starts in float32
     }
 
     @Override

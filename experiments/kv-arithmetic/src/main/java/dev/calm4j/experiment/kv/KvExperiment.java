@@ -88,8 +88,8 @@ public final class KvExperiment {
         }
 
         public Config {
-            if (!List.of("fp32", "bf16").contains(dtype)) {
-                throw new IllegalArgumentException("dtype: expected fp32 or bf16, got " + dtype);
+            if (!List.of("fp32", "bf16", "bf16-mixed").contains(dtype)) {
+                throw new IllegalArgumentException("dtype: expected fp32, bf16 or bf16-mixed, got " + dtype);
             }
             if (jobs < 1) {
                 throw new IllegalArgumentException("jobs: expected >= 1, got " + jobs);
@@ -225,16 +225,23 @@ public final class KvExperiment {
         }
 
         /**
-         * The same job with the frozen base models computing in {@code dtype} ({@code fp32} or {@code bf16}) in the
-         * evaluations and the composition stage; what trains (bridges, LoRA adapters) keeps float32 master weights.
-         * The base models are pretrained in float32 either way.
+         * The same job with the frozen base models computing in {@code dtype} in the evaluations and the composition
+         * stage: {@code fp32}; {@code bf16} (weights and activations); or {@code bf16-mixed} (bf16 weights and matmuls,
+         * float32 activations, norms, attention and residual stream, as PyTorch's autocast). What trains (bridges,
+         * LoRA adapters) keeps float32 master weights. The base models are pretrained in float32 either way.
          */
         public Config withDtype(String dtype) {
             return new Config(recipe, modelsDir, out, retrain, seeds, controls, bridges, training, data, jobs, dtype);
         }
 
+        /** What the frozen models' activations compute in. */
         ScalarType computeDtype() {
             return dtype.equals("bf16") ? ScalarType.BFloat16 : ScalarType.Float;
+        }
+
+        /** What the frozen models' weights are held in (bf16 under bf16 and bf16-mixed). */
+        ScalarType weightDtype() {
+            return dtype.startsWith("bf16") ? ScalarType.BFloat16 : ScalarType.Float;
         }
 
         ObjectNode toJson() {
@@ -385,7 +392,8 @@ public final class KvExperiment {
         ObjectNode models = results.putObject("models");
         Map<String, Map<String, List<Accuracy>>> acc = new LinkedHashMap<>();
         List<double[]> curves = new ArrayList<>();
-        try (CausalLm mA = LmFamilies.load(aDir, cfg.computeDtype()); CausalLm mB = LmFamilies.load(bDir, cfg.computeDtype())) {
+        try (CausalLm mA = LmFamilies.load(aDir, cfg.weightDtype(), cfg.computeDtype());
+             CausalLm mB = LmFamilies.load(bDir, cfg.weightDtype(), cfg.computeDtype())) {
             log.println("evaluating the base models ...");
             acc.put("m_A", evalAll(EvalModel.of(mA), d));
             acc.put("m_B", evalAll(EvalModel.of(mB), d));
@@ -472,7 +480,7 @@ public final class KvExperiment {
                     byModel.get("calm_random_augment").add(() -> {        // CALM with a random (untrained) m_A of the same shape
                         LlamaConfig ac = (LlamaConfig) mA.config();
                         Path randomDir = runDir.resolve("random_m_A");
-                        try (LlamaModel rnd = new LlamaModel(ac, LlamaWeights.random(ac, 1000 + seed, 0.02, cfg.computeDtype()), cfg.computeDtype())) {
+                        try (LlamaModel rnd = new LlamaModel(ac, LlamaWeights.random(ac, 1000 + seed, 0.02, cfg.weightDtype()), cfg.computeDtype())) {
                             LmFamilies.save(rnd, randomDir);
                             try (CalmModel calm = CalmModel.create(mB, List.of(rnd), plan, Mode.SAME_SEQUENCE, cfg.bridges().heads(), cfg.bridges().queryInit(), seed)) {
                                 var r = TrainLoop.run(new BridgeObjective(calm, bDir, List.of(randomDir)), dc, null, tc,
