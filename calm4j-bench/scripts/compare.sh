@@ -14,8 +14,8 @@
 #   MODES          default "calm-train calm-forward anchor-full-ft calm-decode"
 #   RUNS (3)  STEPS (10)  WARMUP (3)  THREADS (2, the peers' --threads)  CALM4J_THREADS (calm4j's defaults)
 #   DECODE_BATCH (1)
-#   BF16           1/0: also time bf16 in calm-train: calm4j's bf16 compute mode, each peer's --dtype bf16 and
-#                  --dtype autocast-bf16 (default: 1 where the CPU has avx512_bf16 or amx_bf16)
+#   BF16           1/0: also time bf16 in calm-train: calm4j's bf16 and bf16-mixed compute modes, each peer's
+#                  --dtype bf16 and --dtype autocast-bf16 (default: 1 where the CPU has avx512_bf16 or amx_bf16)
 #   BENCH_DIR      a folder holding another calm_torch.py, peak_gemm.py and configs/ (default: calm_torch.py and
 #                  peak_gemm.py beside this script, the configs in calm4j-bench/configs)
 #   BENCH_LOCK     a file to flock around every single run (a shared machine's CPU lock), e.g. /tmp/cpu.lock
@@ -160,6 +160,8 @@ for r in $(seq 1 "$runs"); do
     if [ "$bf16" = 1 ] && [ "$mode" = calm-train ]; then
       mapfile -t a < <(calm4j_args "$mode" bf16)
       run_one "calm4j bf16" "$here/calm" bench "${a[@]}"
+      mapfile -t a < <(calm4j_args "$mode" bf16-mixed)      # bf16 matmuls, float32 activations: autocast's scheme
+      run_one "calm4j bf16-mixed" "$here/calm" bench "${a[@]}"
     fi
     for p in "${peers[@]}"; do
       mapfile -t a < <(peer_args "$mode")

@@ -139,6 +139,12 @@ def main(path):
     best16, who16 = best_torch("calm-train", torch_bf16)
     target(f"bf16 calm-train tokens/s vs fastest torch bf16 variant ({who16})",
            bf / best16 if bf and best16 else None, ">= 1.3x", lambda v: v >= 1.3)
+    mixed = rate("calm4j bf16-mixed", "calm-train")
+    if mixed:
+        autocast = [t for t in torch_bf16 if t.endswith("autocast-bf16")]
+        best_ac, who_ac = best_torch("calm-train", autocast)
+        target(f"bf16-mixed calm-train tokens/s vs {who_ac} (the same scheme)",
+               mixed / best_ac if best_ac else None, "none, reported", None)
     got16 = med(rows.get(("calm4j bf16", "calm-train"), []), "gflops_per_s")
     peak16 = med(rows.get(("calm4j bf16", "calm-train"), []), "gemm_peak_gflops")
     target("bf16 calm-train GFLOP/s / bf16 GEMM peak (reported)", got16 / peak16 if got16 and peak16 else None,

@@ -155,9 +155,9 @@ final class ComposeCommand implements Callable<Integer> {
         o.flush();
 
         List<CausalLm> augs = new ArrayList<>();
-        try (CausalLm a = LmFamilies.load(anchor, dtype)) {
+        try (CausalLm a = LmFamilies.load(anchor, train.weightDtype(), dtype)) {
             for (Path p : augments) {
-                augs.add(LmFamilies.load(p, dtype));
+                augs.add(LmFamilies.load(p, train.weightDtype(), dtype));
             }
             double anchorEval = Double.NaN;
             if (evalData != null && train.writes()) {            // reported by rank 0 alone

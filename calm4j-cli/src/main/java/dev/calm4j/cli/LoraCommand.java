@@ -133,7 +133,7 @@ final class LoraCommand implements Callable<Integer> {
             evalData = dataOptions.read(eval, tok, rules, DataOptions.noTokenizerIn(model));
         }
 
-        CausalLm loaded = LmFamilies.load(model, dtype);
+        CausalLm loaded = LmFamilies.load(model, train.weightDtype(), dtype);
         if (!(loaded instanceof LlamaModel base)) {
             loaded.close();
             throw new Calm4jException(model + ": LoRA supports the Llama family (llama, mistral, qwen2)");

@@ -81,6 +81,10 @@ final class PretrainCommand implements Callable<Integer> {
         if (!(initStd > 0)) {
             throw new Calm4jException("--init-std must be > 0, got " + initStd);
         }
+        if (train.dtype.equals(TrainOptions.MIXED)) {
+            throw new Calm4jException("--dtype bf16-mixed keeps frozen weights in bf16; pretraining trains every weight: "
+                    + "use fp32 or bf16");
+        }
         ScalarType dtype = train.computeDtype();
         TrainConfig cfg = train.config(out);
         if (train.writes() && !train.resume && !train.overwrite && Files.exists(out.resolve("model.safetensors"))) {

@@ -75,7 +75,10 @@ final class TrainOptions {
     @Option(names = "--no-progress", description = "no progress bar: print one line per logged step instead (the default when not on a terminal)")
     boolean noProgress;
 
-    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "compute dtype (default ${DEFAULT-VALUE})")
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16|bf16-mixed", description = "what the frozen "
+            + "models compute in: fp32, bf16, or bf16-mixed (bf16 weights and matmuls, float32 activations and residual "
+            + "stream, as PyTorch's autocast; Llama-family models); what trains keeps float32 master weights "
+            + "(default ${DEFAULT-VALUE})")
     String dtype;
 
     @Option(names = "--nproc", defaultValue = "1", paramLabel = "N",
@@ -137,9 +140,17 @@ final class TrainOptions {
         return dataParallel().writes();
     }
 
+    /** What the models' activations compute in (float32 under bf16-mixed). */
     ScalarType computeDtype() {
-        return GenerateCommand.parseDtype(dtype);
+        return dtype.equals(MIXED) ? ScalarType.Float : GenerateCommand.parseDtype(dtype);
     }
+
+    /** What the frozen models' weights are held in (bf16 under bf16-mixed). */
+    ScalarType weightDtype() {
+        return dtype.equals(MIXED) ? ScalarType.BFloat16 : GenerateCommand.parseDtype(dtype);
+    }
+
+    static final String MIXED = "bf16-mixed";
 
     boolean progressBar() {
         return !noProgress && System.console() != null;

@@ -93,6 +93,10 @@ class BenchCommandTest {
         JsonNode j = bench("--mode", "calm-train", "--dtype", "bf16");
         assertEquals("bf16", j.get("dtype").asText());
         positive(j, "tokens_per_s", "gflops_per_s");
+        j = bench("--mode", "calm-train", "--dtype", "bf16-mixed", "--labelled", "0.5");
+        assertEquals("bf16-mixed", j.get("dtype").asText());
+        assertEquals("labelled positions", j.get("loss_head").asText());
+        positive(j, "tokens_per_s", "gflops_per_s");
 
         CliTest.Run r = CliTest.calm("bench", "--anchor", tmp.resolve("missing.json").toString(), "--mode", "anchor-full-ft");
         assertEquals(2, r.code());

@@ -217,6 +217,24 @@ class CliComposeTest {
         ok("eval", "--bridges", b.toString(), "--data", eval.toString(), "--metric", "exact");
     }
 
+    /** bf16-mixed trains bridges and adapters over bf16-held frozen models; pretraining, which trains every weight, refuses it. */
+    @Test
+    void bf16MixedComposesAndTrainsLoraAndPretrainRefusesIt() throws Exception {
+        Path b = compose("mixed", "--dtype", "bf16-mixed", "--steps", "3");
+        JsonNode m = JSON.readTree(Files.readAllLines(b.resolve("metrics.jsonl")).get(2));
+        assertTrue(Double.isFinite(m.get("loss").asDouble()), m.toString());
+        ok("eval", "--bridges", b.toString(), "--data", eval.toString(), "--metric", "perplexity");
+        Path out = tmp.resolve("lora-mixed");
+        ok("lora", "--model", anchor.toString(), "--rank", "2", "--data", train.toString(), "--out", out.toString(),
+                "--steps", "2", "--batch", "4", "--dtype", "bf16-mixed", "--no-progress");
+        assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
+        userError(calm("pretrain", "--config", shared.resolve("anchor.json").toString(), "--data", train.toString(),
+                "--out", tmp.resolve("pre-mixed").toString(), "--steps", "1", "--dtype", "bf16-mixed", "--no-progress"),
+                "bf16-mixed", "fp32 or bf16");
+        userError(calm("compose", "--anchor", anchor.toString(), "--augment", augment.toString(), "--data",
+                train.toString(), "--out", tmp.resolve("x16").toString(), "--steps", "1", "--dtype", "fp16"), "--dtype");
+    }
+
     @Test
     void loraMatchesTheBridgeParameterCount() throws Exception {
         Path out = tmp.resolve("lora");

@@ -117,10 +117,14 @@ public final class Lora implements AutoCloseable {
         Map<String, Tensor> merged = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor[]> e : adapters.entrySet()) {
             Tensor w = base.weights().named().get(e.getKey());
-            // B A in float32 (the adapters are master weights), cast to the base's dtype: under bf16 compute the
-            // gradient comes back through the cast in float32, and AdamW's small steps are not rounded away
+            // B A in float32 (the adapters are master weights), cast to the base's compute dtype: under bf16 compute
+            // the gradient comes back through the cast in float32, and AdamW's small steps are not rounded away.
+            // Under bf16-mixed (bf16 weights, float32 compute) W + s B A is formed and multiplied in float32, so
+            // the adapter's small change is not rounded into W's bf16.
+            ScalarType to = base.computeDtype();
             Tensor delta = e.getValue()[1].mm(e.getValue()[0]).mul(scale);
-            merged.put(e.getKey(), w.add(delta.scalar_type().intern() == w.scalar_type().intern() ? delta : delta.to(w.scalar_type())));
+            Tensor wc = w.scalar_type().intern() == to.intern() ? w : w.to(to);
+            merged.put(e.getKey(), wc.add(delta.scalar_type().intern() == to.intern() ? delta : delta.to(to)));
         }
         return base.withWeights(base.weights().withReplaced(merged));
     }

@@ -129,7 +129,7 @@ final class Report {
                 + "keeps float32 master weights). Config: `config.json`; every cell: "
                 + "`results.json`; data: `data/`; per-seed training logs and loss curves: `seed-*/`; plots: `loss.png`, "
                 + "`accuracy.png`.%n", results.path("wall_time_s").asDouble(),
-                results.path("config").path("dtype").asText("fp32")));
+                describeDtype(results.path("config").path("dtype").asText("fp32"))));
         r.append("\n## What the base models are\n\nm_A is pretrained by calm4j on KV-SUBS over all keys plus single-key "
                 + "lookups, with an auxiliary loss: at the operator after each key, linear heads on its last block "
                 + "predict the key's three value digits"
@@ -367,5 +367,10 @@ final class Report {
                     .append(", peak lr ").append(s.lr());
         }
         return b.append("; `kv_recipe.json`'s `anchor.stages`), ").toString();
+    }
+
+    private static String describeDtype(String dtype) {
+        return dtype.equals("bf16-mixed") ? "bf16-mixed (bf16 weights and matmuls, float32 activations and residual stream)"
+                : dtype;
     }
 }
