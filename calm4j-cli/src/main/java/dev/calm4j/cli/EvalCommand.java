@@ -77,7 +77,8 @@ final class EvalCommand implements Callable<Integer> {
             description = "also print the first N examples: prompt, expected and greedy prediction")
     int show;
 
-    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "compute dtype (default ${DEFAULT-VALUE})")
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16|bf16-mixed", description = "compute dtype; "
+            + "bf16-mixed: bf16 weights and matmuls, float32 activations (Llama-family models) (default ${DEFAULT-VALUE})")
     String dtype;
 
     @Option(names = "--json", description = "print one JSON object")
@@ -98,7 +99,7 @@ final class EvalCommand implements Callable<Integer> {
         if (show < 0) {
             throw new Calm4jException("--show must be >= 0, got " + show);
         }
-        var dt = GenerateCommand.parseDtype(dtype);
+        GenerateCommand.computeDtype(dtype);                   // a bad --dtype stops here, before any loading
         ModelSource src = ModelSource.resolve("--anchor", anchor, augments, bridges, lora, allowMismatch);
         Dataset ds;
         Tokenizer tok = DataOptions.tokenizerOf(src.anchorDir());
@@ -113,7 +114,7 @@ final class EvalCommand implements Callable<Integer> {
                 }
                 DataOptions.checkAugmentVocab(ds, augCfgs);
             }
-            try (ModelSource.Loaded m = src.load(allowMismatch, dt)) {
+            try (ModelSource.Loaded m = src.load(allowMismatch, GenerateCommand.weightDtype(dtype), GenerateCommand.computeDtype(dtype))) {
                 Set<Integer> stop = new HashSet<>(src.anchorConfig().eosTokenIds());
                 ObjectMapper om = new ObjectMapper();
                 ObjectNode o = om.createObjectNode();

@@ -107,7 +107,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--ignore-eos", description = "do not stop at the model's EOS token")
     boolean ignoreEos;
 
-    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "compute dtype (default ${DEFAULT-VALUE})")
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16|bf16-mixed", description = "compute dtype; "
+            + "bf16-mixed: bf16 weights and matmuls, float32 activations (Llama-family models) (default ${DEFAULT-VALUE})")
     String dtype;
 
     @Option(names = "--json", description = "print one JSON object instead of streaming text")
@@ -120,7 +121,7 @@ final class GenerateCommand implements Callable<Integer> {
             throw new Calm4jException("--greedy and --temperature exclude each other");
         }
         Sampler sampler = temperature == null || temperature == 0 ? Sampler.greedy() : sampler();
-        ScalarType compute = parseDtype(dtype);
+        computeDtype(dtype);                                   // a bad --dtype stops here, before any loading
         ModelSource src = ModelSource.resolve("--model", model, augments, bridges, lora, allowMismatch);
         Path modelDir = src.anchorDir();
         if (augmentPrompts != null && !augmentPrompts.isEmpty()) {
@@ -136,7 +137,7 @@ final class GenerateCommand implements Callable<Integer> {
         }
         int bos = src.anchorConfig().bosTokenId();
         List<Tokenizer> augmentTokenizers = new ArrayList<>();
-        try (ModelSource.Loaded loaded = src.load(allowMismatch, compute)) {
+        try (ModelSource.Loaded loaded = src.load(allowMismatch, weightDtype(dtype), computeDtype(dtype))) {
             CausalLm lm = loaded.lm();
             Tokenizer tok = null;
             List<long[]> batch = new ArrayList<>();
@@ -275,9 +276,22 @@ final class GenerateCommand implements Callable<Integer> {
         return switch (s) {
             case "fp32", "float32" -> ScalarType.Float;
             case "bf16", "bfloat16" -> ScalarType.BFloat16;
-            default -> throw new Calm4jException("--dtype: expected fp32 or bf16, got '" + s + "'");
+            default -> throw new Calm4jException("--dtype: expected fp32, bf16 or bf16-mixed, got '" + s + "'");
         };
     }
+
+    /** What {@code --dtype} holds the frozen weights in: bf16 under bf16-mixed. */
+    static ScalarType weightDtype(String s) {
+        return s.equals(MIXED) ? ScalarType.BFloat16 : parseDtype(s);
+    }
+
+    /** What {@code --dtype} computes the activations in: float32 under bf16-mixed. */
+    static ScalarType computeDtype(String s) {
+        return s.equals(MIXED) ? ScalarType.Float : parseDtype(s);
+    }
+
+    /** bf16 weights and matmuls, float32 activations and residual stream (Llama-family models). */
+    static final String MIXED = "bf16-mixed";
 
     private static void fill(ObjectNode o, long[] prompt, long[] gen, Tokenizer tok) {
         ArrayNode p = o.putArray("prompt_ids");

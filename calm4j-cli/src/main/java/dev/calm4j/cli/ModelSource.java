@@ -94,10 +94,11 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
         return calm.augments().stream().map(r -> bridgesDir.resolve(r.path()).normalize()).toList();
     }
 
-    Loaded load(boolean allowMismatch, ScalarType dtype) {
+    /** The model, its frozen weights in {@code weights} and its activations in {@code compute} (bf16-mixed when they differ). */
+    Loaded load(boolean allowMismatch, ScalarType weights, ScalarType compute) {
         if (calm != null) {
             BridgeCheckpoint.Loaded l = BridgeCheckpoint.load(bridgesDir, anchorDir, augmentDirs.isEmpty() ? null : augmentDirs,
-                    allowMismatch, dtype);
+                    allowMismatch, weights, compute);
             CalmModel m = l.model();
             String desc = String.format("anchor %s + %s via bridges %s (%s, %s, %,d bridge parameters)", anchorDir,
                     effectiveAugments().size() == 1 ? "augment " + effectiveAugments().get(0)
@@ -123,7 +124,7 @@ record ModelSource(Path anchorDir, ModelConfig anchorConfig, List<Path> augmentD
             return new Loaded(m.anchor(), tokenizers.toArray(new AutoCloseable[0]), l, EvalModel.of(m, readers, anchorTok),
                     desc);
         }
-        CausalLm lm = LmFamilies.load(anchorDir, dtype);
+        CausalLm lm = LmFamilies.load(anchorDir, weights, compute);
         if (loraDir == null) {
             return new Loaded(lm, null, null, EvalModel.of(lm), "model " + anchorDir);
         }

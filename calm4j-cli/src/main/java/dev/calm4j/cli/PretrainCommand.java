@@ -81,7 +81,7 @@ final class PretrainCommand implements Callable<Integer> {
         if (!(initStd > 0)) {
             throw new Calm4jException("--init-std must be > 0, got " + initStd);
         }
-        if (train.dtype.equals(TrainOptions.MIXED)) {
+        if (train.dtype.equals(GenerateCommand.MIXED)) {
             throw new Calm4jException("--dtype bf16-mixed keeps frozen weights in bf16; pretraining trains every weight: "
                     + "use fp32 or bf16");
         }

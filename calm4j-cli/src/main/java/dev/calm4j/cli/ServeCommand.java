@@ -47,7 +47,8 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--lora", paramLabel = "DIR", description = "LoRA adapters (PEFT layout) to apply to the model")
     Path lora;
 
-    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16", description = "compute dtype (default ${DEFAULT-VALUE})")
+    @Option(names = "--dtype", defaultValue = "fp32", paramLabel = "fp32|bf16|bf16-mixed", description = "compute dtype; "
+            + "bf16-mixed: bf16 weights and matmuls, float32 activations (Llama-family models) (default ${DEFAULT-VALUE})")
     String dtype;
 
     @Option(names = "--served-model-name", paramLabel = "NAME", description = "the model id clients send (default: the folder's name)")
@@ -96,7 +97,8 @@ final class ServeCommand implements Callable<Integer> {
         ModelSource src = ModelSource.resolve("--model", model, augments, bridges, lora, allowMismatch);
         String id = name != null ? name : (bridges != null ? bridges : lora != null ? lora : src.anchorDir())
                 .toAbsolutePath().normalize().getFileName().toString();
-        ModelSource.Loaded loaded = src.load(allowMismatch, GenerateCommand.parseDtype(dtype));
+        ModelSource.Loaded loaded = src.load(allowMismatch, GenerateCommand.weightDtype(dtype),
+                GenerateCommand.computeDtype(dtype));
         ServedModel served;
         try {
             served = ServedModel.of(id, loaded.lm(), loaded.calm() == null ? null : loaded.calm().model(),

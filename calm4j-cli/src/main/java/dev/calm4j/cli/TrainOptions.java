@@ -142,15 +142,13 @@ final class TrainOptions {
 
     /** What the models' activations compute in (float32 under bf16-mixed). */
     ScalarType computeDtype() {
-        return dtype.equals(MIXED) ? ScalarType.Float : GenerateCommand.parseDtype(dtype);
+        return GenerateCommand.computeDtype(dtype);
     }
 
     /** What the frozen models' weights are held in (bf16 under bf16-mixed). */
     ScalarType weightDtype() {
-        return dtype.equals(MIXED) ? ScalarType.BFloat16 : GenerateCommand.parseDtype(dtype);
+        return GenerateCommand.weightDtype(dtype);
     }
-
-    static final String MIXED = "bf16-mixed";
 
     boolean progressBar() {
         return !noProgress && System.console() != null;

@@ -217,13 +217,21 @@ class CliComposeTest {
         ok("eval", "--bridges", b.toString(), "--data", eval.toString(), "--metric", "exact");
     }
 
-    /** bf16-mixed trains bridges and adapters over bf16-held frozen models; pretraining, which trains every weight, refuses it. */
+    /**
+     * bf16-mixed trains bridges and adapters over bf16-held frozen models and evaluates and generates with them;
+     * pretraining, which trains every weight, refuses it.
+     */
     @Test
     void bf16MixedComposesAndTrainsLoraAndPretrainRefusesIt() throws Exception {
         Path b = compose("mixed", "--dtype", "bf16-mixed", "--steps", "3");
         JsonNode m = JSON.readTree(Files.readAllLines(b.resolve("metrics.jsonl")).get(2));
         assertTrue(Double.isFinite(m.get("loss").asDouble()), m.toString());
         ok("eval", "--bridges", b.toString(), "--data", eval.toString(), "--metric", "perplexity");
+        ok("eval", "--bridges", b.toString(), "--data", eval.toString(), "--metric", "perplexity", "--dtype", "bf16-mixed");
+        JsonNode g = JSON.readTree(ok("generate", "--bridges", b.toString(), "--prompt", "a=", "--max-new-tokens", "2",
+                "--ignore-eos", "--dtype", "bf16-mixed", "--json").out());
+        assertEquals(2, g.get("generated_ids").size());
+        userError(calm("generate", "--bridges", b.toString(), "--prompt", "a=", "--dtype", "fp16"), "bf16-mixed");
         Path out = tmp.resolve("lora-mixed");
         ok("lora", "--model", anchor.toString(), "--rank", "2", "--data", train.toString(), "--out", out.toString(),
                 "--steps", "2", "--batch", "4", "--dtype", "bf16-mixed", "--no-progress");

@@ -125,6 +125,15 @@ public final class BridgeCheckpoint {
      * @param allowMismatch load even when a base model's fingerprint differs from the recorded one
      */
     public static Loaded load(Path dir, Path anchorDir, List<Path> augmentDirs, boolean allowMismatch, ScalarType dtype) {
+        return load(dir, anchorDir, augmentDirs, allowMismatch, dtype, dtype);
+    }
+
+    /**
+     * As above, the frozen models' weights in {@code weightDtype} and their activations in {@code computeDtype}
+     * (bf16-mixed when they differ).
+     */
+    public static Loaded load(Path dir, Path anchorDir, List<Path> augmentDirs, boolean allowMismatch,
+                              ScalarType weightDtype, ScalarType computeDtype) {
         CalmConfig cfg = CalmConfig.read(dir);
         Path weights = dir.resolve(WEIGHTS);
         if (Files.isRegularFile(weights)) {
@@ -149,11 +158,11 @@ public final class BridgeCheckpoint {
         for (int a = 0; a < augPaths.size(); a++) {
             checkFingerprint(dir, "augment " + a, cfg.augments().get(a), augPaths.get(a), allowMismatch);
         }
-        CausalLm anchor = LmFamilies.load(anchorPath, dtype);
+        CausalLm anchor = LmFamilies.load(anchorPath, weightDtype, computeDtype);
         List<CausalLm> augments = new ArrayList<>();
         try {
             for (Path p : augPaths) {
-                augments.add(LmFamilies.load(p, dtype));
+                augments.add(LmFamilies.load(p, weightDtype, computeDtype));
             }
             CompositionPlan plan = new CompositionPlan(cfg.connections());
             if (!plan.connections().equals(cfg.connections())) {
