@@ -24,7 +24,6 @@ import org.bytedeco.pytorch.AdamWOptions;
 import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch.ScalarType;
@@ -37,7 +36,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
-import static org.bytedeco.pytorch.global.torch.cross_entropy_loss;
 import static org.bytedeco.pytorch.global.torch.randint;
 
 /**
@@ -250,19 +248,15 @@ public final class CalmBench {
                 start = System.nanoTime();
                 if (train) {
                     // The forward's Java handles (logits included) freed before backward, as TrainLoop does.
-                    Tensor l = Scoped.keep(() -> o.fullLogits()
-                            ? meanLoss(fullFt ? anchor.forward(ids) : calm.forward(ids, null, null, null), targets.reshape(-1))
-                            : Losses.sum(fullFt ? anchor.hidden(ids, null, null) : calm.hidden(ids, null, null, null),
-                                    fullFt ? anchor::logits : calm::logits, labels).div(new org.bytedeco.pytorch.Scalar(labelledCount)));
+                    Tensor l = Scoped.keep(() -> meanLoss(o, fullFt ? anchor : calm.anchor(), fullFt ? null : calm, ids,
+                            labels, labelledCount));
                     forwardEnd = System.nanoTime();
                     opt.zero_grad();
                     l.backward();
                     loss = l.item_double();
                 } else {
                     try (NoGradGuard ng = new NoGradGuard()) {
-                        loss = (o.fullLogits() ? meanLoss(calm.forward(ids, null, null, null), targets.reshape(-1))
-                                : Losses.sum(calm.hidden(ids, null, null, null), calm::logits, labels)
-                                        .div(new org.bytedeco.pytorch.Scalar(labelledCount))).item_double();
+                        loss = meanLoss(o, calm.anchor(), calm, ids, labels, labelledCount).item_double();
                     }
                     forwardEnd = System.nanoTime();
                 }
@@ -354,12 +348,14 @@ public final class CalmBench {
         }
     }
 
-    private static Tensor meanLoss(Tensor logits, Tensor targets) {
-        Tensor flat = logits.reshape(-1, logits.size(-1));
-        if (flat.scalar_type().intern() != ScalarType.Float) {
-            flat = flat.to(ScalarType.Float);                      // the loss itself always in fp32
-        }
-        return cross_entropy_loss(flat, targets, new TensorOptional(), 1 /* mean */, -100, 0.0);
+    /**
+     * Mean cross-entropy over the labelled positions of {@code ids}: through the composition {@code calm}, or the
+     * anchor alone when it is null; with the head only where there are labels, or (--full-logits) at every position.
+     */
+    private static Tensor meanLoss(Options o, CausalLm anchor, CalmModel calm, Tensor ids, long[] labels, long labelled) {
+        Tensor hidden = calm != null ? calm.hidden(ids, null, null, null) : anchor.hidden(ids, null, null);
+        Tensor sum = o.fullLogits() ? Losses.sum(anchor.logits(hidden), labels) : Losses.sum(hidden, anchor::logits, labels);
+        return sum.div(new org.bytedeco.pytorch.Scalar(labelled));
     }
 
     // ------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import dev.calm4j.data.Batch;
 import dev.calm4j.lm.llama.LlamaConfig;
 import dev.calm4j.lm.llama.LlamaModel;
 import dev.calm4j.lm.llama.LlamaWeights;
-import dev.calm4j.lm.llama.RopeScaling;
+import dev.calm4j.testing.TestModels;
 import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Scalar;
@@ -35,10 +35,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * gradients for the bridges, for a trained anchor and with every position or none labelled.
  */
 class LabelOnlyLossTest {
-    static final LlamaConfig ANCHOR = new LlamaConfig("llama", 40, 32, 48, 2, 4, 2, 8, 1e-5, 10000.0, RopeScaling.NONE,
-            128, false, false, false, false, 0, 1, List.of(2), "float32");
-    static final LlamaConfig AUGMENT = new LlamaConfig("llama", 40, 24, 48, 2, 3, 3, 8, 1e-5, 10000.0, RopeScaling.NONE,
-            128, false, false, false, false, 0, 1, List.of(2), "float32");
+    static final LlamaConfig ANCHOR = TestModels.tinyLlama();       // GQA: 4 query heads, 2 key-value heads
+    static final LlamaConfig AUGMENT = TestModels.tinyAugment();
 
     @BeforeAll
     static void init() {
